@@ -1,0 +1,3 @@
+from omnicanal.cli import main
+
+main()

@@ -1,0 +1,46 @@
+"""Roles and what each may do. One table, read by the API and the console alike."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Role(StrEnum):
+    ADMIN = "admin"
+    SUPERVISOR = "supervisor"
+    AGENT = "agent"
+    STORE_CLERK = "store_clerk"
+    MARKETER = "marketer"
+    ANALYST = "analyst"
+
+
+class Permission(StrEnum):
+    CUSTOMERS_READ = "customers:read"
+    CUSTOMERS_WRITE = "customers:write"
+    EVENTS_WRITE = "events:write"
+    MERGES_MANAGE = "merges:manage"
+    CONSENTS_READ = "consents:read"
+    CONSENTS_WRITE = "consents:write"
+    PRIVACY_EXPORT = "privacy:export"
+    PRIVACY_ERASE = "privacy:erase"
+    ACCESS_MANAGE = "access:manage"
+
+
+_READ = {Permission.CUSTOMERS_READ, Permission.CONSENTS_READ}
+_FRONT_LINE = _READ | {Permission.CUSTOMERS_WRITE, Permission.EVENTS_WRITE, Permission.CONSENTS_WRITE}
+
+ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
+    Role.ADMIN: frozenset(Permission),
+    Role.SUPERVISOR: frozenset(_FRONT_LINE | {Permission.MERGES_MANAGE, Permission.PRIVACY_EXPORT}),
+    Role.AGENT: frozenset(_FRONT_LINE),
+    Role.STORE_CLERK: frozenset(_FRONT_LINE),
+    Role.MARKETER: frozenset(_READ | {Permission.EVENTS_WRITE}),
+    Role.ANALYST: frozenset(_READ),
+}
+
+
+def role_allows(role: str, permission: Permission) -> bool:
+    try:
+        return permission in ROLE_PERMISSIONS[Role(role)]
+    except ValueError:
+        return False

@@ -1,0 +1,165 @@
+"""The ``omnicanal`` command."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from omnicanal.settings import Settings
+
+app = typer.Typer(
+    help="omnicanal: one shared, real-time customer record for every channel.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+user_app = typer.Typer(help="Staff users of the console.", no_args_is_help=True)
+apikey_app = typer.Typer(help="API keys for integrations.", no_args_is_help=True)
+app.add_typer(user_app, name="user")
+app.add_typer(apikey_app, name="apikey")
+err = Console(stderr=True)
+
+
+def _settings() -> Settings:
+    try:
+        return Settings()
+    except ValueError as exc:
+        err.print(f"[red]Configuration error:[/red] {exc}")
+        raise typer.Exit(2) from None
+
+
+def _database(settings: Settings, *, migrate_if_empty: bool) -> object:
+    from omnicanal.db import create_database
+    from omnicanal.migrate import ensure_schema
+
+    db = create_database(settings)
+    if migrate_if_empty:
+        try:
+            outcome = ensure_schema(db.write_engine)
+        except RuntimeError as exc:
+            err.print(f"[red]{exc}[/red]")
+            raise typer.Exit(2) from None
+        if outcome == "created":
+            err.print("Created the database schema.")
+    return db
+
+
+@app.command()
+def migrate() -> None:
+    """Apply the database migrations."""
+    from omnicanal.db import create_database
+    from omnicanal.migrate import upgrade
+
+    db = create_database(_settings())
+    upgrade(db.write_engine)
+    err.print("The database schema is up to date.")
+    db.dispose()
+
+
+def _serve(settings: Settings, host: str, port: int, database: object) -> None:
+    import uvicorn
+
+    from omnicanal.app import create_app
+    from omnicanal.db import Database
+
+    assert isinstance(database, Database)
+    application = create_app(settings, database=database)
+    uvicorn.run(
+        application,
+        host=host,
+        port=port,
+        log_level=os.environ.get("OMNICANAL_LOG_LEVEL", "warning"),
+        access_log=False,
+    )
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
+) -> None:
+    """Serve the API and the console (migrates an empty database first)."""
+    settings = _settings()
+    db = _database(settings, migrate_if_empty=True)
+    err.print(f"omnicanal on http://{host}:{port}  (console /console, API docs /docs)")
+    _serve(settings, host, port, db)
+
+
+@app.command()
+def demo(
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
+    no_serve: Annotated[bool, typer.Option("--no-serve", help="create the sample data and exit")] = False,
+) -> None:
+    """Create realistic sample data, then serve it."""
+    from omnicanal.db import Database
+    from omnicanal.demo import load_demo
+
+    settings = _settings()
+    db = _database(settings, migrate_if_empty=True)
+    assert isinstance(db, Database)
+    summary = load_demo(db, settings)
+    for line in summary:
+        err.print(line)
+    if not no_serve:
+        err.print(f"Open http://{host}:{port}/console  (API docs: http://{host}:{port}/docs)")
+        _serve(settings, host, port, db)
+
+
+@user_app.command("create")
+def user_create(
+    email: Annotated[str, typer.Option(help="login email")],
+    role: Annotated[str, typer.Option(help="admin, supervisor, agent, store_clerk, marketer or analyst")],
+    name: Annotated[str, typer.Option(help="display name")] = "",
+    language: Annotated[str, typer.Option(help="console language: es or en")] = "es",
+    password: Annotated[
+        str,
+        typer.Option(prompt=True, hide_input=True, confirmation_prompt=True, envvar="OMNICANAL_NEW_USER_PASSWORD"),
+    ] = "",
+) -> None:
+    """Create a staff user (asks for the password)."""
+    from omnicanal.access.service import create_user
+    from omnicanal.db import Database
+    from omnicanal.errors import DomainError
+
+    settings = _settings()
+    db = _database(settings, migrate_if_empty=True)
+    assert isinstance(db, Database)
+    try:
+        with db.write() as session:
+            user = create_user(
+                session, email=email, role=role, password=password, display_name=name, language=language
+            )
+            err.print(f"Created {user.role} {user.email}")
+    except DomainError as exc:
+        err.print(f"[red]{exc.detail}[/red]")
+        raise typer.Exit(1) from None
+
+
+@apikey_app.command("create")
+def apikey_create(
+    role: Annotated[str, typer.Option(help="the role the key acts with")],
+    name: Annotated[str, typer.Option(help="what the key is for, e.g. 'web shop'")],
+) -> None:
+    """Create an API key; prints only the key, once."""
+    from omnicanal.access.service import create_api_key
+    from omnicanal.db import Database
+    from omnicanal.errors import DomainError
+
+    settings = _settings()
+    db = _database(settings, migrate_if_empty=True)
+    assert isinstance(db, Database)
+    try:
+        with db.write() as session:
+            _, token = create_api_key(session, name=name, role=role)
+    except DomainError as exc:
+        err.print(f"[red]{exc.detail}[/red]")
+        raise typer.Exit(1) from None
+    sys.stdout.write(token + "\n")
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,209 @@
+"""Identity resolution: which customer does a write with these identities belong to?
+
+The :class:`Resolver` serves a whole batch of writes with one identity lookup, keeps new
+customers and identities in memory, and writes them with one multi-row insert each.
+Only the rare cases (two customers meet, a limit is hit) take the slower ORM path.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import insert, select
+from sqlalchemy.orm import Session
+
+from omnicanal.customers.merging import (
+    current_customer_id,
+    identity_counts,
+    limit_violation,
+    merge_customers,
+    open_conflict,
+)
+from omnicanal.customers.models import Customer, Identity
+from omnicanal.db import uuid7
+from omnicanal.errors import NotFound
+from omnicanal.settings import Settings
+
+IdentityKey = tuple[str, str]
+_LOOKUP_CHUNK = 500
+
+
+@dataclass
+class Resolution:
+    customer_id: uuid.UUID
+    created: bool = False
+    merged: list[uuid.UUID] = field(default_factory=list)
+
+
+class Resolver:
+    def __init__(self, session: Session, settings: Settings, *, now: datetime) -> None:
+        self.session = session
+        self.settings = settings
+        self.now = now
+        self._owner: dict[IdentityKey, uuid.UUID] = {}
+        self._looked_up: set[IdentityKey] = set()
+        self._new_customers: list[dict[str, Any]] = []
+        self._new_identities: list[dict[str, Any]] = []
+        self._created: set[uuid.UUID] = set()
+        self._counts: dict[uuid.UUID, Counter[str]] = {}
+        self._rank = {kind: index for index, kind in enumerate(settings.identity_priority)}
+
+    # -- lookups -------------------------------------------------------------------------
+    def prefetch(self, keys: Iterable[IdentityKey]) -> None:
+        wanted = {key for key in keys if key not in self._looked_up}
+        if not wanted:
+            return
+        self._looked_up |= wanted
+        values = sorted({value for _, value in wanted})
+        for start in range(0, len(values), _LOOKUP_CHUNK):
+            chunk = values[start : start + _LOOKUP_CHUNK]
+            rows = self.session.execute(
+                select(Identity.type, Identity.value, Identity.customer_id).where(Identity.value.in_(chunk))
+            )
+            for kind, value, customer_id in rows:
+                self._owner[(kind, value)] = customer_id
+
+    def is_blocked(self, key: IdentityKey) -> bool:
+        return (key[0], key[1].lower()) in self.settings.blocked_identity_pairs
+
+    # -- resolution ----------------------------------------------------------------------
+    def resolve(
+        self,
+        identities: Sequence[IdentityKey],
+        *,
+        customer_id: uuid.UUID | None = None,
+        source: str,
+        event_id: str | None = None,
+    ) -> Resolution:
+        keys = [key for key in dict.fromkeys(identities) if not self.is_blocked(key)]
+        self.prefetch(keys)
+        owners: list[uuid.UUID] = []
+        if customer_id is not None:
+            current = self._current(customer_id)
+            if current is None:
+                raise NotFound(f"customer {customer_id} not found")
+            owners.append(current)
+        for key in keys:
+            owner = self._owner.get(key)
+            if owner is not None and owner not in owners:
+                owners.append(owner)
+
+        resolution: Resolution
+        if not owners:
+            target = self._new_customer()
+            resolution = Resolution(target, created=True)
+        elif len(owners) == 1:
+            resolution = Resolution(owners[0])
+        else:
+            resolution = self._meet(owners, keys, event_id=event_id)
+        for key in keys:
+            if key not in self._owner:
+                self._attach(resolution.customer_id, key, source=source, event_id=event_id)
+        return resolution
+
+    def flush(self) -> None:
+        """Write the customers and identities created so far."""
+        if self._new_customers:
+            self.session.execute(insert(Customer), self._new_customers)
+            self._new_customers = []
+        if self._new_identities:
+            self.session.execute(insert(Identity), self._new_identities)
+            self._new_identities = []
+
+    # -- internals -----------------------------------------------------------------------
+    def _current(self, customer_id: uuid.UUID) -> uuid.UUID | None:
+        if customer_id in self._created:
+            return customer_id
+        return current_customer_id(self.session, customer_id)
+
+    def _new_customer(self) -> uuid.UUID:
+        customer_id = uuid7()
+        self._new_customers.append(
+            {"id": customer_id, "traits": {}, "created_at": self.now, "updated_at": self.now}
+        )
+        self._created.add(customer_id)
+        self._counts[customer_id] = Counter()
+        return customer_id
+
+    def _count(self, customer_id: uuid.UUID) -> Counter[str]:
+        if customer_id not in self._counts:
+            self._counts[customer_id] = identity_counts(self.session, customer_id)
+        return self._counts[customer_id]
+
+    def _attach(self, customer_id: uuid.UUID, key: IdentityKey, *, source: str, event_id: str | None) -> None:
+        kind, value = key
+        limit = self.settings.identity_limits.get(kind)
+        if limit is not None and self._count(customer_id)[kind] >= limit:
+            self.flush()
+            open_conflict(
+                self.session,
+                customer_id=customer_id,
+                other_customer_id=None,
+                identity_type=kind,
+                identity_value=value,
+                reason=f"the customer already holds {limit} {kind} identity(ies), the most allowed",
+                source_event_id=event_id,
+            )
+            return
+        self._new_identities.append(
+            {
+                "id": uuid7(),
+                "customer_id": customer_id,
+                "source_customer_id": customer_id,
+                "type": kind,
+                "value": value,
+                "source": source,
+                "source_event_id": event_id,
+                "added_at": self.now,
+            }
+        )
+        self._owner[key] = customer_id
+        self._count(customer_id)[kind] += 1
+
+    def _priority(self, customer_id: uuid.UUID) -> tuple[int, uuid.UUID]:
+        kinds = {kind for (kind, _), owner in self._owner.items() if owner == customer_id}
+        kinds |= set(self._count(customer_id))
+        best = min((self._rank.get(kind, len(self._rank)) for kind in kinds), default=len(self._rank))
+        # uuid7 ids grow with time: on equal priority the older customer survives
+        return best, customer_id
+
+    def _meet(self, owners: list[uuid.UUID], keys: Sequence[IdentityKey], *, event_id: str | None) -> Resolution:
+        """Two or more customers hold identities of one write: merge them where the rules allow."""
+        self.flush()
+        ranked = sorted(owners, key=self._priority)
+        survivor, others = ranked[0], ranked[1:]
+        resolution = Resolution(survivor)
+        for other in others:
+            linking = next((key for key in keys if self._owner.get(key) == other), None)
+            kind, value = linking if linking else ("customer_id", str(other))
+            violation = limit_violation(self.session, survivor, other, self.settings.identity_limits)
+            if violation is not None:
+                open_conflict(
+                    self.session,
+                    customer_id=survivor,
+                    other_customer_id=other,
+                    identity_type=kind,
+                    identity_value=value,
+                    reason=f"not merged automatically: {violation}",
+                    source_event_id=event_id,
+                )
+                continue
+            merge_customers(
+                self.session,
+                survivor_id=survivor,
+                merged_id=other,
+                reason=f"shared identity {kind}",
+                trigger=f"event:{event_id}" if event_id else "write",
+            )
+            for owned_key, owner in list(self._owner.items()):
+                if owner == other:
+                    self._owner[owned_key] = survivor
+            self._counts.pop(survivor, None)
+            self._counts.pop(other, None)
+            resolution.merged.append(other)
+        return resolution

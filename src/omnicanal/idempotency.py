@@ -1,0 +1,77 @@
+"""``Idempotency-Key`` for POSTs that create something.
+
+The stored response commits in the same transaction as the change it describes, so a
+retried request either finds the finished result or runs again from scratch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import orjson
+from fastapi import Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import String, Text, UniqueConstraint, select
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from omnicanal.access.service import Principal
+from omnicanal.db import Base, JSONType, UTCDateTime, utcnow
+from omnicanal.errors import Conflict, ValidationFailed
+
+
+class IdempotentRequest(Base):
+    __tablename__ = "idempotent_requests"
+    __table_args__ = (UniqueConstraint("principal", "key", name="uq_idempotent_requests_principal_key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    principal: Mapped[str] = mapped_column(String(100))
+    key: Mapped[str] = mapped_column(String(200))
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    status_code: Mapped[int]
+    response: Mapped[Any] = mapped_column(JSONType)
+    path: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+def run_idempotent(
+    request: Request,
+    session: Session,
+    principal: Principal,
+    body: Any,
+    produce: Callable[[], tuple[int, Any]],
+) -> JSONResponse:
+    """Run ``produce`` once per ``Idempotency-Key``; repeat the stored answer afterwards."""
+    key = request.headers.get("idempotency-key")
+    if key is None:
+        status, content = produce()
+        return JSONResponse(content, status_code=status)
+    if not 1 <= len(key) <= 200:
+        raise ValidationFailed.on_field("Idempotency-Key", "must have 1 to 200 characters")
+    fingerprint = hashlib.sha256(
+        request.method.encode() + request.url.path.encode() + orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
+    ).hexdigest()
+    stored = session.scalar(
+        select(IdempotentRequest).where(
+            IdempotentRequest.principal == principal.label, IdempotentRequest.key == key
+        )
+    )
+    if stored is not None:
+        if stored.fingerprint != fingerprint:
+            raise Conflict("this Idempotency-Key was already used for a different request")
+        return JSONResponse(stored.response, status_code=stored.status_code, headers={"Idempotent-Replayed": "true"})
+    status, content = produce()
+    session.add(
+        IdempotentRequest(
+            principal=principal.label,
+            key=key,
+            fingerprint=fingerprint,
+            status_code=status,
+            response=content,
+            path=request.url.path,
+        )
+    )
+    session.flush()
+    return JSONResponse(content, status_code=status)

@@ -1,0 +1,36 @@
+"""Opaque cursors: the client hands back what we gave it, and cannot forge a bad query."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any
+
+import orjson
+
+from omnicanal.errors import ValidationFailed
+
+MAX_LIMIT = 200
+
+
+def encode_cursor(values: list[Any]) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps(values)).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None, *, size: int) -> list[Any] | None:
+    if not cursor:
+        return None
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        values = orjson.loads(base64.urlsafe_b64decode(padded.encode()))
+    except (binascii.Error, ValueError, orjson.JSONDecodeError):
+        raise ValidationFailed.on_field("cursor", "is not a cursor this API returned") from None
+    if not isinstance(values, list) or len(values) != size:
+        raise ValidationFailed.on_field("cursor", "is not a cursor this API returned")
+    return values
+
+
+def check_limit(limit: int) -> int:
+    if not 1 <= limit <= MAX_LIMIT:
+        raise ValidationFailed.on_field("limit", f"must be between 1 and {MAX_LIMIT}")
+    return limit

@@ -1,0 +1,82 @@
+"""One settings object, read from ``OMNICANAL_*`` environment variables."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_SECRET = "omnicanal-development-secret-change-me"  # noqa: S105 - the value production refuses
+
+DEFAULT_IDENTITY_PRIORITY = [
+    "loyalty_card",
+    "external",
+    "email",
+    "phone",
+    "whatsapp",
+    "telegram",
+    "facebook",
+    "instagram",
+    "x",
+    "device_id",
+]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="OMNICANAL_", extra="ignore")
+
+    environment: Literal["development", "production", "test"] = "development"
+    database_url: str = "sqlite:///./omnicanal.db"
+    secret_key: str = DEFAULT_SECRET
+    redis_url: str | None = None
+
+    # Identity rules
+    default_region: str = "ES"
+    identity_priority: list[str] = Field(default_factory=lambda: list(DEFAULT_IDENTITY_PRIORITY))
+    identity_limits: dict[str, int] = Field(default_factory=lambda: {"loyalty_card": 1})
+    blocked_identities: list[str] = Field(
+        default_factory=lambda: [
+            "email:test@test.com",
+            "email:example@example.com",
+            "email:noemail@noemail.com",
+            "phone:0000000000",
+            "phone:1234567890",
+            "phone:+0000000000",
+        ]
+    )
+
+    # Ingest rules
+    future_tolerance_seconds: int = 300
+    max_batch_events: int = 1000
+    ingest_batch_max: int = 500
+
+    # Database tuning
+    db_pool_size: int = 20
+    sqlite_busy_timeout_ms: int = 30000
+
+    # Console
+    session_max_age_seconds: int = 12 * 3600
+    cookie_secure: bool = False
+
+    @model_validator(mode="after")
+    def _refuse_default_secret_in_production(self) -> Settings:
+        if self.environment == "production" and self.secret_key == DEFAULT_SECRET:
+            raise ValueError(
+                "OMNICANAL_SECRET_KEY must be set to a private random value in production "
+                "(for example: python -c 'import secrets; print(secrets.token_urlsafe(48))')"
+            )
+        return self
+
+    @cached_property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @cached_property
+    def blocked_identity_pairs(self) -> frozenset[tuple[str, str]]:
+        pairs = set()
+        for item in self.blocked_identities:
+            kind, _, value = item.partition(":")
+            pairs.add((kind.strip(), value.strip().lower()))
+        return frozenset(pairs)

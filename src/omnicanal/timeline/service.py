@@ -1,0 +1,228 @@
+"""Writing events (with identity resolution) and reading a customer's timeline."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+from sqlalchemy import and_, insert, or_, select
+from sqlalchemy.orm import Session
+
+from omnicanal.customers.identities import normalize_identity
+from omnicanal.customers.resolution import Resolver
+from omnicanal.db import utcnow, uuid7
+from omnicanal.errors import DomainError, FieldError, ValidationFailed
+from omnicanal.pagination import check_limit, decode_cursor, encode_cursor
+from omnicanal.settings import Settings
+from omnicanal.timeline.models import Event
+from omnicanal.timeline.schemas import EVENT_CHANNELS, EventIn, EventOut
+
+MAX_PROPERTIES_BYTES = 32_768
+
+
+@dataclass
+class EventInput:
+    """An event checked and normalized, ready for :func:`ingest`."""
+
+    event_id: str
+    type: str
+    channel: str
+    occurred_at: datetime
+    identities: list[tuple[str, str]]
+    customer_id: uuid.UUID | None
+    properties: dict[str, Any]
+
+
+@dataclass
+class IngestResult:
+    event_id: str
+    customer_id: uuid.UUID | None = None
+    duplicate: bool = False
+    error: DomainError | None = None
+    merged: list[uuid.UUID] = field(default_factory=list)
+
+
+def _errors_of(exc: ValidationError, prefix: str) -> list[FieldError]:
+    return [
+        FieldError(".".join([prefix, *(str(p) for p in err["loc"])]).strip("."), err["msg"]) for err in exc.errors()
+    ]
+
+
+def prepare_event(raw: Any, *, settings: Settings, now: datetime, field_prefix: str = "") -> EventInput:
+    """Validate and normalize one event as sent by a client, or raise :class:`ValidationFailed`."""
+    def name(field_name: str) -> str:
+        return f"{field_prefix}{field_name}"
+
+    try:
+        event = EventIn.model_validate(raw)
+    except ValidationError as exc:
+        errors = _errors_of(exc, field_prefix.rstrip("."))
+        raise ValidationFailed("; ".join(f"{e.field}: {e.message}" for e in errors), errors=errors) from None
+    if event.channel not in EVENT_CHANNELS:
+        raise ValidationFailed.on_field(
+            name("channel"), f"unknown channel {event.channel!r}; one of: {', '.join(sorted(EVENT_CHANNELS))}"
+        )
+    occurred_at = event.occurred_at
+    if occurred_at.tzinfo is None:
+        raise ValidationFailed.on_field(name("occurred_at"), "must carry a timezone, e.g. 2026-11-23T10:00:00Z")
+    if occurred_at - now > timedelta(seconds=settings.future_tolerance_seconds):
+        raise ValidationFailed.on_field(
+            name("occurred_at"),
+            f"is more than {settings.future_tolerance_seconds} s in the future (server time {now.isoformat()})",
+        )
+    if not event.identities and event.customer_id is None:
+        raise ValidationFailed.on_field(name("identities"), "give at least one identity or a customer_id")
+    keys = [
+        (identity.type, normalize_identity(
+            identity.type, identity.value, region=settings.default_region, field=name(f"identities[{index}]")
+        ))
+        for index, identity in enumerate(event.identities)
+    ]  # fmt: skip
+    if len(orjson.dumps(event.properties)) > MAX_PROPERTIES_BYTES:
+        raise ValidationFailed.on_field(name("properties"), f"must be at most {MAX_PROPERTIES_BYTES} bytes as JSON")
+    return EventInput(
+        event_id=event.id,
+        type=event.type,
+        channel=event.channel,
+        occurred_at=occurred_at,
+        identities=keys,
+        customer_id=event.customer_id,
+        properties=event.properties,
+    )
+
+
+def ingest(session: Session, events: Sequence[EventInput], *, settings: Settings) -> list[IngestResult]:
+    """Store events, resolving each to its customer. Idempotent on ``event_id``.
+
+    One lookup for known event ids, one for known identities, one insert per table.
+    """
+    now = utcnow()
+    ids = list(dict.fromkeys(e.event_id for e in events))
+    known: dict[str, uuid.UUID] = {}
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        for event_id, owner in session.execute(
+            select(Event.event_id, Event.customer_id).where(Event.event_id.in_(chunk))
+        ):
+            known[event_id] = owner
+    resolver = Resolver(session, settings, now=now)
+    resolver.prefetch(key for e in events for key in e.identities)
+
+    rows: list[dict[str, Any]] = []
+    results: list[IngestResult] = []
+    for item in events:
+        if item.event_id in known:
+            results.append(IngestResult(item.event_id, known[item.event_id], duplicate=True))
+            continue
+        try:
+            resolution = resolver.resolve(
+                item.identities, customer_id=item.customer_id, source=item.channel, event_id=item.event_id
+            )
+        except DomainError as exc:
+            results.append(IngestResult(item.event_id, error=exc))
+            continue
+        if resolution.merged:
+            merged = set(resolution.merged)
+            for row in rows:
+                if row["customer_id"] in merged:
+                    row["customer_id"] = resolution.customer_id
+            for result in results:
+                if result.customer_id in merged:
+                    result.customer_id = resolution.customer_id
+            for event_id, owner in list(known.items()):
+                if owner in merged:
+                    known[event_id] = resolution.customer_id
+        rows.append(
+            {
+                "event_id": item.event_id,
+                "customer_id": resolution.customer_id,
+                "source_customer_id": resolution.customer_id,
+                "type": item.type,
+                "channel": item.channel,
+                "occurred_at": item.occurred_at,
+                "received_at": now,
+                "properties": item.properties,
+            }
+        )
+        known[item.event_id] = resolution.customer_id
+        results.append(IngestResult(item.event_id, resolution.customer_id, merged=resolution.merged))
+    resolver.flush()
+    if rows:
+        session.execute(insert(Event), rows)
+    return results
+
+
+def record_event(
+    session: Session,
+    *,
+    customer_id: uuid.UUID,
+    type: str,
+    channel: str,
+    properties: dict[str, Any] | None = None,
+    occurred_at: datetime | None = None,
+) -> str:
+    """Add a touchpoint that the platform itself observed (a consent change, a profile edit)."""
+    event_id = f"oc_{uuid7().hex}"
+    now = utcnow()
+    session.execute(
+        insert(Event).values(
+            event_id=event_id,
+            customer_id=customer_id,
+            source_customer_id=customer_id,
+            type=type,
+            channel=channel,
+            occurred_at=occurred_at or now,
+            received_at=now,
+            properties=properties or {},
+        )
+    )
+    return event_id
+
+
+def event_out(event: Event) -> EventOut:
+    return EventOut(
+        id=event.event_id,
+        type=event.type,
+        channel=event.channel,
+        occurred_at=event.occurred_at,
+        received_at=event.received_at,
+        customer_id=event.customer_id,
+        properties=event.properties or {},
+    )
+
+
+def timeline(
+    session: Session,
+    *,
+    customer_id: uuid.UUID,
+    channel: str | None = None,
+    type: str | None = None,
+    limit: int = 50,
+    cursor: str | None = None,
+) -> tuple[list[Event], str | None]:
+    """A customer's events on every channel, newest first."""
+    limit = check_limit(limit)
+    stmt = select(Event).where(Event.customer_id == customer_id)
+    if channel:
+        stmt = stmt.where(Event.channel == channel)
+    if type:
+        stmt = stmt.where(Event.type == type)
+    after = decode_cursor(cursor, size=2)
+    if after is not None:
+        try:
+            when = datetime.fromisoformat(str(after[0]))
+            seq = int(after[1])
+        except (TypeError, ValueError):
+            raise ValidationFailed.on_field("cursor", "is not a cursor this API returned") from None
+        stmt = stmt.where(or_(Event.occurred_at < when, and_(Event.occurred_at == when, Event.seq < seq)))
+    rows = list(session.scalars(stmt.order_by(Event.occurred_at.desc(), Event.seq.desc()).limit(limit + 1)))
+    next_cursor = None
+    if len(rows) > limit:
+        last = rows[limit - 1]
+        next_cursor = encode_cursor([last.occurred_at.isoformat(), last.seq])
+    return rows[:limit], next_cursor

@@ -1,0 +1,131 @@
+"""The ingest writer: one thread that turns many concurrent requests into few transactions.
+
+Requests hand their prepared events to the writer and await the result. The writer drains
+whatever is waiting, stores it in one transaction (one commit for many requests), and wakes
+each caller. On SQLite this is the single writer DESIGN.md asks for; on PostgreSQL it cuts
+commits and round trips the same way, and concurrent writers in other processes are handled
+by retrying the transaction on a unique-key race or a deadlock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+
+from omnicanal.db import Database
+from omnicanal.timeline.service import EventInput, IngestResult, ingest
+
+log = logging.getLogger(__name__)
+_RETRIES = 4
+
+
+@dataclass
+class _Job:
+    events: Sequence[EventInput]
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[list[IngestResult]]
+
+
+def _deliver(job: _Job, results: list[IngestResult] | None, error: BaseException | None) -> None:
+    def settle() -> None:
+        if job.future.done():
+            return
+        if error is not None:
+            job.future.set_exception(error)
+        else:
+            assert results is not None
+            job.future.set_result(results)
+
+    job.loop.call_soon_threadsafe(settle)
+
+
+class IngestWriter:
+    def __init__(self, database: Database, *, max_events: int = 500) -> None:
+        self.database = database
+        self.max_events = max_events
+        self._queue: queue.Queue[_Job | None] = queue.Queue()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="omnicanal-ingest", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join(timeout=10)
+            self._thread = None
+
+    async def submit(self, events: Sequence[EventInput]) -> list[IngestResult]:
+        if self._thread is None:
+            raise RuntimeError("the ingest writer is not running")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[list[IngestResult]] = loop.create_future()
+        self._queue.put(_Job(events, loop, future))
+        return await future
+
+    def _run(self) -> None:
+        while True:
+            job = self._queue.get()
+            if job is None:
+                return
+            jobs = [job]
+            count = len(job.events)
+            stopping = False
+            while count < self.max_events:
+                try:
+                    extra = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if extra is None:
+                    stopping = True
+                    break
+                jobs.append(extra)
+                count += len(extra.events)
+            self._store(jobs)
+            if stopping:
+                return
+
+    def _store(self, jobs: list[_Job]) -> None:
+        events = [event for job in jobs for event in job.events]
+        try:
+            results = self._transaction(events)
+        except Exception as exc:
+            if len(jobs) == 1:
+                log.exception("ingest failed")
+                _deliver(jobs[0], None, exc)
+                return
+            # One bad request must not fail its neighbours: try each on its own.
+            for job in jobs:
+                self._store([job])
+            return
+        offset = 0
+        for job in jobs:
+            _deliver(job, results[offset : offset + len(job.events)], None)
+            offset += len(job.events)
+
+    def _transaction(self, events: list[EventInput]) -> list[IngestResult]:
+        settings = self.database.settings
+        for attempt in range(_RETRIES):
+            try:
+                with self.database.write() as session:
+                    return ingest(session, events, settings=settings)
+            except (IntegrityError, OperationalError) as exc:
+                if attempt == _RETRIES - 1 or not _retryable(exc):
+                    raise
+                log.info("ingest raced another writer; retrying (%s)", type(exc).__name__)
+        raise AssertionError("unreachable")
+
+
+def _retryable(exc: DBAPIError) -> bool:
+    if isinstance(exc, IntegrityError):
+        return True
+    code = getattr(exc.orig, "sqlstate", None)
+    return code in {"40001", "40P01"}

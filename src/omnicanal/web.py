@@ -1,0 +1,126 @@
+"""What every HTTP router shares: the database, the caller, and problem-detail errors."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Annotated, Any
+
+import orjson
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from sqlalchemy.orm import Session
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from omnicanal.access.roles import Permission, role_allows
+from omnicanal.access.service import Principal, principal_for_token
+from omnicanal.db import Database
+from omnicanal.errors import PROBLEM_BASE, DomainError, Forbidden, Moved, Unauthenticated
+from omnicanal.settings import Settings
+
+PROBLEM_JSON = "application/problem+json"
+
+
+class ProblemResponse(JSONResponse):
+    media_type = PROBLEM_JSON
+
+
+class FastJSONResponse(JSONResponse):
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+def database(request: Request) -> Database:
+    db: Database = request.app.state.database
+    return db
+
+
+def settings(request: Request) -> Settings:
+    value: Settings = request.app.state.settings
+    return value
+
+
+def write_session(db: Annotated[Database, Depends(database)]) -> Iterator[Session]:
+    with db.write() as session:
+        yield session
+
+
+def read_session(db: Annotated[Database, Depends(database)]) -> Iterator[Session]:
+    with db.read() as session:
+        yield session
+
+
+WriteSession = Annotated[Session, Depends(write_session)]
+ReadSession = Annotated[Session, Depends(read_session)]
+AppSettings = Annotated[Settings, Depends(settings)]
+
+
+def bearer_principal(request: Request, db: Annotated[Database, Depends(database)]) -> Principal:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthenticated("send an API key as 'Authorization: Bearer <key>'")
+    with db.read() as session:
+        return principal_for_token(session, token.strip())
+
+
+def require(permission: Permission) -> Callable[..., Principal]:
+    def check(principal: Annotated[Principal, Depends(bearer_principal)]) -> Principal:
+        if not role_allows(principal.role, permission):
+            raise Forbidden(f"the role {principal.role!r} may not {permission.value}")
+        return principal
+
+    return check
+
+
+def problem(status: int, slug: str, title: str, detail: str, **extra: Any) -> ProblemResponse:
+    body = {"type": PROBLEM_BASE + slug, "title": title, "status": status, "detail": detail, **extra}
+    return ProblemResponse(body, status_code=status)
+
+
+def _field_name(loc: tuple[Any, ...] | list[Any]) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    return ".".join(parts) or "body"
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    async def domain_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, DomainError)
+        if isinstance(exc, Moved):
+            location = request.url.path.replace(exc.old_id, exc.new_id)
+            if request.url.query:
+                location += "?" + request.url.query
+            return RedirectResponse(location, status_code=308)
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        return ProblemResponse(exc.problem(), status_code=exc.status, headers=headers)
+
+    async def request_validation(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        errors = [{"field": _field_name(err["loc"]), "message": err["msg"]} for err in exc.errors()]
+        json_error = any(err.get("type") == "json_invalid" for err in exc.errors())
+        detail = "the body is not valid JSON" if json_error else "; ".join(
+            f"{e['field']}: {e['message']}" for e in errors
+        )
+        return problem(422, "validation-error", "The request is not valid", detail, errors=errors)
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        slug = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
+        return problem(exc.status_code, slug, str(exc.detail), str(exc.detail))
+
+    app.add_exception_handler(DomainError, domain_error)
+    app.add_exception_handler(RequestValidationError, request_validation)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+
+
+async def json_body(request: Request, *, max_bytes: int = 8 * 1024 * 1024) -> Any:
+    """The parsed body, or a problem naming what is wrong with it."""
+    from omnicanal.errors import PayloadTooLarge, ValidationFailed
+
+    raw = await request.body()
+    if len(raw) > max_bytes:
+        raise PayloadTooLarge(f"the body is larger than {max_bytes} bytes")
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise ValidationFailed.on_field("body", f"is not valid JSON ({exc})") from None
