@@ -198,9 +198,7 @@ class ServerProcess:
             code = self.process.poll()
             if code is not None:
                 self.stop()
-                raise RuntimeError(
-                    f"{' '.join(self.args)} exited with code {code} before serving:\n{self._tail()}"
-                )
+                raise RuntimeError(f"{' '.join(self.args)} exited with code {code} before serving:\n{self._tail()}")
             last_status = http_status(health_url, timeout=1.0)
             if last_status == 200:
                 return self

@@ -82,9 +82,7 @@ def find_postgres_bindir() -> Path:
             out = ""
         if out:
             candidates.append(Path(out))
-    candidates.extend(
-        Path(d) for d in sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=_version_key, reverse=True)
-    )
+    candidates.extend(Path(d) for d in sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=_version_key, reverse=True))
     initdb_on_path = shutil.which("initdb")
     if initdb_on_path:
         candidates.append(Path(os.path.realpath(initdb_on_path)).parent)
