@@ -2,11 +2,38 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from pathlib import Path
+from urllib.parse import quote
+
+from fastapi import FastAPI, Request
+from fastapi.staticfiles import StaticFiles
+from starlette.responses import RedirectResponse, Response
+
+STATIC_DIR = Path(__file__).parent / "static"
 
 
 def mount_console(app: FastAPI) -> None:
     """Attach the console's routes and static files to the app."""
+    from omnicanal.console import i18n
+    from omnicanal.console.context import ConsoleError, LoginRequired, render_error
+    from omnicanal.console.review import router as review_router
     from omnicanal.console.routes import router
 
+    i18n.load_all()
+
+    def login_required(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, LoginRequired)
+        target = "/console/login?next=" + quote(exc.next_url, safe="/")
+        if request.headers.get("hx-request") == "true":
+            return Response(status_code=401, headers={"HX-Redirect": target})
+        return RedirectResponse(target, status_code=303)
+
+    def console_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, ConsoleError)
+        return render_error(request, exc.status, exc.message)
+
+    app.add_exception_handler(LoginRequired, login_required)
+    app.add_exception_handler(ConsoleError, console_error)
     app.include_router(router)
+    app.include_router(review_router)
+    app.mount("/console/static", StaticFiles(directory=STATIC_DIR), name="console-static")

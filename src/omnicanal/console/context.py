@@ -5,10 +5,13 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal
 from functools import cache
 from typing import Annotated, Any
 
+import orjson
 from babel.dates import format_datetime, format_timedelta
+from babel.numbers import UnknownCurrencyFormatError, format_currency, get_currency_precision
 from babel.support import Translations
 from fastapi import Depends, Request
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
@@ -93,6 +96,35 @@ def _format_ago(language: str) -> Any:
     return fmt
 
 
+def _event_properties(language: str) -> Any:
+    def view(properties: dict[str, Any]) -> list[tuple[str, str]]:
+        """An event's properties as short ``(name, text)`` pairs; ``*_minor`` amounts as money."""
+        currency = properties.get("currency")
+        has_money = isinstance(currency, str) and any(key.endswith("_minor") for key in properties)
+        items: list[tuple[str, str]] = []
+        for key, value in properties.items():
+            if key == "currency" and has_money:
+                continue
+            if has_money and key.endswith("_minor") and isinstance(value, int) and not isinstance(value, bool):
+                assert isinstance(currency, str)
+                try:
+                    amount = Decimal(value).scaleb(-get_currency_precision(currency))
+                    text = str(format_currency(amount, currency, locale=language))
+                except (ValueError, UnknownCurrencyFormatError):
+                    text = f"{value} {currency}"
+                key = key.removesuffix("_minor")
+            elif value is None:
+                text = "—"
+            elif isinstance(value, dict | list):
+                text = orjson.dumps(value).decode()
+            else:
+                text = str(value)
+            items.append((key, text if len(text) <= 200 else text[:199] + "…"))
+        return items[:12]
+
+    return view
+
+
 @cache
 def environment(language: str) -> Environment:
     """One Jinja2 environment per language, with that language's gettext installed."""
@@ -115,6 +147,7 @@ def environment(language: str) -> Environment:
         language_names=LANGUAGE_NAMES,
         Permission=Permission,
     )
+    env.globals["event_properties"] = _event_properties(language)
     env.filters["datetime"] = _format_datetime(language)
     env.filters["ago"] = _format_ago(language)
     return env
@@ -306,4 +339,4 @@ StaffPostConsole = Annotated[Console, Depends(staff_post)]
 
 def render_error(request: Request, status: int, message: str) -> Response:
     console = get_console(request)
-    return console.render("error.html", status=status, message=message)
+    return console.render("error.html", status=status, code=status, message=message)

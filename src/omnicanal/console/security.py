@@ -105,9 +105,7 @@ def write_flashes(response: Response, flashes: list[tuple[str, str]], settings: 
 
 
 def clear_flashes(response: Response, settings: Settings) -> None:
-    response.delete_cookie(
-        FLASH_COOKIE, path=COOKIE_PATH, httponly=True, samesite="lax", secure=settings.cookie_secure
-    )
+    response.delete_cookie(FLASH_COOKIE, path=COOKIE_PATH, httponly=True, samesite="lax", secure=settings.cookie_secure)
 
 
 def set_language_cookie(response: Response, language: str, settings: Settings) -> None:
