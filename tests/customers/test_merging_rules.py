@@ -305,11 +305,6 @@ def test_merge_errors_are_problems(client: TestClient, client_as: Callable[[str]
     assert_problem(client.post(f"{API}/customers/{a}/merge", json={"other_customer_id": b}), 409)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="merging.merge_customers (and undo_merge) change survivor.traits without recomputing "
-    "Customer.search_name, so name search misses traits gained in a merge",
-)
 def test_survivor_is_found_by_the_name_it_received_in_a_merge(client: TestClient) -> None:
     a = create_customer(client, {}, [("email", "anon@example.com")])
     b = create_customer(client, {"first_name": "Zoe", "last_name": "Quintana"}, [("phone", "612345678")])

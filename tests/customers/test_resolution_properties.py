@@ -445,11 +445,6 @@ def _two_customers(database: Database, traits_a: dict[str, Any], traits_b: dict[
     return tuple(build_people(database, people))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="merging.undo_merge writes traits['attributes'] = {} back instead of removing the key "
-    "when the merge had added every attribute the survivor holds",
-)
 def test_undo_leaves_no_empty_attributes_behind(sqlite_template: Path) -> None:
     with fresh_database(sqlite_template) as database:
         a, b = _two_customers(database, {"first_name": "Ana"}, {"attributes": {"tier": "gold"}})
@@ -465,11 +460,6 @@ def test_undo_leaves_no_empty_attributes_behind(sqlite_template: Path) -> None:
             assert survivor.traits == {"first_name": "Ana"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="merging.undo_merge pops the traits the undone merge had added without re-deriving them "
-    "from the customers that stay merged: a trait that C also carries is lost from A",
-)
 def test_undo_of_earlier_merge_keeps_the_traits_of_customers_still_merged(sqlite_template: Path) -> None:
     with fresh_database(sqlite_template) as database:
         people = [

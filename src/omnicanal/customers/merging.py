@@ -21,6 +21,28 @@ from omnicanal.db import Base, utcnow
 from omnicanal.errors import Conflict, NotFound
 
 
+def search_name_for(traits: dict[str, Any]) -> str | None:
+    name = " ".join(part for part in (traits.get("first_name"), traits.get("last_name")) if part)
+    return name.lower() or None
+
+
+def _fill_gaps(traits: dict[str, Any], donor: dict[str, Any]) -> dict[str, Any]:
+    """Copy into ``traits`` what ``donor`` has and ``traits`` lacks; returns what was copied."""
+    added: dict[str, Any] = {}
+    for key, value in (donor or {}).items():
+        if key == "attributes" and isinstance(value, dict):
+            attributes = dict(traits.get("attributes") or {})
+            new_attrs = {k: v for k, v in value.items() if k not in attributes}
+            if new_attrs:
+                attributes.update(new_attrs)
+                traits["attributes"] = attributes
+                added["attributes"] = new_attrs
+        elif key not in traits and value not in (None, "", {}, []):
+            traits[key] = value
+            added[key] = value
+    return added
+
+
 def owned_tables() -> list[Table]:
     """Every table whose rows belong to a customer and follow merges."""
     return [
@@ -106,20 +128,10 @@ def merge_customers(
         "merged": {"traits": merged.traits, "identities": _identities_snapshot(session, merged_id)},
     }
     traits = dict(survivor.traits or {})
-    added: dict[str, Any] = {}
-    for key, value in (merged.traits or {}).items():
-        if key == "attributes" and isinstance(value, dict):
-            attributes = dict(traits.get("attributes") or {})
-            new_attrs = {k: v for k, v in value.items() if k not in attributes}
-            if new_attrs:
-                attributes.update(new_attrs)
-                traits["attributes"] = attributes
-                added["attributes"] = new_attrs
-        elif key not in traits and value not in (None, "", {}, []):
-            traits[key] = value
-            added[key] = value
+    added = _fill_gaps(traits, merged.traits)
     now = utcnow()
     survivor.traits = traits
+    survivor.search_name = search_name_for(traits)
     survivor.updated_at = now
     merged.merged_into_id = survivor_id
     merged.merged_at = now
@@ -176,10 +188,31 @@ def undo_merge(session: Session, *, merge_id: uuid.UUID, actor: str) -> Merge:
             for attr, attr_value in value.items():
                 if attributes.get(attr) == attr_value:
                     attributes.pop(attr)
-            traits["attributes"] = attributes
+            if attributes:
+                traits["attributes"] = attributes
+            else:
+                traits.pop("attributes", None)
         elif traits.get(key) == value:
             traits.pop(key)
+    # What the undone merge had filled may still be known from customers that stay merged.
+    for still_merged in session.scalars(
+        select(Merge)
+        .where(Merge.survivor_id == survivor.id, Merge.undone_at.is_(None), Merge.id != record.id)
+        .order_by(Merge.created_at, Merge.id)
+    ):
+        donor = session.get(Customer, still_merged.merged_id)
+        if donor is not None and donor.merged_into_id == survivor.id:
+            refilled = _fill_gaps(traits, donor.traits)
+            if refilled:
+                # that merge now owns these values too, so undoing it later takes them away
+                owned = dict(still_merged.traits_added or {})
+                owned_attributes = {**(owned.get("attributes") or {}), **refilled.pop("attributes", {})}
+                owned.update(refilled)
+                if owned_attributes:
+                    owned["attributes"] = owned_attributes
+                still_merged.traits_added = owned
     survivor.traits = traits
+    survivor.search_name = search_name_for(traits)
     survivor.updated_at = now
     record.undone_at = now
     record.undone_by = actor

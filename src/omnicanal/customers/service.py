@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from omnicanal import dispatch
 from omnicanal.customers.identities import normalize, normalize_identity, parse_identity_query
-from omnicanal.customers.merging import limit_violation, merge_customers, undo_merge
+from omnicanal.customers.merging import limit_violation, merge_customers, search_name_for, undo_merge
 from omnicanal.customers.models import Customer, Identity, IdentityConflict, Merge
 from omnicanal.customers.resolution import Resolver
 from omnicanal.customers.schemas import (
@@ -26,11 +26,6 @@ from omnicanal.db import utcnow, uuid7
 from omnicanal.errors import Conflict, FieldError, Moved, NotFound, ValidationFailed
 from omnicanal.pagination import check_limit, decode_cursor, encode_cursor
 from omnicanal.settings import Settings
-
-
-def search_name_for(traits: dict[str, Any]) -> str | None:
-    name = " ".join(part for part in (traits.get("first_name"), traits.get("last_name")) if part)
-    return name.lower() or None
 
 
 def get_customer(session: Session, customer_id: uuid.UUID, *, follow_merges: bool = False) -> Customer:
