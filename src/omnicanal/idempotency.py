@@ -7,6 +7,7 @@ retried request either finds the finished result or runs again from scratch.
 from __future__ import annotations
 
 import hashlib
+import uuid
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -14,7 +15,7 @@ from typing import Any
 import orjson
 from fastapi import Request
 from fastapi.responses import JSONResponse
-from sqlalchemy import String, Text, UniqueConstraint, select
+from sqlalchemy import String, Text, UniqueConstraint, Uuid, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from omnicanal.access.service import Principal
@@ -33,6 +34,8 @@ class IdempotentRequest(Base):
     status_code: Mapped[int]
     response: Mapped[Any] = mapped_column(JSONType)
     path: Mapped[str] = mapped_column(Text)
+    # the customer the stored response describes, so erasure can remove it
+    customer_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True, index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
@@ -42,8 +45,13 @@ def run_idempotent(
     principal: Principal,
     body: Any,
     produce: Callable[[], tuple[int, Any]],
+    *,
+    customer_of: Callable[[Any], Any] | None = None,
 ) -> JSONResponse:
-    """Run ``produce`` once per ``Idempotency-Key``; repeat the stored answer afterwards."""
+    """Run ``produce`` once per ``Idempotency-Key``; repeat the stored answer afterwards.
+
+    ``customer_of`` names the customer a response is about, when it holds personal data.
+    """
     key = request.headers.get("idempotency-key")
     if key is None:
         status, content = produce()
@@ -71,6 +79,7 @@ def run_idempotent(
             status_code=status,
             response=content,
             path=request.url.path,
+            customer_id=uuid.UUID(str(customer_of(content))) if customer_of else None,
         )
     )
     session.flush()

@@ -194,11 +194,6 @@ def test_erasing_twice_or_an_unknown_customer_is_a_404(client: TestClient) -> No
     assert unknown.headers["content-type"].startswith("application/problem+json")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="privacy.service._erase_foundation never touches idempotent_requests, whose stored responses "
-    "(POST /customers, POST /customers/{id}/identities) hold the customer's identities and traits",
-)
 def test_erase_reaches_stored_idempotent_responses(client: TestClient, db: Database) -> None:
     ids = build_customer(client, idempotency_key="create-zenobia-1")
     assert client.delete(f"{API}/customers/{ids['main']}").status_code == 200

@@ -58,7 +58,11 @@ def create_customer(
         customer = service.create_customer(session, data=data, settings=settings, source="api")
         return 201, service.customer_out(session, customer).model_dump(mode="json")
 
-    return run_idempotent(request, session, principal, data.model_dump(mode="json"), produce)
+    return run_idempotent(request, session, principal, data.model_dump(mode="json"), produce, customer_of=_id_of)
+
+
+def _id_of(content: Any) -> Any:
+    return content["id"]
 
 
 @router.get("/customers/{customer_id}", response_model=CustomerOut)
@@ -100,7 +104,7 @@ def add_identity(
         )
         return 200, service.customer_out(session, customer).model_dump(mode="json")
 
-    return run_idempotent(request, session, principal, identity.model_dump(mode="json"), produce)
+    return run_idempotent(request, session, principal, identity.model_dump(mode="json"), produce, customer_of=_id_of)
 
 
 @router.post("/customers/{customer_id}/merge", response_model=MergeOut, status_code=201)

@@ -19,6 +19,7 @@ from omnicanal.customers.merging import merge_tree
 from omnicanal.customers.models import Customer, Identity, IdentityConflict, Merge
 from omnicanal.customers.service import get_customer
 from omnicanal.db import utcnow
+from omnicanal.idempotency import IdempotentRequest
 from omnicanal.timeline.models import Event
 
 Exporter = Callable[[Session, set[uuid.UUID]], Any]
@@ -111,6 +112,7 @@ def _export_merges(session: Session, tree: set[uuid.UUID]) -> Any:
 def _erase_foundation(session: Session, tree: set[uuid.UUID]) -> None:
     now = utcnow()
     session.execute(delete(Identity).where(or_(Identity.customer_id.in_(tree), Identity.source_customer_id.in_(tree))))
+    session.execute(delete(IdempotentRequest).where(IdempotentRequest.customer_id.in_(tree)))
     session.execute(
         delete(IdentityConflict).where(
             or_(IdentityConflict.customer_id.in_(tree), IdentityConflict.other_customer_id.in_(tree))

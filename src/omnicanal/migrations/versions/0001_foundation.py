@@ -1,8 +1,8 @@
-"""foundation: customers, identities, events, consent, access
+"""Foundation: customers, identities, merges, events, consent, access, idempotency
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-23 08:09:50.333120
+Create Date: 2026-11-23
 """
 
 from __future__ import annotations
@@ -38,9 +38,7 @@ def upgrade() -> None:
         "customers",
         sa.Column("id", sa.Uuid(), nullable=False),
         sa.Column(
-            "traits",
-            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
-            nullable=False,
+            "traits", sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"), nullable=False
         ),
         sa.Column("search_name", sa.String(length=400), nullable=True),
         sa.Column("created_at", omnicanal.db.UTCDateTime(timezone=True), nullable=False),
@@ -65,15 +63,17 @@ def upgrade() -> None:
         sa.Column("fingerprint", sa.String(length=64), nullable=False),
         sa.Column("status_code", sa.Integer(), nullable=False),
         sa.Column(
-            "response",
-            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
-            nullable=False,
+            "response", sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"), nullable=False
         ),
         sa.Column("path", sa.Text(), nullable=False),
+        sa.Column("customer_id", sa.Uuid(), nullable=True),
         sa.Column("created_at", omnicanal.db.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_idempotent_requests")),
         sa.UniqueConstraint("principal", "key", name="uq_idempotent_requests_principal_key"),
     )
+    with op.batch_alter_table("idempotent_requests", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_idempotent_requests_customer_id"), ["customer_id"], unique=False)
+
     op.create_table(
         "staff_users",
         sa.Column("id", sa.Uuid(), nullable=False),
@@ -104,9 +104,7 @@ def upgrade() -> None:
             ["customer_id"], ["customers.id"], name=op.f("fk_consent_changes_customer_id_customers")
         ),
         sa.ForeignKeyConstraint(
-            ["source_customer_id"],
-            ["customers.id"],
-            name=op.f("fk_consent_changes_source_customer_id_customers"),
+            ["source_customer_id"], ["customers.id"], name=op.f("fk_consent_changes_source_customer_id_customers")
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_consent_changes")),
     )
@@ -136,9 +134,7 @@ def upgrade() -> None:
         sa.Column("created_at", omnicanal.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column("undone_at", omnicanal.db.UTCDateTime(timezone=True), nullable=True),
         sa.Column("undone_by", sa.String(length=200), nullable=True),
-        sa.ForeignKeyConstraint(
-            ["merged_id"], ["customers.id"], name=op.f("fk_customer_merges_merged_id_customers")
-        ),
+        sa.ForeignKeyConstraint(["merged_id"], ["customers.id"], name=op.f("fk_customer_merges_merged_id_customers")),
         sa.ForeignKeyConstraint(
             ["survivor_id"], ["customers.id"], name=op.f("fk_customer_merges_survivor_id_customers")
         ),
@@ -150,9 +146,7 @@ def upgrade() -> None:
 
     op.create_table(
         "events",
-        sa.Column(
-            "seq", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
-        ),
+        sa.Column("seq", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
         sa.Column("event_id", sa.String(length=200), nullable=False),
         sa.Column("customer_id", sa.Uuid(), nullable=False),
         sa.Column("source_customer_id", sa.Uuid(), nullable=False),
@@ -161,13 +155,9 @@ def upgrade() -> None:
         sa.Column("occurred_at", omnicanal.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column("received_at", omnicanal.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column(
-            "properties",
-            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
-            nullable=False,
+            "properties", sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"), nullable=False
         ),
-        sa.ForeignKeyConstraint(
-            ["customer_id"], ["customers.id"], name=op.f("fk_events_customer_id_customers")
-        ),
+        sa.ForeignKeyConstraint(["customer_id"], ["customers.id"], name=op.f("fk_events_customer_id_customers")),
         sa.ForeignKeyConstraint(
             ["source_customer_id"], ["customers.id"], name=op.f("fk_events_source_customer_id_customers")
         ),
@@ -188,9 +178,7 @@ def upgrade() -> None:
         sa.Column("source", sa.String(length=64), nullable=False),
         sa.Column("source_event_id", sa.String(length=200), nullable=True),
         sa.Column("added_at", omnicanal.db.UTCDateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["customer_id"], ["customers.id"], name=op.f("fk_identities_customer_id_customers")
-        ),
+        sa.ForeignKeyConstraint(["customer_id"], ["customers.id"], name=op.f("fk_identities_customer_id_customers")),
         sa.ForeignKeyConstraint(
             ["source_customer_id"], ["customers.id"], name=op.f("fk_identities_source_customer_id_customers")
         ),
@@ -218,9 +206,7 @@ def upgrade() -> None:
             ["customer_id"], ["customers.id"], name=op.f("fk_identity_conflicts_customer_id_customers")
         ),
         sa.ForeignKeyConstraint(
-            ["other_customer_id"],
-            ["customers.id"],
-            name=op.f("fk_identity_conflicts_other_customer_id_customers"),
+            ["other_customer_id"], ["customers.id"], name=op.f("fk_identity_conflicts_other_customer_id_customers")
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_identity_conflicts")),
     )
@@ -263,6 +249,9 @@ def downgrade() -> None:
 
     op.drop_table("consent_changes")
     op.drop_table("staff_users")
+    with op.batch_alter_table("idempotent_requests", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_idempotent_requests_customer_id"))
+
     op.drop_table("idempotent_requests")
     with op.batch_alter_table("customers", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_customers_search_name"))
