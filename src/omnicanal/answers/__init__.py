@@ -1,0 +1,1 @@
+"""The answers library: one voice on every channel (canned answers, variables, suggestions)."""
