@@ -1,0 +1,73 @@
+"""Sending one webhook delivery, signed as the Standard Webhooks spec says.
+
+Headers: ``webhook-id`` (the outbox item id: the same on every retry, so receivers can drop repeats),
+``webhook-timestamp`` (this attempt's time, in Unix seconds, so receivers can refuse stale replays) and
+``webhook-signature`` (``v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{body}">``, one per live secret).
+The URL and secrets are read at send time: a retry goes to the endpoint as it is now configured.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from math import floor
+
+import httpx
+import orjson
+from standardwebhooks import Webhook
+
+from omnicanal import __version__
+from omnicanal.db import Database, utcnow
+from omnicanal.outbox.transports import DeliveryError, Envelope, Sent, classify_response
+from omnicanal.webhooks.events import TEST_EVENT
+from omnicanal.webhooks.service import signing_target
+
+
+def body_of(payload: dict[str, object]) -> bytes:
+    return orjson.dumps({"type": payload["type"], "timestamp": payload["timestamp"], "data": payload["data"]})
+
+
+class WebhookTransport:
+    def __init__(self, database: Database, *, timeout: float = 10.0) -> None:
+        self.database = database
+        self._timeout = timeout
+        self._local = threading.local()
+
+    def _client(self) -> httpx.Client:
+        client: httpx.Client | None = getattr(self._local, "client", None)
+        if client is None:
+            # no redirects: a 3xx is an answer to classify, not an invitation to post elsewhere
+            client = httpx.Client(timeout=self._timeout, follow_redirects=False)
+            self._local.client = client
+        return client
+
+    def send(self, envelope: Envelope) -> Sent:
+        payload = envelope.payload
+        try:
+            subscription_id = uuid.UUID(str(payload["subscription_id"]))
+            event_type = str(payload["type"])
+        except (KeyError, ValueError):
+            raise DeliveryError("not a webhook delivery (no subscription_id or type)", permanent=True) from None
+        now = utcnow()
+        with self.database.read() as session:
+            target = signing_target(session, subscription_id, now=now)
+        if target is None:
+            raise DeliveryError("the subscription was deleted", permanent=True)
+        if not target.active and event_type != TEST_EVENT:
+            raise DeliveryError("the subscription is disabled", permanent=True)
+        body = body_of(payload)
+        text = body.decode()
+        signature = " ".join(Webhook(secret).sign(envelope.id, now, text) for secret in target.secrets)
+        headers = {
+            "content-type": "application/json",
+            "user-agent": f"omnicanal-webhooks/{__version__}",
+            "webhook-id": envelope.id,
+            "webhook-timestamp": str(floor(now.timestamp())),
+            "webhook-signature": signature,
+        }
+        try:
+            response = self._client().post(target.url, content=body, headers=headers)
+        except httpx.HTTPError as exc:
+            raise DeliveryError(f"{type(exc).__name__}: {exc}") from None
+        sent = classify_response(response)
+        return Sent(provider_id=None, status_code=sent.status_code, detail=sent.detail)
