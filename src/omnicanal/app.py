@@ -3,39 +3,84 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
+from sqlalchemy.orm import Session
 
 from omnicanal import __version__, handlers
 from omnicanal.access.api import router as access_router
+from omnicanal.answers.api import router as answers_router
 from omnicanal.consent.api import router as consent_router
+from omnicanal.conversations.api import router as conversations_router
+from omnicanal.conversations.inbound import receive
+from omnicanal.conversations.service import wake_snoozed
 from omnicanal.customers.api import router as customers_router
 from omnicanal.db import Database, create_database
+from omnicanal.outbox.api import router as outbox_router
+from omnicanal.outbox.transports import registry_from_settings
+from omnicanal.outbox.worker import OutboxWorker
 from omnicanal.privacy.api import router as privacy_router
+from omnicanal.realtime import Runtime, attach_runtime, create_broadcaster
+from omnicanal.routing.api import router as routing_router
 from omnicanal.settings import Settings
+from omnicanal.stream_api import router as stream_router
 from omnicanal.timeline.api import router as timeline_router
 from omnicanal.timeline.writer import IngestWriter
 from omnicanal.web import install_problem_handlers
+from omnicanal.webhooks.api import router as webhooks_router
+from omnicanal.webhooks.transport import WebhookTransport
 
 log = logging.getLogger(__name__)
+
+ROUTERS = (
+    access_router, customers_router, timeline_router, consent_router, privacy_router, answers_router,
+    conversations_router, routing_router, outbox_router, stream_router, webhooks_router,
+)  # fmt: skip
+
+
+def build_runtime(settings: Settings, db: Database) -> tuple[Runtime, OutboxWorker]:
+    """The process's real-time fan-out and outbox worker, shared by ``serve`` and ``worker``."""
+    runtime = Runtime(broadcaster=create_broadcaster(settings.redis_url))
+    attach_runtime(db.write_engine, runtime)
+    registry = registry_from_settings(settings.channel_endpoints)
+    registry.register("webhook", WebhookTransport(db))
+    worker = OutboxWorker(
+        db,
+        registry,
+        wakeup=runtime.outbox_wakeup,
+        senders=settings.outbox_senders,
+        rate_limits=settings.channel_rate_limits,
+        periodic=[wake_snoozed],
+    )
+    return runtime, worker
 
 
 def create_app(settings: Settings | None = None, *, database: Database | None = None) -> FastAPI:
     settings = settings or Settings()
     db = database or create_database(settings)
     writer = IngestWriter(db, max_events=settings.ingest_batch_max)
+    runtime, worker = build_runtime(settings, db)
     handlers.register()
+
+    def receive_messages(session: Session, items: Sequence[Any]) -> list[Any]:
+        return receive(session, items, settings=settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        runtime.broadcaster.start()
         writer.start()
+        if settings.outbox_in_process:
+            worker.start()
         try:
             yield
         finally:
+            worker.stop()
             writer.stop()
+            runtime.broadcaster.stop()
             if database is None:
                 db.dispose()
 
@@ -48,13 +93,16 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     app.state.settings = settings
     app.state.database = db
     app.state.ingest_writer = writer
+    app.state.receive_messages = receive_messages
+    app.state.broadcaster = runtime.broadcaster
+    app.state.outbox_worker = worker
     install_problem_handlers(app)
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> JSONResponse:
         return JSONResponse({"status": "ok", "version": __version__})
 
-    for router in (access_router, customers_router, timeline_router, consent_router, privacy_router):
+    for router in ROUTERS:
         app.include_router(router)
 
     from omnicanal.console import mount_console

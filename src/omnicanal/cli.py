@@ -109,6 +109,33 @@ def demo(
         _serve(settings, host, port, db)
 
 
+@app.command()
+def worker() -> None:
+    """Deliver the outbox (and run background jobs) in this process, until interrupted."""
+    import signal
+    import threading
+
+    from omnicanal.app import build_runtime
+    from omnicanal.db import Database
+    from omnicanal.handlers import register
+
+    settings = _settings()
+    db = _database(settings, migrate_if_empty=True)
+    assert isinstance(db, Database)
+    register()
+    runtime, outbox = build_runtime(settings, db)
+    runtime.broadcaster.start()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    outbox.start()
+    err.print("omnicanal worker delivering the outbox (Ctrl-C to stop)")
+    stop.wait()
+    outbox.stop()
+    runtime.broadcaster.stop()
+    db.dispose()
+
+
 @user_app.command("create")
 def user_create(
     email: Annotated[str, typer.Option(help="login email")],

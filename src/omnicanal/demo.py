@@ -12,9 +12,11 @@ from omnicanal.access.models import StaffUser
 from omnicanal.access.service import create_api_key, create_user
 from omnicanal.consent.schemas import ConsentIn, ConsentStatus
 from omnicanal.consent.service import set_consent
+from omnicanal.customers.identities import normalize
 from omnicanal.customers.schemas import CustomerCreate, IdentityIn, Traits
 from omnicanal.customers.service import create_customer
 from omnicanal.db import Database, utcnow
+from omnicanal.demo_inbox import load_demo_inbox
 from omnicanal.settings import Settings
 from omnicanal.timeline.service import EventInput, ingest
 
@@ -55,6 +57,7 @@ def load_demo(db: Database, settings: Settings) -> list[str]:
     rng = random.Random(7)
     now = utcnow()
     emails: list[str] = []
+    people: list[tuple[str, str]] = []
     with db.write() as session:
         for index in range(40):
             first, last = rng.choice(FIRST), rng.choice(LAST)
@@ -64,6 +67,9 @@ def load_demo(db: Database, settings: Settings) -> list[str]:
                 IdentityIn(type="phone", value=f"6{rng.randrange(10**7, 10**8)}"),
             ]
             emails.append(identities[0].value)
+            people.append(
+                (identities[0].value.lower(), normalize("phone", identities[1].value, settings.default_region))
+            )
             if index % 3 == 0:
                 identities.append(IdentityIn(type="loyalty_card", value=f"OC-{100000 + index}"))
             customer = create_customer(
@@ -128,7 +134,10 @@ def load_demo(db: Database, settings: Settings) -> list[str]:
             ],
             settings=settings,
         )  # fmt: skip
+    with db.write() as session:
+        inbox = load_demo_inbox(session, settings, people)
     return [
+        inbox,
         "Demo data loaded: 40 customers across web, app, store, WhatsApp, call center, email and SMS.",
         f"Console logins (password {DEMO_PASSWORD}): " + ", ".join(email for email, _, _ in DEMO_USERS),
         f"API key (admin): {token}",

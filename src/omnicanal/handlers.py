@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from omnicanal import dispatch
@@ -44,7 +46,34 @@ def _merge_undone(session: Session, payload: dict[str, Any]) -> None:
     )
 
 
+def _conversation_context(session: Session, conversation_id: uuid.UUID) -> tuple[str, str, dict[str, Any]] | None:
+    """What the answers library needs to suggest for a conversation: the customer's last words."""
+    from omnicanal.answers.service import customer_variables
+    from omnicanal.conversations.models import Conversation, Message
+
+    conversation = session.get(Conversation, conversation_id)
+    if conversation is None:
+        return None
+    last_text = session.scalar(
+        select(Message.text)
+        .where(Message.conversation_id == conversation_id, Message.direction == "inbound")
+        .order_by(Message.created_at.desc())
+        .limit(1)
+    )
+    customer = customer_variables(session, conversation.customer_id)
+    language = conversation.language or str(customer.get("language") or "es")
+    return last_text or "", language, {"customer": customer, "conversation": {"id": str(conversation.id)}}
+
+
 def register() -> None:
+    from omnicanal.answers.service import set_conversation_context_provider
+    from omnicanal.conversations.service import outbound_dead, outbound_sent
+    from omnicanal.outbox.service import on_outcome
+    from omnicanal.webhooks import handlers as webhooks
+
+    set_conversation_context_provider(_conversation_context)
+    on_outcome("message", sent=outbound_sent, dead=outbound_dead)
+    webhooks.register()
     dispatch.subscribe("customer.updated", _profile_updated)
     dispatch.subscribe("customer.merged", _merged)
     dispatch.subscribe("customer.merge_undone", _merge_undone)

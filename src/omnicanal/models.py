@@ -3,12 +3,29 @@
 from __future__ import annotations
 
 from omnicanal.access import models as access_models
+from omnicanal.answers import models as answer_models
 from omnicanal.consent import models as consent_models
+from omnicanal.conversations import models as conversation_models
 from omnicanal.customers import models as customer_models
 from omnicanal.db import Base
 from omnicanal.idempotency import IdempotentRequest
+from omnicanal.outbox import models as outbox_models
+from omnicanal.routing import models as routing_models
 from omnicanal.timeline import models as timeline_models
+from omnicanal.webhooks import models as webhook_models
 
 metadata = Base.metadata
 
-__all__ = ["IdempotentRequest", "access_models", "consent_models", "customer_models", "metadata", "timeline_models"]
+__all__ = [
+    "IdempotentRequest",
+    "access_models",
+    "answer_models",
+    "consent_models",
+    "conversation_models",
+    "customer_models",
+    "metadata",
+    "outbox_models",
+    "routing_models",
+    "timeline_models",
+    "webhook_models",
+]

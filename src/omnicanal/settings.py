@@ -52,6 +52,21 @@ class Settings(BaseSettings):
     max_batch_events: int = 1000
     ingest_batch_max: int = 500
 
+    # Conversations
+    reopen_window_seconds: int = 3 * 24 * 3600
+    attachments_dir: str = "./var/attachments"
+    attachment_max_bytes: int = 10 * 1024 * 1024
+    attachment_types: list[str] = Field(
+        default_factory=lambda: ["image/*", "audio/*", "video/mp4", "application/pdf", "text/plain"]
+    )
+
+    # Outbox: where each channel delivers ("log" or an HTTP URL; "*" for every other channel)
+    channel_endpoints: dict[str, str] = Field(default_factory=lambda: {"*": "log"})
+    channel_rate_limits: dict[str, float] = Field(default_factory=dict)
+    outbox_in_process: bool = True
+    outbox_senders: int = 8
+    outbox_lease_seconds: float = 60.0  # a sender silent this long is presumed dead; its items go again
+
     # Database tuning
     db_pool_size: int = 20
     sqlite_busy_timeout_ms: int = 30000

@@ -127,3 +127,59 @@ def grant(db: Database, *, customer_id: uuid.UUID, channel: str, source: str = "
             change=ConsentIn(status=ConsentStatus.GRANTED, source=source, proof="web form"),
             actor="test",
         )
+
+
+def user_id(db: Database, email: str) -> uuid.UUID:
+    from sqlalchemy import select
+
+    from omnicanal.access.models import StaffUser
+
+    with db.read() as session:
+        found = session.scalar(select(StaffUser.id).where(StaffUser.email == email))
+    assert found is not None
+    return found
+
+
+def receive_message(
+    db: Database,
+    settings: Settings,
+    *,
+    channel: str,
+    identities: list[tuple[str, str]],
+    text: str,
+    external_id: str | None = None,
+) -> tuple[uuid.UUID, uuid.UUID]:
+    """A customer's message through the inbound service; returns (conversation id, message id)."""
+    from omnicanal.conversations.inbound import InboundInput, receive
+
+    item = InboundInput(
+        channel=channel, identities=identities, customer_id=None, text=text, attachments=[],
+        external_id=external_id or uuid.uuid4().hex, occurred_at=utcnow(),
+    )  # fmt: skip
+    with db.write() as session:
+        [result] = receive(session, [item], settings=settings)
+    assert result.error is None, result.error
+    assert result.conversation_id is not None and result.message_id is not None
+    return result.conversation_id, result.message_id
+
+
+def make_answer(db: Database, *, title: str, body: str, language: str = "es", shortcut: str | None = None) -> uuid.UUID:
+    from omnicanal.answers.schemas import AnswerCreate
+    from omnicanal.answers.service import create_answer
+
+    with db.write() as session:
+        answer = create_answer(
+            session, data=AnswerCreate(title=title, body=body, language=language, shortcut=shortcut), actor="test"
+        )
+        return answer.id
+
+
+def make_team(db: Database, *, name: str, members: list[uuid.UUID], sla_minutes: int | None = None) -> uuid.UUID:
+    """A team that every new conversation is routed to."""
+    from omnicanal.routing.admin import save_rule, save_team
+    from omnicanal.routing.schemas import RuleIn, TeamIn
+
+    with db.write() as session:
+        team = save_team(session, TeamIn(name=name, members=members, sla_first_response_minutes=sla_minutes))
+        save_rule(session, RuleIn(name=f"all to {name}", team_id=team.id))
+        return team.id

@@ -39,11 +39,13 @@ def _open_conflict(db: Database, settings: Settings) -> tuple[uuid.UUID, uuid.UU
     return luis, eva
 
 
-def test_home_redirects_to_customers(app: Any, db: Database) -> None:
+def test_home_redirects_to_the_inbox_or_to_customers(app: Any, db: Database) -> None:
     staff = log_in(app, db)
     response = staff.client.get("/console", follow_redirects=False)
     assert response.status_code == 303
-    assert response.headers["location"] == "/console/customers"
+    assert response.headers["location"] == "/console/inbox"
+    marketer = log_in(app, db, role="marketer")
+    assert marketer.client.get("/console", follow_redirects=False).headers["location"] == "/console/customers"
 
 
 def test_spanish_by_default_english_for_english_users_and_the_switch_overrides(app: Any, db: Database) -> None:

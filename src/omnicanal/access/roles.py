@@ -24,17 +24,39 @@ class Permission(StrEnum):
     PRIVACY_EXPORT = "privacy:export"
     PRIVACY_ERASE = "privacy:erase"
     ACCESS_MANAGE = "access:manage"
+    ANSWERS_WRITE = "answers:write"
+    CONVERSATIONS_READ = "conversations:read"
+    CONVERSATIONS_WRITE = "conversations:write"
+    CONVERSATIONS_ASSIGN = "conversations:assign"
+    MESSAGES_INBOUND = "messages:inbound"
+    ROUTING_MANAGE = "routing:manage"
+    OUTBOX_MANAGE = "outbox:manage"
+    WEBHOOKS_MANAGE = "webhooks:manage"
 
 
-_READ = {Permission.CUSTOMERS_READ, Permission.CONSENTS_READ}
-_FRONT_LINE = _READ | {Permission.CUSTOMERS_WRITE, Permission.EVENTS_WRITE, Permission.CONSENTS_WRITE}
+_READ = {Permission.CUSTOMERS_READ, Permission.CONSENTS_READ, Permission.CONVERSATIONS_READ}
+_FRONT_LINE = _READ | {
+    Permission.CUSTOMERS_WRITE,
+    Permission.EVENTS_WRITE,
+    Permission.CONSENTS_WRITE,
+    Permission.CONVERSATIONS_WRITE,
+    Permission.MESSAGES_INBOUND,
+}
+_SUPERVISION = {
+    Permission.MERGES_MANAGE,
+    Permission.PRIVACY_EXPORT,
+    Permission.ANSWERS_WRITE,
+    Permission.CONVERSATIONS_ASSIGN,
+    Permission.ROUTING_MANAGE,
+    Permission.OUTBOX_MANAGE,
+}
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.ADMIN: frozenset(Permission),
-    Role.SUPERVISOR: frozenset(_FRONT_LINE | {Permission.MERGES_MANAGE, Permission.PRIVACY_EXPORT}),
+    Role.SUPERVISOR: frozenset(_FRONT_LINE | _SUPERVISION),
     Role.AGENT: frozenset(_FRONT_LINE),
     Role.STORE_CLERK: frozenset(_FRONT_LINE),
-    Role.MARKETER: frozenset(_READ | {Permission.EVENTS_WRITE}),
+    Role.MARKETER: frozenset(_READ | {Permission.EVENTS_WRITE, Permission.ANSWERS_WRITE}),
     Role.ANALYST: frozenset(_READ),
 }
 

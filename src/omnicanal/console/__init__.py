@@ -16,8 +16,11 @@ def mount_console(app: FastAPI) -> None:
     """Attach the console's routes and static files to the app."""
     from omnicanal.console import i18n
     from omnicanal.console.context import ConsoleError, LoginRequired, render_error
+    from omnicanal.console.conversation import router as conversation_router
+    from omnicanal.console.inbox import router as inbox_router
     from omnicanal.console.review import router as review_router
     from omnicanal.console.routes import router
+    from omnicanal.console.supervision import router as supervision_router
 
     i18n.load_all()
 
@@ -36,4 +39,7 @@ def mount_console(app: FastAPI) -> None:
     app.add_exception_handler(ConsoleError, console_error)
     app.include_router(router)
     app.include_router(review_router)
+    app.include_router(inbox_router)
+    app.include_router(conversation_router)
+    app.include_router(supervision_router)
     app.mount("/console/static", StaticFiles(directory=STATIC_DIR), name="console-static")

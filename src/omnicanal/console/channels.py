@@ -36,6 +36,7 @@ CHANNELS: dict[str, ChannelStyle] = {
     "api": ChannelStyle(N_("API"), "code"),
     "console": ChannelStyle(N_("Console"), "monitor"),
     "system": ChannelStyle(N_("System"), "gear"),
+    "note": ChannelStyle(N_("Private note"), "lock"),
 }
 
 UNKNOWN = ChannelStyle(N_("Other"), "dot")
@@ -73,6 +74,38 @@ ROLE_LABELS: dict[str, str] = {
     "store_clerk": N_("Store clerk"),
     "marketer": N_("Marketer"),
     "analyst": N_("Analyst"),
+}
+
+
+CONVERSATION_STATUSES: dict[str, str] = {
+    "open": N_("Open"),
+    "pending": N_("Pending"),
+    "snoozed": N_("Snoozed"),
+    "resolved": N_("Resolved"),
+}
+
+DELIVERY_STATUSES: dict[str, str] = {
+    "received": N_("Received"),
+    "queued": N_("Queued"),
+    "sent": N_("Sent"),
+    "delivered": N_("Delivered"),
+    "read": N_("Read"),
+    "failed": N_("Failed"),
+    "stored": N_("Saved"),
+}
+
+PRIORITIES: dict[str, str] = {
+    "low": N_("Low"),
+    "normal": N_("Normal"),
+    "high": N_("High"),
+    "urgent": N_("Urgent"),
+}
+
+OUTBOX_STATES: dict[str, str] = {
+    "pending": N_("Pending"),
+    "sending": N_("Sending"),
+    "sent": N_("Sent"),
+    "dead": N_("Dead letter"),
 }
 
 

@@ -24,13 +24,18 @@ from omnicanal.console import security
 from omnicanal.console.channels import (
     CONSENT_PURPOSES,
     CONSENT_STATUSES,
+    CONVERSATION_STATUSES,
+    DELIVERY_STATUSES,
     IDENTITY_LABELS,
+    OUTBOX_STATES,
+    PRIORITIES,
     ROLE_LABELS,
     channel_style,
 )
 from omnicanal.console.i18n import LANGUAGE_NAMES, LANGUAGES, pick_language, translations
 from omnicanal.customers.models import IdentityConflict
 from omnicanal.db import Database, utcnow
+from omnicanal.routing.models import AgentProfile
 from omnicanal.settings import Settings
 
 SECURITY_HEADERS = {
@@ -96,6 +101,17 @@ def _format_ago(language: str) -> Any:
     return fmt
 
 
+def _format_short(language: str) -> Any:
+    def fmt(value: datetime | None) -> str:
+        """``14:05`` today, ``3 mar, 14:05`` another day (UTC, as every time in the console)."""
+        if value is None:
+            return ""
+        pattern = "HH:mm" if value.astimezone(UTC).date() == utcnow().date() else "d MMM, HH:mm"
+        return str(format_datetime(value, pattern, tzinfo=UTC, locale=language))
+
+    return fmt
+
+
 def _event_properties(language: str) -> Any:
     def view(properties: dict[str, Any]) -> list[tuple[str, str]]:
         """An event's properties as short ``(name, text)`` pairs; ``*_minor`` amounts as money."""
@@ -143,6 +159,10 @@ def environment(language: str) -> Environment:
         purpose_labels=CONSENT_PURPOSES,
         status_labels=CONSENT_STATUSES,
         role_labels=ROLE_LABELS,
+        conversation_statuses=CONVERSATION_STATUSES,
+        delivery_statuses=DELIVERY_STATUSES,
+        priorities=PRIORITIES,
+        outbox_states=OUTBOX_STATES,
         languages=LANGUAGES,
         language_names=LANGUAGE_NAMES,
         Permission=Permission,
@@ -150,6 +170,7 @@ def environment(language: str) -> Environment:
     env.globals["event_properties"] = _event_properties(language)
     env.filters["datetime"] = _format_datetime(language)
     env.filters["ago"] = _format_ago(language)
+    env.filters["short"] = _format_short(language)
     return env
 
 
@@ -226,6 +247,14 @@ class Console:
             )
         return int(count or 0)
 
+    def agent_online(self) -> bool | None:
+        """Whether this user takes conversations now (``None``: not someone who answers customers)."""
+        if self.user is None or not self.can(Permission.CONVERSATIONS_WRITE):
+            return None
+        with self.db.read() as session:
+            online = session.scalar(select(AgentProfile.online).where(AgentProfile.user_id == self.user.id))
+        return bool(online)
+
     def render(self, template: str, *, status: int = 200, partial: bool = False, **context: Any) -> Response:
         flashes: list[tuple[str, str]] = []
         if not partial:
@@ -239,6 +268,7 @@ class Console:
             "flashes": flashes,
             "current_url": self.current_url,
             "open_conflicts": None if partial else self.open_conflicts(),
+            "agent_online": None if partial else self.agent_online(),
             **context,
         }
         html = environment(self.language).get_template(template).render(values)

@@ -58,16 +58,21 @@ def parse_id(console: Console, raw: str, not_found: str) -> uuid.UUID:
 # -- session ---------------------------------------------------------------------------
 
 
+def landing(console: Console) -> str:
+    """Where a user starts: agents and supervisors in their inbox, everyone else in customer search."""
+    return "/console/inbox" if console.can(Permission.CONVERSATIONS_WRITE) else "/console/customers"
+
+
 @router.get("")
 def home(console: StaffConsole) -> Response:
-    return console.redirect("/console/customers")
+    return console.redirect(landing(console))
 
 
 @router.get("/login")
 def login_form(console: AnyConsole, next: str | None = None) -> Response:
     if console.user is not None:
-        return console.redirect(safe_next(next))
-    return console.render("login.html", email="", error=None, next=safe_next(next))
+        return console.redirect(safe_next(next, landing(console)))
+    return console.render("login.html", email="", error=None, next=safe_next(next, "/console"))
 
 
 @router.post("/login")
@@ -87,9 +92,9 @@ def login(
             status=401,
             email=email,
             error=console._("Wrong email or password."),
-            next=safe_next(next),
+            next=safe_next(next, "/console"),
         )
-    return console.redirect(safe_next(next))
+    return console.redirect(safe_next(next, landing(console)))
 
 
 @router.post("/logout")
@@ -108,7 +113,7 @@ def switch_language(
     if lang in LANGUAGES:
         console.language = lang
         console.language_cookie = lang
-    return console.redirect(safe_next(next, "/console/login" if console.user is None else "/console/customers"))
+    return console.redirect(safe_next(next, "/console/login" if console.user is None else landing(console)))
 
 
 # -- customers -------------------------------------------------------------------------

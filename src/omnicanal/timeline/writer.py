@@ -13,10 +13,12 @@ import asyncio
 import logging
 import queue
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.orm import Session
 
 from omnicanal.db import Database
 from omnicanal.timeline.service import EventInput, IngestResult, ingest
@@ -25,14 +27,19 @@ log = logging.getLogger(__name__)
 _RETRIES = 4
 
 
+# A batch handler stores many items in the caller's session and answers one result per item.
+BatchHandler = Callable[[Session, Sequence[Any]], list[Any]]
+
+
 @dataclass
 class _Job:
-    events: Sequence[EventInput]
+    handler: BatchHandler
+    events: Sequence[Any]
     loop: asyncio.AbstractEventLoop
-    future: asyncio.Future[list[IngestResult]]
+    future: asyncio.Future[list[Any]]
 
 
-def _deliver(job: _Job, results: list[IngestResult] | None, error: BaseException | None) -> None:
+def _deliver(job: _Job, results: list[Any] | None, error: BaseException | None) -> None:
     def settle() -> None:
         if job.future.done():
             return
@@ -64,12 +71,19 @@ class IngestWriter:
             self._thread = None
 
     async def submit(self, events: Sequence[EventInput]) -> list[IngestResult]:
+        return await self.run(self._ingest_events, events)
+
+    async def run(self, handler: BatchHandler, items: Sequence[Any]) -> list[Any]:
+        """Store ``items`` with ``handler`` in the next shared transaction; one result per item."""
         if self._thread is None:
             raise RuntimeError("the ingest writer is not running")
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[list[IngestResult]] = loop.create_future()
-        self._queue.put(_Job(events, loop, future))
+        future: asyncio.Future[list[Any]] = loop.create_future()
+        self._queue.put(_Job(handler, items, loop, future))
         return await future
+
+    def _ingest_events(self, session: Session, events: Sequence[Any]) -> list[Any]:
+        return ingest(session, events, settings=self.database.settings)
 
     def _run(self) -> None:
         while True:
@@ -94,9 +108,8 @@ class IngestWriter:
                 return
 
     def _store(self, jobs: list[_Job]) -> None:
-        events = [event for job in jobs for event in job.events]
         try:
-            results = self._transaction(events)
+            results = self._transaction(jobs)
         except Exception as exc:
             if len(jobs) == 1:
                 log.exception("ingest failed")
@@ -106,22 +119,34 @@ class IngestWriter:
             for job in jobs:
                 self._store([job])
             return
-        offset = 0
-        for job in jobs:
-            _deliver(job, results[offset : offset + len(job.events)], None)
-            offset += len(job.events)
+        for job, job_results in zip(jobs, results, strict=True):
+            _deliver(job, job_results, None)
 
-    def _transaction(self, events: list[EventInput]) -> list[IngestResult]:
-        settings = self.database.settings
+    def _transaction(self, jobs: list[_Job]) -> list[list[Any]]:
         for attempt in range(_RETRIES):
             try:
                 with self.database.write() as session:
-                    return ingest(session, events, settings=settings)
+                    return self._handle(session, jobs)
             except (IntegrityError, OperationalError) as exc:
                 if attempt == _RETRIES - 1 or not _retryable(exc):
                     raise
                 log.info("ingest raced another writer; retrying (%s)", type(exc).__name__)
         raise AssertionError("unreachable")
+
+    @staticmethod
+    def _handle(session: Session, jobs: list[_Job]) -> list[list[Any]]:
+        """Each handler once, over the items of all its jobs, in order of first appearance."""
+        by_handler: dict[BatchHandler, list[_Job]] = {}
+        for job in jobs:
+            by_handler.setdefault(job.handler, []).append(job)
+        answers: dict[int, list[Any]] = {}
+        for handler, group in by_handler.items():
+            results = handler(session, [item for job in group for item in job.events])
+            offset = 0
+            for job in group:
+                answers[id(job)] = results[offset : offset + len(job.events)]
+                offset += len(job.events)
+        return [answers[id(job)] for job in jobs]
 
 
 def _retryable(exc: DBAPIError) -> bool:

@@ -1,0 +1,182 @@
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
+
+from omnicanal.access.roles import Permission
+from omnicanal.access.service import Principal
+from omnicanal.conversations import service
+from omnicanal.conversations.channels import MESSAGE_CHANNELS
+from omnicanal.conversations.inbound import InboundInput
+from omnicanal.conversations.schemas import (
+    AssignIn,
+    ConversationOut,
+    ConversationPage,
+    ConversationPatch,
+    InboundMessageIn,
+    MessageOut,
+    MessagePage,
+    ReplyIn,
+    ReplyOptionOut,
+    StatusIn,
+)
+from omnicanal.customers.identities import normalize_identity
+from omnicanal.db import utcnow
+from omnicanal.errors import NotFound, ValidationFailed
+from omnicanal.storage import store_attachments
+from omnicanal.timeline.writer import IngestWriter
+from omnicanal.web import AppSettings, FastJSONResponse, ReadSession, WriteSession, require
+
+router = APIRouter(prefix="/api/v1", tags=["conversations"])
+
+Reader = Annotated[Principal, Depends(require(Permission.CONVERSATIONS_READ))]
+Writer = Annotated[Principal, Depends(require(Permission.CONVERSATIONS_WRITE))]
+Assigner = Annotated[Principal, Depends(require(Permission.CONVERSATIONS_ASSIGN))]
+Inbound = Annotated[Principal, Depends(require(Permission.MESSAGES_INBOUND))]
+
+
+def prepare_inbound(data: InboundMessageIn, settings: Any) -> InboundInput:
+    if data.channel not in MESSAGE_CHANNELS:
+        raise ValidationFailed.on_field(
+            "channel", f"unknown channel {data.channel!r}; one of: {', '.join(sorted(MESSAGE_CHANNELS))}"
+        )
+    if not data.text.strip() and not data.attachments:
+        raise ValidationFailed.on_field("text", "a message needs text or at least one attachment")
+    if not data.identities and data.customer_id is None:
+        raise ValidationFailed.on_field("identities", "give at least one identity or a customer_id")
+    now = utcnow()
+    occurred_at = data.occurred_at or now
+    if occurred_at.tzinfo is None:
+        raise ValidationFailed.on_field("occurred_at", "must carry a timezone, e.g. 2026-11-23T10:00:00Z")
+    if (occurred_at - now).total_seconds() > settings.future_tolerance_seconds:
+        raise ValidationFailed.on_field("occurred_at", "is too far in the future")
+    keys = [
+        (i.type, normalize_identity(i.type, i.value, region=settings.default_region, field=f"identities[{n}]"))
+        for n, i in enumerate(data.identities)
+    ]
+    attachments = store_attachments([a.model_dump() for a in data.attachments], settings=settings)
+    return InboundInput(
+        channel=data.channel, identities=keys, customer_id=data.customer_id, text=data.text,
+        attachments=attachments, external_id=data.external_id, occurred_at=occurred_at,
+    )  # fmt: skip
+
+
+@router.post("/messages/inbound", status_code=201)
+async def inbound_message(data: InboundMessageIn, request: Request, settings: AppSettings, _: Inbound) -> Response:
+    """A customer's message from any channel: it joins the customer's one conversation."""
+    item = (
+        await run_in_threadpool(prepare_inbound, data, settings)
+        if data.attachments
+        else prepare_inbound(data, settings)
+    )
+    writer: IngestWriter = request.app.state.ingest_writer
+    (result,) = await writer.run(request.app.state.receive_messages, [item])
+    if result.error is not None:
+        if isinstance(result.error, NotFound):
+            raise ValidationFailed.on_field("customer_id", result.error.detail)
+        raise result.error
+    return FastJSONResponse(
+        {
+            "message_id": str(result.message_id),
+            "conversation_id": str(result.conversation_id),
+            "customer_id": str(result.customer_id),
+            "duplicate": result.duplicate,
+        },
+        status_code=200 if result.duplicate else 201,
+    )
+
+
+def _principal_author(principal: Principal) -> tuple[str, str]:
+    return ("agent", str(principal.id)) if principal.kind == "user" else ("agent", principal.label)
+
+
+@router.get("/conversations", response_model=ConversationPage)
+def list_conversations(
+    session: ReadSession,
+    principal: Reader,
+    status: str | None = None,
+    assignee: str | None = None,
+    team: uuid.UUID | None = None,
+    channel: str | None = None,
+    customer_id: uuid.UUID | None = None,
+    limit: int = 25,
+    cursor: str | None = None,
+) -> ConversationPage:
+    items, next_cursor = service.list_conversations(
+        session, status=status, assignee=assignee, team_id=team, channel=channel, customer_id=customer_id,
+        me=principal.id if principal.kind == "user" else None, limit=limit, cursor=cursor,
+    )  # fmt: skip
+    return ConversationPage(items=items, next_cursor=next_cursor)
+
+
+@router.get("/conversations/{conversation_id}", response_model=ConversationOut)
+def get_conversation(conversation_id: uuid.UUID, session: ReadSession, _: Reader) -> ConversationOut:
+    conversation = service.get_conversation(session, conversation_id)
+    names = service.customer_names(session, {conversation.customer_id})
+    return service.conversation_out(conversation, customer_name=names.get(conversation.customer_id))
+
+
+@router.get("/conversations/{conversation_id}/messages", response_model=MessagePage)
+def list_messages(
+    conversation_id: uuid.UUID, session: ReadSession, _: Reader, limit: int = 100, cursor: str | None = None
+) -> MessagePage:
+    rows, next_cursor = service.list_messages(session, conversation_id=conversation_id, limit=limit, cursor=cursor)
+    return MessagePage(items=[service.message_out(m) for m in rows], next_cursor=next_cursor)
+
+
+@router.get("/conversations/{conversation_id}/reply-options", response_model=list[ReplyOptionOut])
+def reply_options(conversation_id: uuid.UUID, session: ReadSession, _: Reader) -> list[ReplyOptionOut]:
+    conversation = service.get_conversation(session, conversation_id)
+    return [ReplyOptionOut(**vars(o)) for o in service.channel_options(session, conversation)]
+
+
+@router.post("/conversations/{conversation_id}/messages", response_model=MessageOut, status_code=201)
+def post_message(conversation_id: uuid.UUID, data: ReplyIn, session: WriteSession, principal: Writer) -> MessageOut:
+    if (data.text is None) == (data.answer_id is None):
+        raise ValidationFailed.on_field("text", "give exactly one of text or answer_id")
+    text = data.text or ""
+    if data.answer_id is not None:
+        text = _render_answer(session, conversation_id, data)
+    author_type, author_id = _principal_author(principal)
+    message = service.reply(
+        session, conversation_id=conversation_id, text=text, channel=data.channel, private=data.private,
+        author_type=author_type, author_id=author_id, answer_id=data.answer_id,
+    )  # fmt: skip
+    return service.message_out(message)
+
+
+def _render_answer(session: Any, conversation_id: uuid.UUID, data: ReplyIn) -> str:
+    from omnicanal.answers.service import render_for_conversation
+
+    return render_for_conversation(
+        session, answer_id=data.answer_id, conversation_id=conversation_id, channel=data.channel, context=data.context
+    )
+
+
+@router.post("/conversations/{conversation_id}/assign", response_model=ConversationOut)
+def assign(conversation_id: uuid.UUID, data: AssignIn, session: WriteSession, principal: Assigner) -> ConversationOut:
+    conversation = service.assign(
+        session, conversation_id=conversation_id, agent_id=data.agent_id, team_id=data.team_id, actor=principal.label
+    )
+    return service.conversation_out(conversation)
+
+
+@router.post("/conversations/{conversation_id}/status", response_model=ConversationOut)
+def set_status(conversation_id: uuid.UUID, data: StatusIn, session: WriteSession, principal: Writer) -> ConversationOut:
+    conversation = service.set_status(
+        session, conversation_id=conversation_id, status=data.status, snooze_until=data.snooze_until,
+        actor=principal.label,
+    )  # fmt: skip
+    return service.conversation_out(conversation)
+
+
+@router.patch("/conversations/{conversation_id}", response_model=ConversationOut)
+def patch_conversation(
+    conversation_id: uuid.UUID, data: ConversationPatch, session: WriteSession, _: Writer
+) -> ConversationOut:
+    conversation = service.update(session, conversation_id=conversation_id, priority=data.priority, labels=data.labels)
+    return service.conversation_out(conversation)

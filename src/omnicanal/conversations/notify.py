@@ -1,0 +1,45 @@
+"""One place where conversation changes leave: domain events now, real time after commit."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from omnicanal import dispatch
+from omnicanal.conversations.models import Conversation, Message
+from omnicanal.realtime import publish_after_commit
+
+
+def message_data(message: Message) -> dict[str, Any]:
+    return {
+        "id": str(message.id),
+        "conversation_id": str(message.conversation_id),
+        "customer_id": str(message.customer_id),
+        "channel": message.channel,
+        "direction": message.direction,
+        "sender_type": message.sender_type,
+        "sender_id": message.sender_id,
+        "text": message.text,
+        "private": message.private,
+        "status": message.status,
+        "created_at": message.created_at.isoformat(),
+    }
+
+
+def conversation_data(conversation: Conversation) -> dict[str, Any]:
+    return {
+        "id": str(conversation.id),
+        "customer_id": str(conversation.customer_id),
+        "status": conversation.status,
+        "assignee_id": str(conversation.assignee_id) if conversation.assignee_id else None,
+        "team_id": str(conversation.team_id) if conversation.team_id else None,
+        "last_channel": conversation.last_channel,
+        "priority": conversation.priority,
+    }
+
+
+def announce(session: Session, event_type: str, data: dict[str, Any]) -> None:
+    """Publish to other domains (webhooks, ...) in this transaction, and to consoles after commit."""
+    dispatch.publish(session, event_type, data)
+    publish_after_commit(session, {"type": event_type, "data": data})

@@ -1,0 +1,425 @@
+"""Conversations: reading, replying on any channel, work states and assignment."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections import defaultdict
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, func, or_, select
+from sqlalchemy.orm import Session
+
+from omnicanal.access.models import StaffUser
+from omnicanal.conversations.channels import CHANNEL_RULES, ReplyOption, reply_options
+from omnicanal.conversations.models import Conversation, Message
+from omnicanal.conversations.notify import announce, conversation_data, message_data
+from omnicanal.conversations.schemas import ConversationOut, MessageOut, SlaOut
+from omnicanal.customers.models import Customer, Identity
+from omnicanal.customers.service import get_customer
+from omnicanal.db import utcnow
+from omnicanal.errors import Conflict, NotFound, ValidationFailed
+from omnicanal.outbox.service import enqueue
+from omnicanal.pagination import check_limit, decode_cursor, encode_cursor
+from omnicanal.routing import service as routing
+from omnicanal.routing.models import Team
+
+STATUSES = ("open", "pending", "snoozed", "resolved")
+TRANSITIONS = {
+    "open": {"pending", "snoozed", "resolved"},
+    "pending": {"open", "snoozed", "resolved"},
+    "snoozed": {"open", "pending", "resolved"},
+    "resolved": {"open"},
+}
+_MENTION = re.compile(r"@([A-Za-z0-9._-]+)")
+
+
+def get_conversation(session: Session, conversation_id: uuid.UUID, *, for_update: bool = False) -> Conversation:
+    conversation = session.get(Conversation, conversation_id, with_for_update=for_update or None)
+    if conversation is None:
+        raise NotFound(f"conversation {conversation_id} not found")
+    return conversation
+
+
+def conversation_out(conversation: Conversation, *, customer_name: str | None = None,
+                     now: datetime | None = None) -> ConversationOut:  # fmt: skip
+    now = now or utcnow()
+    first_due, resolution_due = conversation.first_response_due_at, conversation.resolution_due_at
+    first_breached = bool(first_due and ((conversation.first_response_at or now) > first_due))
+    resolution_breached = bool(resolution_due and ((conversation.resolved_at or now) > resolution_due))
+    return ConversationOut(
+        id=conversation.id,
+        customer_id=conversation.customer_id,
+        customer_name=customer_name,
+        status=conversation.status,
+        snooze_until=conversation.snooze_until,
+        assignee_id=conversation.assignee_id,
+        team_id=conversation.team_id,
+        priority=conversation.priority,
+        labels=list(conversation.labels or []),
+        language=conversation.language,
+        last_channel=conversation.last_channel,
+        last_message_at=conversation.last_message_at,
+        first_response_at=conversation.first_response_at,
+        resolved_at=conversation.resolved_at,
+        created_at=conversation.created_at,
+        sla=SlaOut(
+            first_response_due_at=first_due,
+            resolution_due_at=resolution_due,
+            first_response_breached=first_breached,
+            resolution_breached=resolution_breached,
+        ),
+    )
+
+
+def customer_names(session: Session, customer_ids: set[uuid.UUID]) -> dict[uuid.UUID, str | None]:
+    if not customer_ids:
+        return {}
+    rows = session.execute(select(Customer.id, Customer.traits).where(Customer.id.in_(customer_ids)))
+    names: dict[uuid.UUID, str | None] = {}
+    for customer_id, traits in rows:
+        traits = traits or {}
+        name = " ".join(p for p in (traits.get("first_name"), traits.get("last_name")) if p)
+        names[customer_id] = name or None
+    return names
+
+
+def list_conversations(
+    session: Session,
+    *,
+    status: str | None = None,
+    assignee: str | None = None,
+    team_id: uuid.UUID | None = None,
+    channel: str | None = None,
+    customer_id: uuid.UUID | None = None,
+    me: uuid.UUID | None = None,
+    limit: int = 25,
+    cursor: str | None = None,
+) -> tuple[list[ConversationOut], str | None]:
+    """Newest activity first. ``assignee``: an agent id, ``me``, ``none`` (unassigned) or ``any``."""
+    limit = check_limit(limit)
+    stmt = select(Conversation)
+    if status is not None:
+        if status not in STATUSES:
+            raise ValidationFailed.on_field("status", f"must be one of: {', '.join(STATUSES)}")
+        stmt = stmt.where(Conversation.status == status)
+    if assignee == "none":
+        stmt = stmt.where(Conversation.assignee_id.is_(None))
+    elif assignee == "me":
+        if me is None:
+            raise ValidationFailed.on_field("assignee", "'me' needs a staff user, not an API key")
+        stmt = stmt.where(Conversation.assignee_id == me)
+    elif assignee not in (None, "", "any"):
+        try:
+            stmt = stmt.where(Conversation.assignee_id == uuid.UUID(assignee))
+        except ValueError:
+            raise ValidationFailed.on_field("assignee", "must be an agent id, 'me', 'none' or 'any'") from None
+    if team_id is not None:
+        stmt = stmt.where(Conversation.team_id == team_id)
+    if channel:
+        stmt = stmt.where(Conversation.last_channel == channel)
+    if customer_id is not None:
+        stmt = stmt.where(Conversation.customer_id == get_customer(session, customer_id, follow_merges=True).id)
+    after = decode_cursor(cursor, size=2)
+    if after is not None:
+        try:
+            when, last_id = datetime.fromisoformat(str(after[0])), uuid.UUID(str(after[1]))
+        except ValueError:
+            raise ValidationFailed.on_field("cursor", "is not a cursor this API returned") from None
+        stmt = stmt.where(
+            or_(
+                Conversation.last_message_at < when,
+                and_(Conversation.last_message_at == when, Conversation.id < last_id),
+            )
+        )
+    rows = list(
+        session.scalars(stmt.order_by(Conversation.last_message_at.desc(), Conversation.id.desc()).limit(limit + 1))
+    )
+    next_cursor = None
+    if len(rows) > limit:
+        last = rows[limit - 1]
+        next_cursor = encode_cursor([last.last_message_at.isoformat(), str(last.id)])
+    rows = rows[:limit]
+    names = customer_names(session, {c.customer_id for c in rows})
+    now = utcnow()
+    return [conversation_out(c, customer_name=names.get(c.customer_id), now=now) for c in rows], next_cursor
+
+
+def message_out(message: Message) -> MessageOut:
+    return MessageOut.model_validate(message, from_attributes=True)
+
+
+def list_messages(
+    session: Session, *, conversation_id: uuid.UUID, limit: int = 100, cursor: str | None = None
+) -> tuple[list[Message], str | None]:
+    """Oldest first, every channel interleaved in time."""
+    get_conversation(session, conversation_id)
+    limit = check_limit(limit)
+    stmt = select(Message).where(Message.conversation_id == conversation_id)
+    after = decode_cursor(cursor, size=2)
+    if after is not None:
+        try:
+            when, last_id = datetime.fromisoformat(str(after[0])), uuid.UUID(str(after[1]))
+        except ValueError:
+            raise ValidationFailed.on_field("cursor", "is not a cursor this API returned") from None
+        stmt = stmt.where(or_(Message.created_at > when, and_(Message.created_at == when, Message.id > last_id)))
+    rows = list(session.scalars(stmt.order_by(Message.created_at, Message.id).limit(limit + 1)))
+    next_cursor = None
+    if len(rows) > limit:
+        last = rows[limit - 1]
+        next_cursor = encode_cursor([last.created_at.isoformat(), str(last.id)])
+    return rows[:limit], next_cursor
+
+
+def channel_options(session: Session, conversation: Conversation, *, now: datetime | None = None) -> list[ReplyOption]:
+    identities: dict[str, list[str]] = defaultdict(list)
+    for kind, value in session.execute(
+        select(Identity.type, Identity.value)
+        .where(Identity.customer_id == conversation.customer_id)
+        .order_by(Identity.added_at.desc())
+    ):
+        identities[kind].append(value)
+    # A service window (WhatsApp: 24 h) runs from when the customer wrote, not from when we heard of it:
+    # a message delivered late (or backfilled) does not reopen a window the provider considers closed.
+    last_inbound: dict[str, datetime] = {
+        channel: when
+        for channel, when in session.execute(
+            select(Message.channel, func.max(Message.occurred_at))
+            .where(Message.customer_id == conversation.customer_id, Message.direction == "inbound")
+            .group_by(Message.channel)
+        )
+    }
+    return reply_options(identities=identities, last_inbound=last_inbound, now=now or utcnow())
+
+
+def _mentions(session: Session, text: str) -> list[str]:
+    handles = {m.lower() for m in _MENTION.findall(text)}
+    if not handles:
+        return []
+    users = session.scalars(select(StaffUser).where(StaffUser.active.is_(True)))
+    return sorted(str(u.id) for u in users if u.email.split("@")[0].lower() in handles)
+
+
+def reply(
+    session: Session,
+    *,
+    conversation_id: uuid.UUID,
+    text: str,
+    channel: str | None,
+    private: bool,
+    author_type: str,
+    author_id: str,
+    answer_id: uuid.UUID | None = None,
+) -> Message:
+    """An agent's (or bot's) message. Public replies leave through the outbox after commit."""
+    conversation = get_conversation(session, conversation_id)
+    customer = get_customer(session, conversation.customer_id, follow_merges=True)
+    if not text.strip():
+        raise ValidationFailed.on_field("text", "must not be empty")
+    now = utcnow()
+    if private:
+        message = Message(
+            conversation_id=conversation.id, customer_id=customer.id, source_customer_id=customer.id,
+            channel="note", direction="internal", sender_type=author_type, sender_id=author_id, text=text,
+            private=True, mentions=_mentions(session, text), status="stored", answer_id=answer_id,
+            occurred_at=now, created_at=now, updated_at=now,
+        )  # fmt: skip
+        session.add(message)
+        session.flush()
+        announce(session, "note.created", message_data(message) | {"mentions": message.mentions})
+        return message
+
+    target = channel or conversation.last_channel
+    if target is None:
+        raise ValidationFailed.on_field("channel", "this conversation has no channel yet; pick one")
+    if target not in CHANNEL_RULES:
+        raise ValidationFailed.on_field("channel", f"unknown channel {target!r}; one of: {', '.join(CHANNEL_RULES)}")
+    option = next(o for o in channel_options(session, conversation, now=now) if o.channel == target)
+    if not option.available:
+        raise Conflict(f"cannot reply on {target}: {option.reason}", channel=target, template_only=option.template_only)
+    message = Message(
+        conversation_id=conversation.id, customer_id=customer.id, source_customer_id=customer.id, channel=target,
+        direction="outbound", sender_type=author_type, sender_id=author_id, text=text, status="queued",
+        answer_id=answer_id, occurred_at=now, created_at=now, updated_at=now,
+    )  # fmt: skip
+    session.add(message)
+    session.flush()
+    enqueue(
+        session,
+        kind="message",
+        channel=target,
+        payload={
+            "message_id": str(message.id),
+            "conversation_id": str(conversation.id),
+            "to": option.address,
+            "text": text,
+            "format": CHANNEL_RULES[target].format,
+        },
+        message_id=message.id,
+    )
+    if author_type == "agent" and conversation.first_response_at is None:
+        conversation.first_response_at = now
+    conversation.last_message_at = now
+    conversation.updated_at = now
+    announce(session, "message.created", message_data(message))
+    return message
+
+
+def set_status(
+    session: Session, *, conversation_id: uuid.UUID, status: str, snooze_until: datetime | None, actor: str
+) -> Conversation:
+    # locked: two requests resolving (or reopening) it at once must not both move the agent's counter
+    conversation = get_conversation(session, conversation_id, for_update=True)
+    if status not in STATUSES:
+        raise ValidationFailed.on_field("status", f"must be one of: {', '.join(STATUSES)}")
+    if status == conversation.status and status != "snoozed":
+        raise Conflict(f"the conversation is already {status}")
+    if status not in TRANSITIONS[conversation.status] and status != conversation.status:
+        raise Conflict(f"a {conversation.status} conversation cannot become {status}; reopen it first")
+    now = utcnow()
+    if status == "snoozed":
+        if snooze_until is None:
+            raise ValidationFailed.on_field("snooze_until", "a snoozed conversation needs a time to wake up")
+        if snooze_until.tzinfo is None or snooze_until <= now:
+            raise ValidationFailed.on_field("snooze_until", "must be a future time with a timezone")
+        conversation.snooze_until = snooze_until
+    elif snooze_until is not None:
+        raise ValidationFailed.on_field("snooze_until", "only goes with status snoozed")
+    else:
+        conversation.snooze_until = None
+    previous = conversation.status
+    conversation.status = status
+    conversation.updated_at = now
+    if status == "resolved":
+        conversation.resolved_at = now
+        routing.release(session, conversation)
+    elif previous == "resolved":
+        conversation.resolved_at = None
+        conversation.reopened_count += 1
+        if conversation.assignee_id is not None:
+            routing.take_slot(session, conversation.assignee_id, force=True)
+    session.flush()
+    announce(session, f"conversation.{status}", conversation_data(conversation) | {"actor": actor})
+    if status == "resolved" and conversation.assignee_id is not None:
+        for assigned in routing.drain_queue(session, conversation.assignee_id):
+            announce(
+                session, "conversation.assigned", {"id": str(assigned), "assignee_id": str(conversation.assignee_id)}
+            )
+    return conversation
+
+
+def wake_snoozed(session: Session, *, now: datetime | None = None) -> int:
+    """Snoozed conversations whose time has come are open again (run by the worker)."""
+    now = now or utcnow()
+    woken = 0
+    for conversation in session.scalars(
+        select(Conversation).where(Conversation.status == "snoozed", Conversation.snooze_until <= now)
+    ):
+        conversation.status = "open"
+        conversation.snooze_until = None
+        conversation.updated_at = now
+        announce(session, "conversation.open", conversation_data(conversation) | {"actor": "system:snooze"})
+        woken += 1
+    return woken
+
+
+def assign(
+    session: Session, *, conversation_id: uuid.UUID, agent_id: uuid.UUID | None, team_id: uuid.UUID | None,
+    actor: str,
+) -> Conversation:  # fmt: skip
+    if (agent_id is None) == (team_id is None):
+        raise ValidationFailed.on_field("agent_id", "give exactly one of agent_id or team_id")
+    conversation = get_conversation(session, conversation_id, for_update=True)
+    if agent_id is not None:
+        agent = session.get(StaffUser, agent_id)
+        if agent is None or not agent.active:
+            raise ValidationFailed.on_field("agent_id", f"no active staff user {agent_id}")
+        from omnicanal.routing.models import AgentProfile
+
+        if session.get(AgentProfile, agent_id) is None:
+            session.add(AgentProfile(user_id=agent_id))
+            session.flush()
+        routing.reassign_to_agent(session, conversation, agent_id)
+    else:
+        team = session.get(Team, team_id)
+        if team is None:
+            raise ValidationFailed.on_field("team_id", f"no team {team_id}")
+        routing.requeue_to_team(session, conversation, team)
+    conversation.updated_at = utcnow()
+    session.flush()
+    announce(session, "conversation.assigned", conversation_data(conversation) | {"actor": actor})
+    return conversation
+
+
+def update(
+    session: Session, *, conversation_id: uuid.UUID, priority: str | None, labels: list[str] | None
+) -> Conversation:
+    conversation = get_conversation(session, conversation_id)
+    if priority is not None:
+        conversation.priority = priority
+    if labels is not None:
+        cleaned = sorted({label.strip().lower() for label in labels if label.strip()})
+        if any(len(label) > 50 for label in cleaned):
+            raise ValidationFailed.on_field("labels", "a label has at most 50 characters")
+        conversation.labels = cleaned
+    conversation.updated_at = utcnow()
+    session.flush()
+    announce(session, "conversation.updated", conversation_data(conversation) | {"labels": conversation.labels})
+    return conversation
+
+
+_STATUS_RANK = {"queued": 0, "sent": 1, "delivered": 2, "read": 3}
+
+
+def update_delivery_status(
+    session: Session, *, message_id: uuid.UUID | None = None, provider_message_id: str | None = None,
+    status: str, reason: str | None = None,
+) -> Message | None:  # fmt: skip
+    """Provider callbacks: status only moves forward (a late "delivered" never undoes "read")."""
+    if status not in (*_STATUS_RANK, "failed"):
+        raise ValidationFailed.on_field("status", "must be queued, sent, delivered, read or failed")
+    stmt = select(Message)
+    if message_id is not None:
+        stmt = stmt.where(Message.id == message_id)
+    elif provider_message_id is not None:
+        stmt = stmt.where(Message.provider_message_id == provider_message_id)
+    else:
+        raise ValidationFailed.on_field("message_id", "give a message id or a provider message id")
+    message = session.scalar(stmt)
+    if message is None:
+        return None
+    if status == "failed":
+        if message.status == "read":
+            return message
+        message.failure_reason = reason or "the provider reported a failure"
+    elif _STATUS_RANK.get(message.status, -1) >= _STATUS_RANK[status]:
+        return message
+    message.status = status
+    message.updated_at = utcnow()
+    session.flush()
+    event = "message.failed" if status == "failed" else f"message.{status}"
+    announce(session, event, message_data(message) | {"failure_reason": message.failure_reason})
+    return message
+
+
+def outbound_sent(session: Session, item: Any) -> None:
+    """Outbox outcome: the provider accepted the message."""
+    if item.message_id is None:
+        return
+    message = session.get(Message, item.message_id)
+    if message is None:
+        return
+    if message.provider_message_id is None:
+        message.provider_message_id = item.provider_id
+    # "failed" too: a dead-lettered message that a supervisor retried and that then went out
+    if message.status in ("queued", "failed"):
+        message.status = "sent"
+        message.failure_reason = None
+        message.updated_at = utcnow()
+        announce(session, "message.sent", message_data(message))
+
+
+def outbound_dead(session: Session, item: Any) -> None:
+    if item.message_id is not None:
+        update_delivery_status(session, message_id=item.message_id, status="failed", reason=item.last_error)

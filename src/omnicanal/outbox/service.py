@@ -1,0 +1,244 @@
+"""Writing to the outbox, claiming due items, recording outcomes, and the dead-letter retry."""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.orm import Session
+
+from omnicanal.db import utcnow, uuid7
+from omnicanal.errors import Conflict, NotFound, ValidationFailed
+from omnicanal.outbox.models import OutboxAttempt, OutboxItem
+from omnicanal.pagination import check_limit, decode_cursor, encode_cursor
+from omnicanal.realtime import wake_outbox_after_commit
+
+STATES = ("pending", "sending", "sent", "dead")
+OutcomeHandler = Callable[[Session, OutboxItem], None]
+_on_sent: dict[str, list[OutcomeHandler]] = {}
+_on_dead: dict[str, list[OutcomeHandler]] = {}
+
+
+def on_outcome(kind: str, *, sent: OutcomeHandler | None = None, dead: OutcomeHandler | None = None) -> None:
+    """Let the domain that wrote an item react when it is delivered or given up on."""
+    if sent is not None and sent not in _on_sent.setdefault(kind, []):
+        _on_sent[kind].append(sent)
+    if dead is not None and dead not in _on_dead.setdefault(kind, []):
+        _on_dead[kind].append(dead)
+
+
+def enqueue(
+    session: Session,
+    *,
+    kind: str,
+    channel: str,
+    payload: dict[str, Any],
+    message_id: uuid.UUID | None = None,
+    subscription_id: uuid.UUID | None = None,
+    replay_of: uuid.UUID | None = None,
+    max_attempts: int = 8,
+) -> OutboxItem:
+    item = OutboxItem(
+        id=uuid7(),
+        kind=kind,
+        channel=channel,
+        payload=payload,
+        state="pending",
+        attempts=0,
+        max_attempts=max_attempts,
+        next_attempt_at=utcnow(),
+        message_id=message_id,
+        subscription_id=subscription_id,
+        replay_of=replay_of,
+    )
+    session.add(item)
+    wake_outbox_after_commit(session)
+    return item
+
+
+def backoff(attempt: int, *, base: float = 2.0, cap: float = 3600.0) -> timedelta:
+    """Exponential with full jitter: 2 s, 4 s, 8 s ... capped at an hour."""
+    return timedelta(seconds=random.uniform(0.5, 1.0) * min(cap, base * 2 ** (attempt - 1)))
+
+
+@dataclass(frozen=True)
+class Claimed:
+    id: uuid.UUID
+    kind: str
+    channel: str
+    payload: dict[str, Any]
+    attempt: int
+
+
+def claim_due(
+    session: Session, *, now: datetime, limit: int, lease: timedelta, channels: dict[str, int] | None = None
+) -> list[Claimed]:
+    """Take due items (and items whose sender died mid-send) and lease them to this worker.
+
+    ``channels`` caps how many of each channel may be taken (per-channel rate limits).
+    """
+    due = or_(
+        and_(OutboxItem.state == "pending", OutboxItem.next_attempt_at <= now),
+        and_(OutboxItem.state == "sending", OutboxItem.lease_until < now),
+    )
+    stmt = select(OutboxItem).where(due).order_by(OutboxItem.next_attempt_at).limit(limit)
+    if session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update(skip_locked=True)
+    taken: list[Claimed] = []
+    budget = dict(channels or {})
+    for item in session.scalars(stmt):
+        if item.channel in budget:
+            if budget[item.channel] <= 0:
+                continue
+            budget[item.channel] -= 1
+        item.state = "sending"
+        item.attempts += 1
+        item.lease_until = now + lease
+        taken.append(Claimed(item.id, item.kind, item.channel, dict(item.payload), item.attempts))
+    session.flush()
+    return taken
+
+
+def _log_attempt(
+    session: Session, item: OutboxItem, started_at: datetime, duration_ms: int, outcome: str,
+    status_code: int | None, detail: str,
+) -> None:  # fmt: skip
+    session.add(
+        OutboxAttempt(
+            item_id=item.id,
+            number=item.attempts,
+            started_at=started_at,
+            duration_ms=duration_ms,
+            outcome=outcome,
+            status_code=status_code,
+            detail=detail,
+        )
+    )
+
+
+def record_sent(
+    session: Session, *, item_id: uuid.UUID, provider_id: str | None, started_at: datetime, duration_ms: int,
+    status_code: int | None = None, detail: str = "",
+) -> None:  # fmt: skip
+    item = session.get(OutboxItem, item_id)
+    if item is None or item.state == "sent":
+        return  # another worker (that took the item over after a lease ran out) recorded it already
+    item.state = "sent"
+    item.provider_id = provider_id
+    item.sent_at = utcnow()
+    item.lease_until = None
+    item.last_error = None
+    _log_attempt(session, item, started_at, duration_ms, "sent", status_code, detail)
+    session.flush()
+    for handler in _on_sent.get(item.kind, []):
+        handler(session, item)
+
+
+def record_failure(
+    session: Session, *, item_id: uuid.UUID, detail: str, permanent: bool, started_at: datetime,
+    duration_ms: int, status_code: int | None = None, attempt: int | None = None,
+) -> str:  # fmt: skip
+    """Schedule a retry, or move the item to dead letters; returns the new state.
+
+    ``attempt``: the attempt number the caller made. A failure of an attempt that no longer owns
+    the item (it was sent meanwhile, or another worker took it over after the lease ran out) changes
+    nothing: rescheduling it would send the item once more, or undo a delivery.
+    """
+    item = session.get(OutboxItem, item_id)
+    if item is None:
+        return "missing"
+    if item.state != "sending" or (attempt is not None and attempt != item.attempts):
+        return item.state
+    dead = permanent or item.attempts >= item.max_attempts
+    item.last_error = detail[:2000]
+    item.lease_until = None
+    if dead:
+        item.state = "dead"
+    else:
+        item.state = "pending"
+        item.next_attempt_at = utcnow() + backoff(item.attempts)
+    _log_attempt(session, item, started_at, duration_ms, "dead" if dead else "retry", status_code, detail[:2000])
+    session.flush()
+    if dead:
+        for handler in _on_dead.get(item.kind, []):
+            handler(session, item)
+    return item.state
+
+
+def retry(session: Session, *, item_id: uuid.UUID) -> OutboxItem:
+    """Give a dead item a fresh set of attempts (the console's retry button)."""
+    item = session.get(OutboxItem, item_id)
+    if item is None:
+        raise NotFound(f"outbox item {item_id} not found")
+    if item.state != "dead":
+        raise Conflict(f"only dead items can be retried; this one is {item.state}")
+    item.state = "pending"
+    item.max_attempts = item.attempts + max(3, item.max_attempts // 2)
+    item.next_attempt_at = utcnow()
+    session.flush()
+    wake_outbox_after_commit(session)
+    return item
+
+
+def replay(session: Session, *, item_id: uuid.UUID) -> OutboxItem:
+    """Send a delivered (or dead) item again, as a new item that points to the original."""
+    original = session.get(OutboxItem, item_id)
+    if original is None:
+        raise NotFound(f"outbox item {item_id} not found")
+    if original.state in ("pending", "sending"):
+        raise Conflict("this item is still being delivered")
+    return enqueue(
+        session,
+        kind=original.kind,
+        channel=original.channel,
+        payload=dict(original.payload),
+        message_id=original.message_id,
+        subscription_id=original.subscription_id,
+        replay_of=original.id,
+    )
+
+
+def list_items(
+    session: Session, *, state: str | None, kind: str | None = None, subscription_id: uuid.UUID | None = None,
+    limit: int = 50, cursor: str | None = None,
+) -> tuple[list[OutboxItem], str | None]:  # fmt: skip
+    limit = check_limit(limit)
+    stmt = select(OutboxItem)
+    if state is not None:
+        if state not in STATES:
+            raise ValidationFailed.on_field("state", f"must be one of: {', '.join(STATES)}")
+        stmt = stmt.where(OutboxItem.state == state)
+    if kind is not None:
+        stmt = stmt.where(OutboxItem.kind == kind)
+    if subscription_id is not None:
+        stmt = stmt.where(OutboxItem.subscription_id == subscription_id)
+    after = decode_cursor(cursor, size=1)
+    if after is not None:
+        try:
+            stmt = stmt.where(OutboxItem.id < uuid.UUID(str(after[0])))
+        except ValueError:
+            raise ValidationFailed.on_field("cursor", "is not a cursor this API returned") from None
+    rows = list(session.scalars(stmt.order_by(OutboxItem.id.desc()).limit(limit + 1)))
+    next_cursor = encode_cursor([str(rows[limit - 1].id)]) if len(rows) > limit else None
+    return rows[:limit], next_cursor
+
+
+def attempts_of(session: Session, item_id: uuid.UUID) -> list[OutboxAttempt]:
+    return list(
+        session.scalars(select(OutboxAttempt).where(OutboxAttempt.item_id == item_id).order_by(OutboxAttempt.id))
+    )
+
+
+def release_stale_leases(session: Session, *, now: datetime) -> int:
+    """Items whose sender died are due again (claim_due also takes them; this is for reporting)."""
+    result = session.execute(
+        update(OutboxItem)
+        .where(OutboxItem.state == "sending", OutboxItem.lease_until < now)
+        .values(state="pending", next_attempt_at=now)
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]

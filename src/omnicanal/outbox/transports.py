@@ -1,0 +1,123 @@
+"""How an outbox item leaves: one transport per channel, chosen by configuration.
+
+Channel adapters register their own transports; until then every channel can be pointed at
+the ``log`` transport (development) or at an HTTP endpoint (a provider double, a relay).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import httpx
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """What a transport gets: the item's id doubles as the provider-side idempotency key."""
+
+    id: str
+    kind: str
+    channel: str
+    payload: dict[str, Any]
+    attempt: int
+
+
+@dataclass(frozen=True)
+class Sent:
+    provider_id: str | None = None
+    status_code: int | None = None
+    detail: str = ""
+
+
+class DeliveryError(Exception):
+    """A failed attempt. ``permanent`` failures are not retried."""
+
+    def __init__(self, detail: str, *, permanent: bool = False, status_code: int | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.permanent = permanent
+        self.status_code = status_code
+
+
+class Transport(Protocol):
+    def send(self, envelope: Envelope) -> Sent: ...
+
+
+class LogTransport:
+    """Delivers by writing a log line (no personal data: ids and sizes only)."""
+
+    def send(self, envelope: Envelope) -> Sent:
+        log.info("delivered %s %s on %s (%d bytes)", envelope.kind, envelope.id, envelope.channel,
+                 len(str(envelope.payload)))  # fmt: skip
+        return Sent(provider_id=f"log-{envelope.id}")
+
+
+class HttpTransport:
+    """POSTs the envelope as JSON; 2xx is sent, 4xx (but 408/409/429) is permanent, the rest retried."""
+
+    def __init__(self, url: str, *, timeout: float = 10.0, headers: dict[str, str] | None = None) -> None:
+        self.url = url
+        self._local = threading.local()
+        self._timeout = timeout
+        self._headers = headers or {}
+
+    def _client(self) -> httpx.Client:
+        client: httpx.Client | None = getattr(self._local, "client", None)
+        if client is None:
+            client = httpx.Client(timeout=self._timeout, headers=self._headers)
+            self._local.client = client
+        return client
+
+    def send(self, envelope: Envelope) -> Sent:
+        body = {"id": envelope.id, "kind": envelope.kind, "channel": envelope.channel, "payload": envelope.payload}
+        try:
+            response = self._client().post(self.url, json=body, headers={"Idempotency-Key": envelope.id})
+        except httpx.HTTPError as exc:
+            raise DeliveryError(f"{type(exc).__name__}: {exc}") from None
+        return classify_response(response)
+
+
+def classify_response(response: httpx.Response) -> Sent:
+    code = response.status_code
+    if 200 <= code < 300:
+        provider_id = None
+        try:
+            data = response.json()
+            if isinstance(data, dict):
+                raw = data.get("id") or data.get("sid") or data.get("message_id")
+                provider_id = str(raw) if raw is not None else None
+        except ValueError:
+            pass
+        return Sent(provider_id=provider_id, status_code=code)
+    detail = f"HTTP {code}: {response.text[:300]}"
+    permanent = 400 <= code < 500 and code not in (408, 409, 425, 429)
+    raise DeliveryError(detail, permanent=permanent, status_code=code)
+
+
+class TransportRegistry:
+    def __init__(self, default: Transport | None = None) -> None:
+        self._by_channel: dict[str, Transport] = {}
+        self.default: Transport = default or LogTransport()
+
+    def register(self, channel: str, transport: Transport) -> None:
+        self._by_channel[channel] = transport
+
+    def for_channel(self, channel: str) -> Transport:
+        return self._by_channel.get(channel, self.default)
+
+
+def registry_from_settings(endpoints: dict[str, str]) -> TransportRegistry:
+    """``OMNICANAL_CHANNEL_ENDPOINTS='{"sms": "http://relay/sms", "*": "log"}'``."""
+    registry = TransportRegistry()
+    for channel, target in endpoints.items():
+        transport: Transport = LogTransport() if target == "log" else HttpTransport(target)
+        if channel == "*":
+            registry.default = transport
+        else:
+            registry.register(channel, transport)
+    return registry

@@ -1,0 +1,205 @@
+"""The outbox worker: claims due items, hands them to transports, records every outcome.
+
+Runs as a thread inside ``omnicanal serve`` (default) or as ``omnicanal worker`` processes.
+An item's outcome is recorded right after its attempt, so a provider is asked again only
+when the first attempt's outcome is unknown (the worker died mid-send); the item id is sent
+as the idempotency key, so even then the provider can recognise the repeat.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
+
+from omnicanal.db import Database, utcnow
+from omnicanal.outbox.service import Claimed, claim_due, record_failure, record_sent
+from omnicanal.outbox.transports import DeliveryError, Envelope, Sent, TransportRegistry
+
+log = logging.getLogger(__name__)
+
+
+class TokenBucket:
+    """``rate`` sends per second; bursts up to ``max(rate, 1)`` (a rate below 1/s still sends, just rarely)."""
+
+    def __init__(self, rate: float) -> None:
+        self.rate = rate
+        self.capacity = max(rate, 1.0)
+        self.tokens = self.capacity
+        self.stamp = time.monotonic()
+
+    def available(self) -> int:
+        now = time.monotonic()
+        self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        return int(self.tokens)
+
+    def take(self, count: int) -> None:
+        self.tokens -= count
+
+
+@dataclass
+class _Outcome:
+    item: Claimed
+    started_at: datetime
+    duration_ms: int
+    sent: Sent | None
+    error: DeliveryError | None
+
+
+class OutboxWorker:
+    def __init__(
+        self,
+        database: Database,
+        registry: TransportRegistry,
+        *,
+        wakeup: threading.Event | None = None,
+        batch_size: int = 200,
+        lease_seconds: float | None = None,
+        senders: int = 8,
+        rate_limits: dict[str, float] | None = None,
+        poll_interval: float = 0.5,
+        periodic: list[Callable[[Session], Any]] | None = None,
+        periodic_interval: float = 5.0,
+    ) -> None:
+        self.database = database
+        self.registry = registry
+        self.wakeup = wakeup or threading.Event()
+        self.batch_size = batch_size
+        if lease_seconds is None:
+            lease_seconds = float(getattr(database.settings, "outbox_lease_seconds", 60.0))
+        self.lease = timedelta(seconds=lease_seconds)
+        self.poll_interval = poll_interval
+        self._buckets = {channel: TokenBucket(rate) for channel, rate in (rate_limits or {}).items()}
+        self._pool = ThreadPoolExecutor(max_workers=senders, thread_name_prefix="omnicanal-send")
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        # small housekeeping jobs (wake snoozed conversations, ...) run between batches
+        self.periodic = periodic or []
+        self.periodic_interval = periodic_interval
+        self._next_periodic = 0.0
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._stopping.clear()
+            self._thread = threading.Thread(target=self.run_forever, name="omnicanal-outbox", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self.wakeup.set()
+        if self._thread is not None:
+            self._thread.join(timeout=15)
+            self._thread = None
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def run_periodic(self) -> None:
+        if not self.periodic or time.monotonic() < self._next_periodic:
+            return
+        self._next_periodic = time.monotonic() + self.periodic_interval
+        for job in self.periodic:
+            try:
+                with self.database.write() as session:
+                    job(session)
+            except Exception:
+                log.exception("background job %s failed", getattr(job, "__name__", job))
+
+    def run_forever(self) -> None:
+        while not self._stopping.is_set():
+            self.run_periodic()
+            try:
+                done = self.run_once()
+            except OperationalError:
+                log.warning("outbox: database busy, retrying", exc_info=True)
+                done = 0
+            except Exception:
+                log.exception("outbox: unexpected error")
+                done = 0
+            if done == 0:
+                self.wakeup.wait(self.poll_interval)
+                self.wakeup.clear()
+
+    def run_once(self) -> int:
+        """Deliver one batch; returns how many items were attempted."""
+        budget = {channel: bucket.available() for channel, bucket in self._buckets.items()}
+        with self.database.write() as session:
+            claimed = claim_due(session, now=utcnow(), limit=self.batch_size, lease=self.lease, channels=budget)
+        if not claimed:
+            return 0
+        for item in claimed:
+            bucket = self._buckets.get(item.channel)
+            if bucket is not None:
+                bucket.take(1)
+        # Each outcome is recorded as soon as it is known, not when the whole batch is done: a worker
+        # that dies mid-batch leaves only the items still in flight to be tried again.
+        list(self._pool.map(self._deliver, claimed))
+        return len(claimed)
+
+    def _deliver(self, item: Claimed) -> None:
+        outcome = self._attempt(item)
+        for retry in range(3):
+            try:
+                self._record(outcome)
+                return
+            except OperationalError:
+                log.warning("outbox: database busy recording an outcome (try %d)", retry + 1, exc_info=True)
+                time.sleep(0.2 * (retry + 1))
+            except Exception:
+                log.exception("outbox: could not record the outcome of %s", item.id)
+                return
+        # Not recorded: the lease runs out and the item goes again, with the same idempotency key.
+        log.error("outbox: could not record the outcome of %s; it is tried again when its lease ends", item.id)
+
+    def _record(self, outcome: _Outcome) -> None:
+        with self.database.write() as session:
+            if outcome.sent is not None:
+                record_sent(
+                    session,
+                    item_id=outcome.item.id,
+                    provider_id=outcome.sent.provider_id,
+                    started_at=outcome.started_at,
+                    duration_ms=outcome.duration_ms,
+                    status_code=outcome.sent.status_code,
+                    detail=outcome.sent.detail,
+                )
+            else:
+                assert outcome.error is not None
+                record_failure(
+                    session,
+                    item_id=outcome.item.id,
+                    detail=outcome.error.detail,
+                    permanent=outcome.error.permanent,
+                    started_at=outcome.started_at,
+                    duration_ms=outcome.duration_ms,
+                    status_code=outcome.error.status_code,
+                    attempt=outcome.item.attempt,
+                )
+
+    def _attempt(self, item: Claimed) -> _Outcome:
+        started_at = utcnow()
+        clock = time.perf_counter()
+        envelope = Envelope(str(item.id), item.kind, item.channel, item.payload, item.attempt)
+        try:
+            sent = self.registry.for_channel(item.channel).send(envelope)
+            error = None
+        except DeliveryError as exc:
+            sent, error = None, exc
+        except Exception as exc:  # a transport bug must not kill the worker
+            log.exception("outbox: transport for %s raised", item.channel)
+            sent, error = None, DeliveryError(f"{type(exc).__name__}: {exc}")
+        duration_ms = int((time.perf_counter() - clock) * 1000)
+        return _Outcome(item, started_at, duration_ms, sent, error)
+
+    def drain(self, *, timeout: float = 10.0) -> None:
+        """Deliver until nothing is due (tests, CLI)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.run_once():
+            pass
