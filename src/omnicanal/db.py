@@ -7,17 +7,19 @@ busy timeout instead of failing with "database is locked" half-way through.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 import time
 import uuid
-from collections.abc import Iterator
+import weakref
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Engine, MetaData, create_engine, event
+from sqlalchemy import JSON, DateTime, Engine, MetaData, Table, create_engine, event
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
@@ -82,6 +84,85 @@ def uuid7() -> uuid.UUID:
     return uuid.UUID(int=value)
 
 
+_Converter = Callable[[Any], Any]
+_insert_plans: dict[tuple[str, str, tuple[str, ...]], tuple[str, list[_Converter | None]]] = {}
+
+
+def _sqlite_utc(value: datetime | None) -> str | None:
+    """What UTCDateTime + SQLAlchemy's SQLite DATETIME store, in one step."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        raise ValueError("naive datetimes are not stored; attach a timezone")
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+def _insert_plan(dialect: Dialect, table: Table, columns: tuple[str, ...]) -> tuple[str, list[_Converter | None]]:
+    key = (dialect.name, table.name, columns)
+    plan = _insert_plans.get(key)
+    if plan is None:
+        quote = dialect.identifier_preparer.quote
+        mark = "?" if dialect.paramstyle == "qmark" else "%s"
+        sql = (
+            f"INSERT INTO {quote(table.name)} ({', '.join(quote(name) for name in columns)}) "
+            f"VALUES ({', '.join([mark] * len(columns))})"
+        )
+        missing = [c.name for c in table.c if c.name not in columns and c.default is not None]
+        if missing:
+            raise ValueError(f"bulk_insert into {table.name} needs the columns with defaults: {missing}")
+        converters: list[_Converter | None] = []
+        for name in columns:
+            column_type = table.c[name].type
+            if dialect.name == "sqlite" and isinstance(column_type, UTCDateTime):
+                converters.append(_sqlite_utc)
+            else:
+                converters.append(column_type.dialect_impl(dialect).bind_processor(dialect))
+        plan = _insert_plans[key] = (sql, converters)
+    return plan
+
+
+def bulk_insert(session: Session, model: type[Base], rows: Sequence[Mapping[str, Any]]) -> None:
+    """Insert many rows (all with the keys of the first) with one driver ``executemany``.
+
+    Stores exactly what ``session.execute(insert(table), rows)`` stores (the columns' own bind
+    processors convert the values), without compiling the statement and building parameters row by
+    row; the ingest benchmark (bench/README.md, B2) measured that work as the largest cost of ingest.
+    """
+    if not rows:
+        return
+    table = model.__table__
+    assert isinstance(table, Table)
+    session.flush()
+    connection = session.connection()
+    columns = tuple(rows[0])
+    sql, converters = _insert_plan(connection.dialect, table, columns)
+    pairs = [(name, _memoized(convert)) for name, convert in zip(columns, converters, strict=True)]
+    params = [
+        tuple(row[name] if convert is None else convert(row[name]) for name, convert in pairs) for row in rows
+    ]
+    connection.exec_driver_sql(sql, params)
+
+
+def _memoized(convert: _Converter | None) -> _Converter | None:
+    """Convert each distinct datetime once per statement (a batch shares its ``now``)."""
+    if convert is not _sqlite_utc:
+        return convert
+    seen: dict[datetime, Any] = {}
+
+    def cached(value: Any) -> Any:
+        if value is None:
+            return None
+        out = seen.get(value)
+        if out is None:
+            out = seen[value] = _sqlite_utc(value)
+        return out
+
+    return cached
+
+
+SQLITE_READERS = 4
+
+
 @dataclass
 class Database:
     """The engines of one process. Build with :func:`create_database`."""
@@ -91,6 +172,9 @@ class Database:
     read_engine: Engine
     write_sessions: sessionmaker[Session]
     read_sessions: sessionmaker[Session]
+    _read_gates: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = field(
+        default_factory=weakref.WeakKeyDictionary, repr=False
+    )
 
     @property
     def is_sqlite(self) -> bool:
@@ -106,6 +190,20 @@ class Database:
     def read(self) -> Iterator[Session]:
         with self.read_sessions() as session, session.begin():
             yield session
+
+    def read_gate(self) -> asyncio.Semaphore:
+        """How many HTTP requests may hold a read session at once (on this event loop).
+
+        Requests beyond it wait on the event loop instead of in worker threads: on SQLite a
+        few connections serve reads best (every extra one is one more cold page cache, more
+        memory and more threads fighting for the GIL; bench/README.md, B3).
+        """
+        loop = asyncio.get_running_loop()
+        gate = self._read_gates.get(loop)
+        if gate is None:
+            size = min(self.settings.db_pool_size, SQLITE_READERS) if self.is_sqlite else self.settings.db_pool_size
+            gate = self._read_gates[loop] = asyncio.Semaphore(max(size, 1))
+        return gate
 
     def dispose(self) -> None:
         self.write_engine.dispose()
@@ -133,8 +231,11 @@ def _sqlite_engine(url: str, settings: Settings, *, immediate: bool) -> Engine:
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute(f"PRAGMA busy_timeout={int(settings.sqlite_busy_timeout_ms)}")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA cache_size=-65536")
-        cursor.execute("PRAGMA mmap_size=1073741824")
+        # Page cache per connection; no mmap. Pages of a memory-mapped file count in the process's
+        # resident memory once per connection that maps them: with mmap a reader pool under the 360
+        # benchmark (bench/README.md, B3) passed 1 GiB. The OS page cache serves the reads instead.
+        cursor.execute(f"PRAGMA cache_size=-{16384 if not immediate else 65536}")
+        cursor.execute("PRAGMA mmap_size=0")
         cursor.execute("PRAGMA temp_store=MEMORY")
         cursor.close()
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Annotated, Any
 
 import orjson
@@ -10,10 +10,11 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from omnicanal.access.roles import Permission, role_allows
-from omnicanal.access.service import Principal, principal_for_token
+from omnicanal.access.service import Principal, cached_principal, principal_for_token
 from omnicanal.db import Database
 from omnicanal.errors import PROBLEM_BASE, DomainError, Forbidden, Moved, Unauthenticated
 from omnicanal.settings import Settings
@@ -30,12 +31,14 @@ class FastJSONResponse(JSONResponse):
         return orjson.dumps(content)
 
 
-def database(request: Request) -> Database:
+# The small dependencies are ``async def``: FastAPI runs a plain ``def`` dependency in the thread
+# pool, and a thread hop costs more than all they do (measured: bench/README.md, B1).
+async def database(request: Request) -> Database:
     db: Database = request.app.state.database
     return db
 
 
-def settings(request: Request) -> Settings:
+async def settings(request: Request) -> Settings:
     value: Settings = request.app.state.settings
     return value
 
@@ -45,9 +48,27 @@ def write_session(db: Annotated[Database, Depends(database)]) -> Iterator[Sessio
         yield session
 
 
-def read_session(db: Annotated[Database, Depends(database)]) -> Iterator[Session]:
-    with db.read() as session:
-        yield session
+async def read_session(db: Annotated[Database, Depends(database)]) -> AsyncIterator[Session]:
+    # Opening a session does no I/O (it connects on its first query), so it happens here. Ending a
+    # SQLite read transaction only releases a lock in shared memory, so it happens here too; on
+    # PostgreSQL it is a round trip and goes to the thread pool. Every thread hop saved counts:
+    # on the 360 read (bench/README.md, B3) each one cost more than the queries.
+    async with db.read_gate():
+        reading = db.read()
+        session = reading.__enter__()
+        try:
+            yield session
+        except BaseException as exc:
+            if db.is_sqlite:
+                if not reading.__exit__(type(exc), exc, exc.__traceback__):
+                    raise
+            elif not await run_in_threadpool(reading.__exit__, type(exc), exc, exc.__traceback__):
+                raise
+        else:
+            if db.is_sqlite:
+                reading.__exit__(None, None, None)
+            else:
+                await run_in_threadpool(reading.__exit__, None, None, None)
 
 
 WriteSession = Annotated[Session, Depends(write_session)]
@@ -55,17 +76,26 @@ ReadSession = Annotated[Session, Depends(read_session)]
 AppSettings = Annotated[Settings, Depends(settings)]
 
 
-def bearer_principal(request: Request, db: Annotated[Database, Depends(database)]) -> Principal:
+def _principal_from_database(db: Database, token: str) -> Principal:
+    with db.read() as session:
+        return principal_for_token(session, token)
+
+
+async def bearer_principal(request: Request, db: Annotated[Database, Depends(database)]) -> Principal:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthenticated("send an API key as 'Authorization: Bearer <key>'")
-    with db.read() as session:
-        return principal_for_token(session, token.strip())
+    token = token.strip()
+    # A key verified a moment ago needs no database (nor a thread to wait for it in).
+    cached = cached_principal(token)
+    if cached is not None:
+        return cached
+    return await run_in_threadpool(_principal_from_database, db, token)
 
 
-def require(permission: Permission) -> Callable[..., Principal]:
-    def check(principal: Annotated[Principal, Depends(bearer_principal)]) -> Principal:
+def require(permission: Permission) -> Callable[..., Awaitable[Principal]]:
+    async def check(principal: Annotated[Principal, Depends(bearer_principal)]) -> Principal:
         if not role_allows(principal.role, permission):
             raise Forbidden(f"the role {principal.role!r} may not {permission.value}")
         return principal

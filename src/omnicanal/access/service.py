@@ -138,10 +138,21 @@ class _KeyCache:
 _key_cache = _KeyCache()
 
 
-def principal_for_token(session: Session, token: str) -> Principal:
+def _token_parts(token: str) -> list[str]:
     parts = token.split("_", 2)
     if len(parts) != 3 or parts[0] != KEY_PREFIX:
         raise Unauthenticated("the API key is malformed")
+    return parts
+
+
+def cached_principal(token: str) -> Principal | None:
+    """The principal of a token verified in the last few seconds, without the database; or None."""
+    _token_parts(token)
+    return _key_cache.get(_hash_secret(token))
+
+
+def principal_for_token(session: Session, token: str) -> Principal:
+    parts = _token_parts(token)
     cache_key = _hash_secret(token)
     cached = _key_cache.get(cache_key)
     if cached is not None:

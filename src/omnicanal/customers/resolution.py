@@ -8,13 +8,12 @@ Only the rare cases (two customers meet, a limit is hit) take the slower ORM pat
 from __future__ import annotations
 
 import uuid
-from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from omnicanal.customers.merging import (
@@ -25,12 +24,26 @@ from omnicanal.customers.merging import (
     open_conflict,
 )
 from omnicanal.customers.models import Customer, Identity
-from omnicanal.db import uuid7
+from omnicanal.db import bulk_insert, uuid7
 from omnicanal.errors import NotFound
 from omnicanal.settings import Settings
 
 IdentityKey = tuple[str, str]
 _LOOKUP_CHUNK = 500
+
+
+class _Counts(dict[str, int]):
+    """Identities per type, like ``Counter`` (a missing type counts 0) but cheaper to create."""
+
+    def __missing__(self, key: str) -> int:
+        return 0
+
+
+def implied(identities: Iterable[IdentityKey]) -> list[IdentityKey]:
+    """A WhatsApp id is a phone number: it finds (and gives) the customer's phone identity too."""
+    keys = list(identities)
+    keys += [("phone", value) for kind, value in keys if kind == "whatsapp"]
+    return keys
 
 
 @dataclass
@@ -50,12 +63,12 @@ class Resolver:
         self._new_customers: list[dict[str, Any]] = []
         self._new_identities: list[dict[str, Any]] = []
         self._created: set[uuid.UUID] = set()
-        self._counts: dict[uuid.UUID, Counter[str]] = {}
+        self._counts: dict[uuid.UUID, dict[str, int]] = {}
         self._rank = {kind: index for index, kind in enumerate(settings.identity_priority)}
 
     # -- lookups -------------------------------------------------------------------------
     def prefetch(self, keys: Iterable[IdentityKey]) -> None:
-        wanted = {key for key in keys if key not in self._looked_up}
+        wanted = {key for key in implied(keys) if key not in self._looked_up}
         if not wanted:
             return
         self._looked_up |= wanted
@@ -80,7 +93,7 @@ class Resolver:
         source: str,
         event_id: str | None = None,
     ) -> Resolution:
-        keys = [key for key in dict.fromkeys(identities) if not self.is_blocked(key)]
+        keys = [key for key in dict.fromkeys(implied(identities)) if not self.is_blocked(key)]
         self.prefetch(keys)
         owners: list[uuid.UUID] = []
         if customer_id is not None:
@@ -109,10 +122,10 @@ class Resolver:
     def flush(self) -> None:
         """Write the customers and identities created so far."""
         if self._new_customers:
-            self.session.execute(insert(Customer), self._new_customers)
+            bulk_insert(self.session, Customer, self._new_customers)
             self._new_customers = []
         if self._new_identities:
-            self.session.execute(insert(Identity), self._new_identities)
+            bulk_insert(self.session, Identity, self._new_identities)
             self._new_identities = []
 
     # -- internals -----------------------------------------------------------------------
@@ -127,11 +140,14 @@ class Resolver:
             {"id": customer_id, "traits": {}, "created_at": self.now, "updated_at": self.now}
         )
         self._created.add(customer_id)
-        self._counts[customer_id] = Counter()
+        self._counts[customer_id] = _Counts()
         return customer_id
 
-    def _count(self, customer_id: uuid.UUID) -> Counter[str]:
+    def _count(self, customer_id: uuid.UUID) -> dict[str, int]:
+        """The customer's identities per type, counted once from the database (after writing
+        what this resolver holds) and kept up to date from then on."""
         if customer_id not in self._counts:
+            self.flush()
             self._counts[customer_id] = identity_counts(self.session, customer_id)
         return self._counts[customer_id]
 
@@ -163,7 +179,11 @@ class Resolver:
             }
         )
         self._owner[key] = customer_id
-        self._count(customer_id)[kind] += 1
+        # Counts not loaded yet are read from the database when first needed (after a flush),
+        # so the common case (no limit on this type) costs no query.
+        counts = self._counts.get(customer_id)
+        if counts is not None:
+            counts[kind] += 1
 
     def _priority(self, customer_id: uuid.UUID) -> tuple[int, uuid.UUID]:
         kinds = {kind for (kind, _), owner in self._owner.items() if owner == customer_id}

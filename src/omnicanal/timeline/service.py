@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from omnicanal.customers.identities import normalize_identity
 from omnicanal.customers.resolution import Resolver
-from omnicanal.db import utcnow, uuid7
+from omnicanal.db import bulk_insert, utcnow, uuid7
 from omnicanal.errors import DomainError, FieldError, ValidationFailed
 from omnicanal.pagination import check_limit, decode_cursor, encode_cursor
 from omnicanal.settings import Settings
@@ -152,8 +152,7 @@ def ingest(session: Session, events: Sequence[EventInput], *, settings: Settings
         known[item.event_id] = resolution.customer_id
         results.append(IngestResult(item.event_id, resolution.customer_id, merged=resolution.merged))
     resolver.flush()
-    if rows:
-        session.execute(insert(Event), rows)
+    bulk_insert(session, Event, rows)
     return results
 
 
