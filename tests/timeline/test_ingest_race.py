@@ -248,11 +248,6 @@ def check_outcome(database: Database, workload: Workload, log: Log) -> None:
     assert not problems, problems
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Resolver resolves to an identity owner read before a concurrent merge committed: rows land on "
-    "the merged-away customer, or merge_customers raises Conflict('already merged') -> 409 to the client",
-)
 @pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
 def test_two_servers_ingesting_overlapping_identities(
     settings: Settings, db: Database, make_key: Callable[[str], str]

@@ -63,6 +63,7 @@ class Resolver:
         self._new_customers: list[dict[str, Any]] = []
         self._new_identities: list[dict[str, Any]] = []
         self._created: set[uuid.UUID] = set()
+        self._locked: set[uuid.UUID] = set()
         self._counts: dict[uuid.UUID, dict[str, int]] = {}
         self._rank = {kind: index for index, kind in enumerate(settings.identity_priority)}
 
@@ -80,6 +81,34 @@ class Resolver:
             )
             for kind, value, customer_id in rows:
                 self._owner[(kind, value)] = customer_id
+        self._lock_owners()
+
+    def _lock_owners(self) -> None:
+        """On PostgreSQL, hold the owners found so far until commit (``FOR SHARE``).
+
+        Another process merging one of them waits for this transaction, so its re-pointing
+        also moves the rows written here; an owner merged before the lock was taken is
+        followed to its survivor.
+        """
+        if self.session.get_bind().dialect.name != "postgresql":
+            return
+        pending = {owner for owner in self._owner.values() if owner not in self._locked and owner not in self._created}
+        while pending:
+            rows = self.session.execute(
+                select(Customer.id, Customer.merged_into_id)
+                .where(Customer.id.in_(sorted(pending)))
+                .order_by(Customer.id)
+                .with_for_update(read=True)
+            ).all()
+            self._locked |= pending
+            moved = {customer_id: survivor for customer_id, survivor in rows if survivor is not None}
+            if not moved:
+                return
+            for key, owner in list(self._owner.items()):
+                while owner in moved:
+                    owner = moved[owner]
+                self._owner[key] = owner
+            pending = set(moved.values()) - self._locked
 
     def is_blocked(self, key: IdentityKey) -> bool:
         return (key[0], key[1].lower()) in self.settings.blocked_identity_pairs
@@ -132,13 +161,16 @@ class Resolver:
     def _current(self, customer_id: uuid.UUID) -> uuid.UUID | None:
         if customer_id in self._created:
             return customer_id
-        return current_customer_id(self.session, customer_id)
+        current = current_customer_id(self.session, customer_id)
+        if current is not None and current not in self._locked:
+            self._owner[("customer_id", str(current))] = current
+            self._lock_owners()
+            current = self._owner.pop(("customer_id", str(current)))
+        return current
 
     def _new_customer(self) -> uuid.UUID:
         customer_id = uuid7()
-        self._new_customers.append(
-            {"id": customer_id, "traits": {}, "created_at": self.now, "updated_at": self.now}
-        )
+        self._new_customers.append({"id": customer_id, "traits": {}, "created_at": self.now, "updated_at": self.now})
         self._created.add(customer_id)
         self._counts[customer_id] = _Counts()
         return customer_id
