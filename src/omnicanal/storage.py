@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import fnmatch
 import hashlib
 import re
@@ -63,3 +64,16 @@ def store_attachments(
             record |= {"size": len(data), "sha256": hashlib.sha256(data).hexdigest(), "key": key}
         stored.append(record)
     return stored
+
+
+def discard_attachments(stored: list[dict[str, Any]], *, settings: Settings) -> None:
+    """Remove the files of attachments stored for a message that was not kept (a duplicate, an error)."""
+    root = Path(settings.attachments_dir)
+    for record in stored:
+        key = record.get("key")
+        if not key:
+            continue
+        path = root / str(key)
+        path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            path.parent.rmdir()

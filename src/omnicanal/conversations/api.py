@@ -27,7 +27,8 @@ from omnicanal.conversations.schemas import (
 from omnicanal.customers.identities import normalize_identity
 from omnicanal.db import utcnow
 from omnicanal.errors import NotFound, ValidationFailed
-from omnicanal.storage import store_attachments
+from omnicanal.idempotency import run_idempotent
+from omnicanal.storage import discard_attachments, store_attachments
 from omnicanal.timeline.writer import IngestWriter
 from omnicanal.web import AppSettings, FastJSONResponse, ReadSession, WriteSession, require
 
@@ -74,7 +75,13 @@ async def inbound_message(data: InboundMessageIn, request: Request, settings: Ap
         else prepare_inbound(data, settings)
     )
     writer: IngestWriter = request.app.state.ingest_writer
-    (result,) = await writer.run(request.app.state.receive_messages, [item])
+    try:
+        (result,) = await writer.run(request.app.state.receive_messages, [item])
+    except BaseException:
+        discard_attachments(item.attachments, settings=settings)
+        raise
+    if result.error is not None or result.duplicate:
+        discard_attachments(item.attachments, settings=settings)  # the files of a message not kept
     if result.error is not None:
         if isinstance(result.error, NotFound):
             raise ValidationFailed.on_field("customer_id", result.error.detail)
@@ -135,25 +142,38 @@ def reply_options(conversation_id: uuid.UUID, session: ReadSession, _: Reader) -
 
 
 @router.post("/conversations/{conversation_id}/messages", response_model=MessageOut, status_code=201)
-def post_message(conversation_id: uuid.UUID, data: ReplyIn, session: WriteSession, principal: Writer) -> MessageOut:
-    if (data.text is None) == (data.answer_id is None):
-        raise ValidationFailed.on_field("text", "give exactly one of text or answer_id")
-    text = data.text or ""
-    if data.answer_id is not None:
-        text = _render_answer(session, conversation_id, data)
-    author_type, author_id = _principal_author(principal)
-    message = service.reply(
-        session, conversation_id=conversation_id, text=text, channel=data.channel, private=data.private,
-        author_type=author_type, author_id=author_id, answer_id=data.answer_id,
-    )  # fmt: skip
-    return service.message_out(message)
+def post_message(
+    conversation_id: uuid.UUID, data: ReplyIn, request: Request, session: WriteSession, principal: Writer
+) -> Any:
+    """A reply (or a private note). A retried request with the same ``Idempotency-Key`` sends nothing twice."""
+
+    def produce() -> tuple[int, Any]:
+        if (data.text is None) == (data.answer_id is None):
+            raise ValidationFailed.on_field("text", "give exactly one of text or answer_id")
+        text = data.text or ""
+        if data.answer_id is not None:
+            text = _render_answer(session, conversation_id, data)
+        author_type, author_id = _principal_author(principal)
+        message = service.reply(
+            session, conversation_id=conversation_id, text=text, channel=data.channel, private=data.private,
+            author_type=author_type, author_id=author_id, answer_id=data.answer_id,
+        )  # fmt: skip
+        return 201, service.message_out(message).model_dump(mode="json")
+
+    return run_idempotent(
+        request, session, principal, data.model_dump(mode="json"), produce, customer_of=lambda c: c["customer_id"]
+    )
 
 
 def _render_answer(session: Any, conversation_id: uuid.UUID, data: ReplyIn) -> str:
     from omnicanal.answers.service import render_for_conversation
 
+    # formatted for the channel the reply leaves on: the one asked for, else the customer's last one
+    channel = data.channel
+    if channel is None and not data.private:
+        channel = service.get_conversation(session, conversation_id).last_channel
     return render_for_conversation(
-        session, answer_id=data.answer_id, conversation_id=conversation_id, channel=data.channel, context=data.context
+        session, answer_id=data.answer_id, conversation_id=conversation_id, channel=channel, context=data.context
     )
 
 

@@ -189,7 +189,7 @@ def drain_queue(session: Session, user_id: uuid.UUID, *, limit: int = 50) -> lis
                 Conversation.assignee_id.is_(None),
                 Conversation.status.in_(_QUEUED),
             )
-            .order_by(Conversation.created_at)
+            .order_by(Conversation.created_at, Conversation.id)  # one total order: no deadlock between drains
             .limit(limit)
         )
     )
