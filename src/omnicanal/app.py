@@ -44,7 +44,7 @@ ROUTERS = (
 
 def build_runtime(settings: Settings, db: Database) -> tuple[Runtime, OutboxWorker]:
     """The process's real-time fan-out and outbox worker, shared by ``serve`` and ``worker``."""
-    runtime = Runtime(broadcaster=create_broadcaster(settings.redis_url))
+    runtime = Runtime(broadcaster=create_broadcaster(settings.redis_url), settings=settings)
     attach_runtime(db.write_engine, runtime)
     registry = registry_from_settings(settings.channel_endpoints)
     registry.register("webhook", WebhookTransport(db))

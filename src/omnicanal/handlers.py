@@ -65,13 +65,27 @@ def _conversation_context(session: Session, conversation_id: uuid.UUID) -> tuple
     return last_text or "", language, {"customer": customer, "conversation": {"id": str(conversation.id)}}
 
 
+def _erase_conversations(session: Session, tree: set[uuid.UUID]) -> None:
+    from omnicanal.conversations.privacy import erase_conversations
+    from omnicanal.realtime import runtime_for
+    from omnicanal.settings import Settings
+
+    runtime = runtime_for(session)
+    settings = runtime.settings if runtime is not None and runtime.settings is not None else Settings()
+    erase_conversations(session, tree, attachments_dir=settings.attachments_dir)
+
+
 def register() -> None:
     from omnicanal.answers.service import set_conversation_context_provider
+    from omnicanal.conversations.privacy import erase_outbox, export_conversations
     from omnicanal.conversations.service import outbound_dead, outbound_sent
     from omnicanal.outbox.service import on_outcome
+    from omnicanal.privacy import service as privacy
     from omnicanal.webhooks import handlers as webhooks
 
     set_conversation_context_provider(_conversation_context)
+    privacy.register("conversations", exporter=export_conversations, eraser=_erase_conversations)
+    privacy.register("deliveries", exporter=None, eraser=erase_outbox)
     on_outcome("message", sent=outbound_sent, dead=outbound_dead)
     webhooks.register()
     dispatch.subscribe("customer.updated", _profile_updated)

@@ -164,6 +164,7 @@ class Runtime:
 
     broadcaster: Broadcaster = field(default_factory=Broadcaster)
     outbox_wakeup: threading.Event = field(default_factory=threading.Event)
+    settings: Any = None
 
 
 _runtimes: weakref.WeakKeyDictionary[Engine, Runtime] = weakref.WeakKeyDictionary()
@@ -188,7 +189,7 @@ def publish_after_commit(session: Session, item: dict[str, Any]) -> None:
 def wake_outbox_after_commit(session: Session) -> None:
     runtime = runtime_for(session)
     if runtime is not None:
-        on_commit(session, runtime.outbox_wakeup.set)
+        on_commit(session, runtime.outbox_wakeup.set, once_key="outbox-wakeup")
 
 
 def create_broadcaster(redis_url: str | None) -> Broadcaster:

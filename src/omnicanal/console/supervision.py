@@ -17,7 +17,6 @@ from omnicanal.console.context import Console, StaffConsole, StaffPostConsole
 from omnicanal.console.routes import parse_id, problem_text
 from omnicanal.console.security import safe_next
 from omnicanal.conversations.models import Conversation
-from omnicanal.conversations.notify import announce
 from omnicanal.conversations.schemas import ConversationOut
 from omnicanal.conversations.service import conversation_out, customer_names, update_delivery_status
 from omnicanal.db import utcnow
@@ -116,10 +115,7 @@ def supervision(console: StaffConsole) -> Response:
 def _set_online(console: Console, user_id: uuid.UUID, online: bool) -> tuple[AgentOut | None, int]:
     assert console.user is not None
     with console.db.write() as session:
-        _, assigned = update_agent(session, user_id, AgentIn(online=online))
-        for conversation_id in assigned:
-            data = {"id": str(conversation_id), "assignee_id": str(user_id), "actor": console.user.actor}
-            announce(session, "conversation.assigned", data)
+        _, assigned = update_agent(session, user_id, AgentIn(online=online), actor=console.user.actor)
         agent = next((a for a in list_agents(session) if a.user_id == user_id), None)
     return agent, len(assigned)
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import insert, or_, select
+from sqlalchemy import insert, or_, select, text
 from sqlalchemy.orm import Session
 
 from omnicanal.conversations.models import Conversation, Message
@@ -79,6 +79,10 @@ def _threads(session: Session, customers: set[uuid.UUID], *, reopen_after: datet
         .order_by(Conversation.id)
     )
     if session.get_bind().dialect.name == "postgresql":
+        # Two processes taking in a new customer's first messages at once must not open two
+        # conversations: one holds the customer's advisory lock until it commits.
+        for key in sorted(int.from_bytes(c.bytes[:8], "big", signed=True) for c in customers):
+            session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
         # An agent resolving it right now must not leave this message in a resolved conversation (nor
         # both of us move the agent's counter). Locked in id order; a deadlock retries the batch.
         stmt = stmt.with_for_update()

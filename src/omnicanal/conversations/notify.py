@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -37,6 +38,14 @@ def conversation_data(conversation: Conversation) -> dict[str, Any]:
         "last_channel": conversation.last_channel,
         "priority": conversation.priority,
     }
+
+
+def announce_assigned(session: Session, conversation_ids: list[uuid.UUID], *, actor: str) -> None:
+    """Conversations handed out from the queue, announced like any other assignment."""
+    for conversation_id in conversation_ids:
+        conversation = session.get(Conversation, conversation_id)
+        if conversation is not None:
+            announce(session, "conversation.assigned", conversation_data(conversation) | {"actor": actor})
 
 
 def announce(session: Session, event_type: str, data: dict[str, Any]) -> None:

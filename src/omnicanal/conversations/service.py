@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from omnicanal.access.models import StaffUser
 from omnicanal.conversations.channels import CHANNEL_RULES, ReplyOption, reply_options
 from omnicanal.conversations.models import Conversation, Message
-from omnicanal.conversations.notify import announce, conversation_data, message_data
+from omnicanal.conversations.notify import announce, announce_assigned, conversation_data, message_data
 from omnicanal.conversations.schemas import ConversationOut, MessageOut, SlaOut
 from omnicanal.customers.models import Customer, Identity
 from omnicanal.customers.service import get_customer
@@ -257,6 +257,7 @@ def reply(
             "format": CHANNEL_RULES[target].format,
         },
         message_id=message.id,
+        customer_id=customer.id,
     )
     if author_type == "agent" and conversation.first_response_at is None:
         conversation.first_response_at = now
@@ -302,10 +303,7 @@ def set_status(
     session.flush()
     announce(session, f"conversation.{status}", conversation_data(conversation) | {"actor": actor})
     if status == "resolved" and conversation.assignee_id is not None:
-        for assigned in routing.drain_queue(session, conversation.assignee_id):
-            announce(
-                session, "conversation.assigned", {"id": str(assigned), "assignee_id": str(conversation.assignee_id)}
-            )
+        announce_assigned(session, routing.drain_queue(session, conversation.assignee_id), actor="routing")
     return conversation
 
 

@@ -38,6 +38,8 @@ class OutboxItem(Base):
     provider_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
     message_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
     subscription_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True, index=True)
+    # the customer the payload is about, so erasure can reach it
+    customer_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True, index=True)
     replay_of: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

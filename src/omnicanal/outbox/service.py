@@ -42,6 +42,7 @@ def enqueue(
     subscription_id: uuid.UUID | None = None,
     replay_of: uuid.UUID | None = None,
     max_attempts: int = 8,
+    customer_id: uuid.UUID | None = None,
 ) -> OutboxItem:
     item = OutboxItem(
         id=uuid7(),
@@ -55,6 +56,7 @@ def enqueue(
         message_id=message_id,
         subscription_id=subscription_id,
         replay_of=replay_of,
+        customer_id=customer_id,
     )
     session.add(item)
     wake_outbox_after_commit(session)
@@ -86,7 +88,11 @@ def claim_due(
         and_(OutboxItem.state == "pending", OutboxItem.next_attempt_at <= now),
         and_(OutboxItem.state == "sending", OutboxItem.lease_until < now),
     )
-    stmt = select(OutboxItem).where(due).order_by(OutboxItem.next_attempt_at).limit(limit)
+    exhausted = sorted(channel for channel, left in (channels or {}).items() if left <= 0)
+    stmt = select(OutboxItem).where(due)
+    if exhausted:
+        stmt = stmt.where(OutboxItem.channel.not_in(exhausted))
+    stmt = stmt.order_by(OutboxItem.next_attempt_at).limit(limit)
     if session.get_bind().dialect.name == "postgresql":
         stmt = stmt.with_for_update(skip_locked=True)
     taken: list[Claimed] = []
@@ -200,6 +206,7 @@ def replay(session: Session, *, item_id: uuid.UUID) -> OutboxItem:
         message_id=original.message_id,
         subscription_id=original.subscription_id,
         replay_of=original.id,
+        customer_id=original.customer_id,
     )
 
 

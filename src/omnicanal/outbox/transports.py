@@ -58,7 +58,7 @@ class LogTransport:
 
 
 class HttpTransport:
-    """POSTs the envelope as JSON; 2xx is sent, 4xx (but 408/409/429) is permanent, the rest retried."""
+    """POSTs the envelope as JSON; 2xx is sent, 3xx and 4xx (but 408/409/425/429) are permanent, the rest retried."""
 
     def __init__(self, url: str, *, timeout: float = 10.0, headers: dict[str, str] | None = None) -> None:
         self.url = url
@@ -95,7 +95,7 @@ def classify_response(response: httpx.Response) -> Sent:
             pass
         return Sent(provider_id=provider_id, status_code=code)
     detail = f"HTTP {code}: {response.text[:300]}"
-    permanent = 400 <= code < 500 and code not in (408, 409, 425, 429)
+    permanent = (300 <= code < 400) or (400 <= code < 500 and code not in (408, 409, 425, 429))
     raise DeliveryError(detail, permanent=permanent, status_code=code)
 
 

@@ -29,8 +29,9 @@ _exporters: dict[str, Exporter] = {}
 _erasers: list[Eraser] = []
 
 
-def register(section: str, *, exporter: Exporter, eraser: Eraser) -> None:
-    _exporters[section] = exporter
+def register(section: str, *, exporter: Exporter | None, eraser: Eraser) -> None:
+    if exporter is not None:
+        _exporters[section] = exporter
     if eraser not in _erasers:
         _erasers.append(eraser)
 

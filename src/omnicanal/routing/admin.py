@@ -9,6 +9,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from omnicanal.access.models import StaffUser
+from omnicanal.conversations.notify import announce_assigned
 from omnicanal.db import utcnow
 from omnicanal.errors import Conflict, NotFound, ValidationFailed
 from omnicanal.routing.models import AgentProfile, RoutingRule, Team, TeamMember
@@ -73,7 +74,9 @@ def list_teams(session: Session) -> list[TeamOut]:
     return [team_out(session, t) for t in session.scalars(select(Team).order_by(Team.name))]
 
 
-def update_agent(session: Session, user_id: uuid.UUID, data: AgentIn) -> tuple[AgentProfile, list[uuid.UUID]]:
+def update_agent(
+    session: Session, user_id: uuid.UUID, data: AgentIn, *, actor: str = "routing"
+) -> tuple[AgentProfile, list[uuid.UUID]]:
     """Change an agent's routing profile; an agent coming online (or given room) takes queued work."""
     profile = _ensure_agent(session, user_id, "user_id")
     if data.skills is not None:
@@ -87,6 +90,7 @@ def update_agent(session: Session, user_id: uuid.UUID, data: AgentIn) -> tuple[A
     profile.updated_at = utcnow()
     session.flush()
     assigned = drain_queue(session, user_id) if profile.online else []
+    announce_assigned(session, assigned, actor=actor)
     return profile, assigned
 
 

@@ -7,7 +7,6 @@ from fastapi import APIRouter, Depends
 
 from omnicanal.access.roles import Permission
 from omnicanal.access.service import Principal
-from omnicanal.conversations.notify import announce
 from omnicanal.routing import admin
 from omnicanal.routing.schemas import AgentIn, AgentOut, RuleIn, RuleOut, TeamIn, TeamOut
 from omnicanal.web import ReadSession, WriteSession, require
@@ -40,10 +39,7 @@ def list_agents(session: ReadSession, _: Reader) -> list[AgentOut]:
 
 @router.put("/agents/{user_id}", response_model=AgentOut)
 def update_agent(user_id: uuid.UUID, data: AgentIn, session: WriteSession, principal: Manager) -> AgentOut:
-    _, assigned = admin.update_agent(session, user_id, data)
-    for conversation_id in assigned:
-        announce(session, "conversation.assigned",
-                 {"id": str(conversation_id), "assignee_id": str(user_id), "actor": principal.label})  # fmt: skip
+    admin.update_agent(session, user_id, data, actor=principal.label)
     return next(a for a in admin.list_agents(session) if a.user_id == user_id)
 
 

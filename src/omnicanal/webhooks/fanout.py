@@ -106,6 +106,7 @@ def fan_out(session: Session, event_type: str, payload: dict[str, Any]) -> int:
         return 0
     data = jsonable(payload)
     timestamp = utcnow().isoformat()
+    about = _customer_of(payload)
     for target in targets:
         enqueue(
             session,
@@ -119,8 +120,18 @@ def fan_out(session: Session, event_type: str, payload: dict[str, Any]) -> int:
                 "data": data,
             },
             subscription_id=target.id,
+            customer_id=about,
         )
     return len(targets)
+
+
+def _customer_of(payload: dict[str, Any]) -> uuid.UUID | None:
+    """The customer an event is about, so erasure reaches the deliveries that carry it."""
+    raw = payload.get("customer_id") or payload.get("survivor_id")
+    try:
+        return raw if isinstance(raw, uuid.UUID) else uuid.UUID(str(raw)) if raw else None
+    except ValueError:
+        return None
 
 
 def _handler_for(event_type: str) -> Callable[[Session, dict[str, Any]], None]:
