@@ -108,3 +108,19 @@ def test_a_forged_session_cookie_is_ignored(app: Any) -> None:
     with TestClient(app) as client:
         client.cookies.set("omnicanal_console", "eyJ1aWQiOiJ4In0.forged.signature", path="/console")
         assert client.get("/console/customers", follow_redirects=False).status_code == 303
+
+
+def test_repeated_wrong_passwords_lock_the_login_for_a_while(app: Any, db: Any) -> None:
+    from omnicanal.console.security import login_throttle
+
+    email = make_user(db, role="agent")
+    with TestClient(app) as browser:
+        token = csrf_of(browser.get("/console/login").text)
+        attempt = {"email": email, "password": "wrong-password", "csrf_token": token}
+        for _ in range(5):
+            assert browser.post("/console/login", data=attempt).status_code == 401
+        # even the right password waits until the lock ends
+        locked = browser.post("/console/login", data={**attempt, "password": PASSWORD})
+        assert locked.status_code == 429
+        assert "Demasiados intentos" in locked.text
+    login_throttle._locked_until.clear()

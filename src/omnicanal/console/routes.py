@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import Annotated, Any
 
@@ -19,7 +20,7 @@ from omnicanal.console.context import (
     StaffPostConsole,
 )
 from omnicanal.console.i18n import LANGUAGES
-from omnicanal.console.security import safe_next
+from omnicanal.console.security import login_throttle, safe_next
 from omnicanal.customer360 import customer_360
 from omnicanal.customers.identities import IDENTITY_TYPES
 from omnicanal.customers.models import Customer
@@ -82,11 +83,24 @@ def login(
     password: Annotated[str, Form()] = "",
     next: Annotated[str, Form()] = "",
 ) -> Response:
+    now = time.monotonic()
+    wait = login_throttle.seconds_locked(email, now)
+    if wait > 0:
+        return console.render(
+            "login.html",
+            status=429,
+            email=email,
+            error=console._("Too many failed attempts. Try again in %(minutes)s minutes.")
+            % {"minutes": max(1, round(wait / 60))},
+            next=safe_next(next, "/console"),
+        )
     try:
         with console.db.write() as session:
             user = authenticate_user(session, email=email, password=password)
             console.log_in(user)
+        login_throttle.succeeded(email)
     except Unauthenticated:
+        login_throttle.failed(email, now)
         return console.render(
             "login.html",
             status=401,

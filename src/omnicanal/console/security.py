@@ -127,3 +127,38 @@ def safe_next(target: str | None, default: str = "/console/customers") -> str:
     if any(ch in target for ch in "\r\n"):
         return default
     return target
+
+
+class LoginThrottle:
+    """Failed logins per email: after ``limit`` failures within ``window`` seconds the email is
+    locked for ``lockout`` seconds, so passwords cannot be guessed at speed. In memory, per process."""
+
+    def __init__(self, *, limit: int = 5, window: float = 900.0, lockout: float = 300.0) -> None:
+        import threading
+
+        self.limit, self.window, self.lockout = limit, window, lockout
+        self._lock = threading.Lock()
+        self._failures: dict[str, list[float]] = {}
+        self._locked_until: dict[str, float] = {}
+
+    def seconds_locked(self, email: str, now: float) -> float:
+        with self._lock:
+            return max(0.0, self._locked_until.get(email.strip().lower(), 0.0) - now)
+
+    def failed(self, email: str, now: float) -> None:
+        key = email.strip().lower()
+        with self._lock:
+            recent = [t for t in self._failures.get(key, []) if now - t < self.window] + [now]
+            self._failures[key] = recent
+            if len(recent) >= self.limit:
+                self._locked_until[key] = now + self.lockout
+                self._failures[key] = []
+            if len(self._failures) > 100_000:
+                self._failures.clear()
+
+    def succeeded(self, email: str) -> None:
+        with self._lock:
+            self._failures.pop(email.strip().lower(), None)
+
+
+login_throttle = LoginThrottle()
