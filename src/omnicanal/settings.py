@@ -65,6 +65,8 @@ class Settings(BaseSettings):
     channel_rate_limits: dict[str, float] = Field(default_factory=dict)
     outbox_in_process: bool = True
     outbox_senders: int = 8
+    # webhook targets on private/loopback addresses: None = allowed except in production
+    webhooks_allow_private_targets: bool | None = None
     outbox_lease_seconds: float = 60.0  # a sender silent this long is presumed dead; its items go again
 
     # Database tuning

@@ -84,3 +84,12 @@ def test_patterns_and_json_conversion() -> None:
         "c": "red",
         "1": [2],
     }
+
+
+def test_private_addresses_are_refused_unless_allowed() -> None:
+    from omnicanal.webhooks.transport import private_address_refusal
+
+    assert private_address_refusal("http://127.0.0.1:8080/hook") is not None
+    assert private_address_refusal("https://10.1.2.3/hook") is not None
+    assert private_address_refusal("https://169.254.169.254/latest/meta-data") is not None
+    assert private_address_refusal("https://8.8.8.8/hook") is None

@@ -8,9 +8,12 @@ The URL and secrets are read at send time: a retry goes to the endpoint as it is
 
 from __future__ import annotations
 
+import ipaddress
+import socket
 import threading
 import uuid
 from math import floor
+from urllib.parse import urlsplit
 
 import httpx
 import orjson
@@ -41,6 +44,12 @@ class WebhookTransport:
             self._local.client = client
         return client
 
+    def _private_targets_allowed(self) -> bool:
+        settings = self.database.settings
+        if settings.webhooks_allow_private_targets is not None:
+            return settings.webhooks_allow_private_targets
+        return settings.environment != "production"
+
     def send(self, envelope: Envelope) -> Sent:
         payload = envelope.payload
         try:
@@ -55,6 +64,10 @@ class WebhookTransport:
             raise DeliveryError("the subscription was deleted", permanent=True)
         if not target.active and event_type != TEST_EVENT:
             raise DeliveryError("the subscription is disabled", permanent=True)
+        if not self._private_targets_allowed():
+            refusal = private_address_refusal(target.url)
+            if refusal:
+                raise DeliveryError(refusal, permanent=True)
         body = body_of(payload)
         text = body.decode()
         signature = " ".join(Webhook(secret).sign(envelope.id, now, text) for secret in target.secrets)
@@ -71,3 +84,17 @@ class WebhookTransport:
             raise DeliveryError(f"{type(exc).__name__}: {exc}") from None
         sent = classify_response(response)
         return Sent(provider_id=None, status_code=sent.status_code, detail=sent.detail)
+
+
+def private_address_refusal(url: str) -> str | None:
+    """Why a URL must not be called from inside our network (it resolves to a private address)."""
+    host = urlsplit(url).hostname or ""
+    try:
+        addresses = {str(info[4][0]) for info in socket.getaddrinfo(host, None)}
+    except OSError as exc:
+        return f"cannot resolve {host}: {exc}"
+    for address in addresses:
+        ip = ipaddress.ip_address(address.split("%")[0])
+        if ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_multicast or ip.is_reserved:
+            return f"refused: {host} resolves to the internal address {ip}"
+    return None
