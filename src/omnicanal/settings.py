@@ -76,6 +76,15 @@ class Settings(BaseSettings):
     # Console
     session_max_age_seconds: int = 12 * 3600
     cookie_secure: bool = False
+    console_timezone: str = "Europe/Madrid"
+
+    @model_validator(mode="after")
+    def _known_console_timezone(self) -> Settings:
+        from zoneinfo import available_timezones
+
+        if self.console_timezone not in available_timezones():
+            raise ValueError(f"OMNICANAL_CONSOLE_TIMEZONE: unknown IANA time zone {self.console_timezone!r}")
+        return self
 
     @model_validator(mode="after")
     def _refuse_default_secret_in_production(self) -> Settings:

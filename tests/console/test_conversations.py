@@ -7,6 +7,7 @@ import re
 import uuid
 from datetime import timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from fastapi.testclient import TestClient
 from sqlalchemy import select
@@ -204,7 +205,8 @@ def test_status_assignment_priority_and_labels(app: Any, db: Database, settings:
     later = (utcnow() + timedelta(days=2)).strftime("%Y-%m-%dT%H:%M")
     agent.post(f"{base}/status", {"status": "snoozed", "snooze_until": later})
     until = _conversation(db, conversation_id).snooze_until
-    assert until is not None and until.strftime("%Y-%m-%dT%H:%M") == later
+    # typed as wall-clock time in the console's time zone
+    assert until is not None and until.astimezone(ZoneInfo("Europe/Madrid")).strftime("%Y-%m-%dT%H:%M") == later
 
     details = agent.post(f"{base}/details", {"priority": "urgent", "labels": "Devolución, talla , devolución"})
     assert "Prioridad y etiquetas guardadas." in _flash(details.text)

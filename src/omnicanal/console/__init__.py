@@ -15,7 +15,7 @@ STATIC_DIR = Path(__file__).parent / "static"
 def mount_console(app: FastAPI) -> None:
     """Attach the console's routes and static files to the app."""
     from omnicanal.console import i18n
-    from omnicanal.console.context import ConsoleError, LoginRequired, render_error
+    from omnicanal.console.context import ConsoleError, LoginRequired, render_error, set_display_timezone
     from omnicanal.console.conversation import router as conversation_router
     from omnicanal.console.inbox import router as inbox_router
     from omnicanal.console.review import router as review_router
@@ -23,6 +23,7 @@ def mount_console(app: FastAPI) -> None:
     from omnicanal.console.supervision import router as supervision_router
 
     i18n.load_all()
+    set_display_timezone(app.state.settings.console_timezone)
 
     def login_required(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, LoginRequired)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from decimal import Decimal
 from functools import cache
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo
 
 import orjson
 from babel.dates import format_datetime, format_timedelta
@@ -81,11 +82,23 @@ class StaffView:
         return f"user:{self.id}"
 
 
+# Times are stored in UTC and shown in the company's time zone (OMNICANAL_CONSOLE_TIMEZONE).
+_display_zone: list[tzinfo] = [UTC]
+
+
+def set_display_timezone(name: str) -> None:
+    _display_zone[0] = ZoneInfo(name)
+
+
+def display_timezone() -> tzinfo:
+    return _display_zone[0]
+
+
 def _format_datetime(language: str) -> Any:
     def fmt(value: datetime | None) -> str:
         if value is None:
             return ""
-        return str(format_datetime(value, "d MMM y, HH:mm", tzinfo=UTC, locale=language)) + " UTC"
+        return str(format_datetime(value, "d MMM y, HH:mm zzz", tzinfo=_display_zone[0], locale=language))
 
     return fmt
 
@@ -103,11 +116,12 @@ def _format_ago(language: str) -> Any:
 
 def _format_short(language: str) -> Any:
     def fmt(value: datetime | None) -> str:
-        """``14:05`` today, ``3 mar, 14:05`` another day (UTC, as every time in the console)."""
+        """``14:05`` today, ``3 mar, 14:05`` another day, in the console's time zone."""
         if value is None:
             return ""
-        pattern = "HH:mm" if value.astimezone(UTC).date() == utcnow().date() else "d MMM, HH:mm"
-        return str(format_datetime(value, pattern, tzinfo=UTC, locale=language))
+        zone = _display_zone[0]
+        pattern = "HH:mm" if value.astimezone(zone).date() == utcnow().astimezone(zone).date() else "d MMM, HH:mm"
+        return str(format_datetime(value, pattern, tzinfo=zone, locale=language))
 
     return fmt
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Query
@@ -19,7 +19,7 @@ from omnicanal.answers.models import Answer
 from omnicanal.answers.service import Suggestion, list_answers, render, suggest
 from omnicanal.answers.service import clean_language as clean_answer_language
 from omnicanal.console.channels import IDENTITY_LABELS, channel_style
-from omnicanal.console.context import Console, ConsoleError, StaffConsole, StaffPostConsole
+from omnicanal.console.context import Console, ConsoleError, StaffConsole, StaffPostConsole, display_timezone
 from omnicanal.console.inbox import staff_names
 from omnicanal.console.routes import parse_id, problem_text
 from omnicanal.conversations.channels import CHANNEL_RULES, ReplyOption
@@ -410,7 +410,8 @@ def _snooze_until(hours: str, until: str) -> datetime | None:
             moment = datetime.fromisoformat(until.strip())
         except ValueError:
             return None
-        return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+        # what staff type is wall-clock time in the console's time zone
+        return moment if moment.tzinfo else moment.replace(tzinfo=display_timezone())
     try:
         count = int(hours)
     except ValueError:
@@ -443,10 +444,11 @@ def post_status(
     except DomainError as exc:
         console.flash("error", problem_text(console, exc))
         return back(console, cid)
+    wake_text = wake.astimezone(display_timezone()).strftime("%Y-%m-%d %H:%M %Z") if wake else ""
     messages = {
         "open": console._("The conversation is open again."),
         "pending": console._("The conversation is pending: waiting for the customer."),
-        "snoozed": console._("Snoozed until %(when)s.", when=wake.strftime("%Y-%m-%d %H:%M UTC") if wake else ""),
+        "snoozed": console._("Snoozed until %(when)s.", when=wake_text),
         "resolved": console._("The conversation is resolved."),
     }
     console.flash("success", messages[status])
