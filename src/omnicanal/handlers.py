@@ -72,7 +72,7 @@ def _erase_conversations(session: Session, tree: set[uuid.UUID]) -> None:
 
     runtime = runtime_for(session)
     settings = runtime.settings if runtime is not None and runtime.settings is not None else Settings()
-    erase_conversations(session, tree, attachments_dir=settings.attachments_dir)
+    erase_conversations(session, tree, settings=settings)
 
 
 def register() -> None:

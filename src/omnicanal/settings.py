@@ -54,7 +54,8 @@ class Settings(BaseSettings):
 
     # Conversations
     reopen_window_seconds: int = 3 * 24 * 3600
-    attachments_dir: str = "./var/attachments"
+    attachments_dir: str = "./var/attachments"  # or s3://bucket/prefix
+    s3_endpoint_url: str | None = None
     attachment_max_bytes: int = 10 * 1024 * 1024
     attachment_types: list[str] = Field(
         default_factory=lambda: ["image/*", "audio/*", "video/mp4", "application/pdf", "text/plain"]

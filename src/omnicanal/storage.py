@@ -1,4 +1,8 @@
-"""Attachment files: checked against the configured limits, stored under a directory."""
+"""Attachment files: checked against the configured limits, stored in a directory or an S3 bucket.
+
+``OMNICANAL_ATTACHMENTS_DIR`` is a directory, or ``s3://bucket/prefix`` for any S3-compatible
+store (``OMNICANAL_S3_ENDPOINT_URL`` for one that is not AWS; credentials the usual AWS way).
+"""
 
 from __future__ import annotations
 
@@ -8,14 +12,83 @@ import contextlib
 import fnmatch
 import hashlib
 import re
+import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from omnicanal.db import uuid7
 from omnicanal.errors import PayloadTooLarge, ValidationFailed
 from omnicanal.settings import Settings
 
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+class BlobStore(Protocol):
+    def put(self, key: str, data: bytes, content_type: str) -> None: ...
+
+    def get(self, key: str) -> bytes: ...
+
+    def delete(self, key: str) -> None: ...
+
+
+class DirectoryStore:
+    def __init__(self, root: str) -> None:
+        self.root = Path(root)
+
+    def put(self, key: str, data: bytes, content_type: str) -> None:
+        path = self.root / key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+
+    def get(self, key: str) -> bytes:
+        return (self.root / key).read_bytes()
+
+    def delete(self, key: str) -> None:
+        path = self.root / key
+        path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            path.parent.rmdir()
+
+
+class S3Store:
+    def __init__(self, url: str, *, endpoint_url: str | None) -> None:
+        try:
+            import boto3
+        except ImportError:  # pragma: no cover - depends on the installation
+            raise RuntimeError("s3:// attachments need boto3: pip install 'omnicanal[s3]'") from None
+        bucket, _, prefix = url.removeprefix("s3://").partition("/")
+        self.bucket, self.prefix = bucket, prefix.strip("/")
+        self._client = boto3.client("s3", endpoint_url=endpoint_url)
+
+    def _key(self, key: str) -> str:
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def put(self, key: str, data: bytes, content_type: str) -> None:
+        self._client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, ContentType=content_type)
+
+    def get(self, key: str) -> bytes:
+        body = self._client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"]
+        return bytes(body.read())
+
+    def delete(self, key: str) -> None:
+        self._client.delete_object(Bucket=self.bucket, Key=self._key(key))
+
+
+_stores: dict[tuple[str, str | None], BlobStore] = {}
+_stores_lock = threading.Lock()
+
+
+def blob_store(settings: Settings) -> BlobStore:
+    where = (settings.attachments_dir, settings.s3_endpoint_url)
+    with _stores_lock:
+        store = _stores.get(where)
+        if store is None:
+            if settings.attachments_dir.startswith("s3://"):
+                store = S3Store(settings.attachments_dir, endpoint_url=settings.s3_endpoint_url)
+            else:
+                store = DirectoryStore(settings.attachments_dir)
+            _stores[where] = store
+        return store
 
 
 def type_allowed(content_type: str, patterns: list[str]) -> bool:
@@ -51,16 +124,14 @@ def store_attachments(
                 )
         checked.append((item, data))
     stored = []
-    root = Path(settings.attachments_dir)
+    store = blob_store(settings)
     for item, data in checked:
         record: dict[str, Any] = {"name": item["name"], "content_type": item["content_type"]}
         if data is None:
             record["url"] = item["url"]
         else:
             key = f"{uuid7().hex}/{_SAFE_NAME.sub('_', str(item['name']))[:100]}"
-            path = root / key
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(data)
+            store.put(key, data, str(item["content_type"]))
             record |= {"size": len(data), "sha256": hashlib.sha256(data).hexdigest(), "key": key}
         stored.append(record)
     return stored
@@ -68,12 +139,8 @@ def store_attachments(
 
 def discard_attachments(stored: list[dict[str, Any]], *, settings: Settings) -> None:
     """Remove the files of attachments stored for a message that was not kept (a duplicate, an error)."""
-    root = Path(settings.attachments_dir)
+    store = blob_store(settings)
     for record in stored:
         key = record.get("key")
-        if not key:
-            continue
-        path = root / str(key)
-        path.unlink(missing_ok=True)
-        with contextlib.suppress(OSError):
-            path.parent.rmdir()
+        if key:
+            store.delete(str(key))

@@ -7,7 +7,6 @@ when) and removes what was said, the files, and the addresses deliveries carried
 from __future__ import annotations
 
 import uuid
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import String, cast, literal, select, update
@@ -15,6 +14,8 @@ from sqlalchemy.orm import Session
 
 from omnicanal.conversations.models import Conversation, Message
 from omnicanal.outbox.models import OutboxAttempt, OutboxItem
+from omnicanal.settings import Settings
+from omnicanal.storage import blob_store
 
 
 def export_conversations(session: Session, tree: set[uuid.UUID]) -> Any:
@@ -52,13 +53,13 @@ def export_conversations(session: Session, tree: set[uuid.UUID]) -> Any:
     return conversations
 
 
-def erase_conversations(session: Session, tree: set[uuid.UUID], *, attachments_dir: str) -> None:
-    root = Path(attachments_dir)
+def erase_conversations(session: Session, tree: set[uuid.UUID], *, settings: Settings) -> None:
+    store = blob_store(settings)
     for attachments in session.scalars(select(Message.attachments).where(Message.customer_id.in_(tree))):
         for attachment in attachments or []:
             key = attachment.get("key")
             if key:
-                (root / str(key)).unlink(missing_ok=True)
+                store.delete(str(key))
     session.execute(
         update(Message)
         .where(Message.customer_id.in_(tree))
