@@ -191,6 +191,25 @@ class Database:
         with self.read_sessions() as session, session.begin():
             yield session
 
+    @contextmanager
+    def sqlite_read(self) -> Iterator[Any]:
+        """SQLite only: a driver (``sqlite3``) connection of the read pool inside a read transaction.
+
+        For reads where SQLAlchemy's per-statement work costs more than the statements
+        (the customer 360, bench/README.md B3); everything else uses :meth:`read`.
+        """
+        assert self.is_sqlite
+        pooled = self.read_engine.raw_connection()
+        try:
+            connection: Any = pooled.driver_connection
+            connection.execute("BEGIN")
+            try:
+                yield connection
+            finally:
+                connection.execute("COMMIT")
+        finally:
+            pooled.close()
+
     def read_gate(self) -> asyncio.Semaphore:
         """How many HTTP requests may hold a read session at once (on this event loop).
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from typing import Annotated, Any
 
 import orjson
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.routing import APIRoute
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -81,17 +82,29 @@ def _principal_from_database(db: Database, token: str) -> Principal:
         return principal_for_token(session, token)
 
 
-async def bearer_principal(request: Request, db: Annotated[Database, Depends(database)]) -> Principal:
+async def authorize(request: Request, permission: Permission | None = None) -> Principal:
+    """The caller of ``request`` (``Authorization: Bearer <key>``), allowed ``permission``; or a 401/403.
+
+    What the ``bearer_principal`` and ``require(...)`` dependencies do, callable without FastAPI's
+    dependency machinery (the ingest route, bench/README.md B1, does its own request handling).
+    """
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthenticated("send an API key as 'Authorization: Bearer <key>'")
     token = token.strip()
     # A key verified a moment ago needs no database (nor a thread to wait for it in).
-    cached = cached_principal(token)
-    if cached is not None:
-        return cached
-    return await run_in_threadpool(_principal_from_database, db, token)
+    principal = cached_principal(token)
+    if principal is None:
+        db: Database = request.app.state.database
+        principal = await run_in_threadpool(_principal_from_database, db, token)
+    if permission is not None and not role_allows(principal.role, permission):
+        raise Forbidden(f"the role {principal.role!r} may not {permission.value}")
+    return principal
+
+
+async def bearer_principal(request: Request) -> Principal:
+    return await authorize(request)
 
 
 def require(permission: Permission) -> Callable[..., Awaitable[Principal]]:
@@ -101,6 +114,26 @@ def require(permission: Permission) -> Callable[..., Awaitable[Principal]]:
         return principal
 
     return check
+
+
+Handler = Callable[[Request], Coroutine[Any, Any, Response]]
+
+
+def served_by(handler: Handler) -> type[APIRoute]:
+    """A route class: documented in OpenAPI from its endpoint like any route, served by ``handler``.
+
+    ``handler`` takes the request and answers the response itself; FastAPI's request handling
+    (dependency solving, parameter and response processing) is skipped, which on the hot paths
+    (bench/README.md: B1 ingest, B3 customer 360) cost more than the endpoint. Errors still reach
+    the problem handlers. The handler must check what the documented signature promises, in the
+    same order (authentication before parameters) and with the same errors.
+    """
+
+    class RequestOnlyRoute(APIRoute):
+        def get_route_handler(self) -> Handler:
+            return handler
+
+    return RequestOnlyRoute
 
 
 def problem(status: int, slug: str, title: str, detail: str, **extra: Any) -> ProblemResponse:

@@ -135,3 +135,76 @@ def test_identity_query_keeps_colons_in_the_value() -> None:
     with pytest.raises(ValidationFailed) as caught:
         parse_identity_query("ana@example.com", region=REGION)
     assert caught.value.errors[0].field == "identity"
+
+
+# -- the email fast path: plain ASCII addresses skip email_validator; the answers must not change --
+
+_EMAIL_EDGES = [
+    # taken by the fast path
+    "Ana.Garcia@Example.COM",
+    "o'brien+tag/x=y?z^{a}|b~c`d!e#f$g%h&i*j@example.es",
+    "a@b.co",
+    "a" * 64 + "@example.com",
+    "ana@" + "b" * 63 + ".com",
+    "ana@mail.sub.example.org",
+    "POSTMASTER@Example.org",
+    # left to email_validator (and accepted or refused by it)
+    "a" * 65 + "@example.com",
+    "ana@" + "b" * 64 + ".com",
+    "ana@" + ".".join(["b" * 60] * 4) + ".com",
+    ".ana@example.com",
+    "ana.@example.com",
+    "an..a@example.com",
+    "ana@example",
+    "ana@example.c0m",
+    "ana@example.123",
+    "ana@-example.com",
+    "ana@example-.com",
+    "ana@ex--ample.com",
+    "ana@xn--bcher-kva.example",
+    "ana@xn--p1ai.xn--p1ai",
+    "ana@ab--cd.com",
+    "an--a@example.com",
+    "ana@example.test",
+    "ana@mail.localhost",
+    "ana@host.local",
+    "ana@x.onion",
+    "ana@x.invalid",
+    "ana@4.3.2.1.in-addr.arpa",
+    "ana@[192.168.0.1]",
+    '"ana garcia"@example.com',
+    "anaé@example.com",
+    "ana@exämple.com",
+    "ana@example.com.",
+    "ana@@example.com",
+    "ana(comment)@example.com",
+]
+
+
+@pytest.mark.parametrize("typed", _EMAIL_EDGES)
+def test_email_fast_path_answers_as_email_validator(typed: str) -> None:
+    from email_validator import EmailNotValidError, validate_email
+
+    from omnicanal.customers.identities import _plain_email
+
+    try:
+        expected: str | None = validate_email(typed, check_deliverability=False).normalized.lower()
+    except EmailNotValidError as exc:
+        expected = None
+        message = f"{typed!r} is not a valid email address: {exc}"
+    fast = _plain_email(typed)
+    assert fast is None or fast == expected  # the fast path never accepts what email_validator refuses
+    if expected is None:
+        with pytest.raises(InvalidIdentity) as caught:
+            normalize("email", typed, REGION)
+        assert str(caught.value) == message
+    else:
+        assert normalize("email", typed, REGION) == expected
+
+
+def test_email_fast_path_takes_the_common_case() -> None:
+    from omnicanal.customers.identities import _plain_email
+
+    assert _plain_email("Regular.42@Example.org") == "regular.42@example.org"
+    assert _plain_email("ana@example.test") is None  # special-use: email_validator refuses it
+    assert _plain_email("ana@xn--bcher-kva.example") is None  # Punycode: email_validator decides

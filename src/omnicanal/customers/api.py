@@ -3,11 +3,14 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Query, Request
+from fastapi import APIRouter, Body, Depends, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from pydantic import TypeAdapter, ValidationError
+from starlette.concurrency import run_in_threadpool
 
 from omnicanal.access.roles import Permission
 from omnicanal.access.service import Principal
-from omnicanal.customer360 import Customer360, customer_360
+from omnicanal.customer360 import Customer360, customer_360_json, sqlite_customer_360_json
 from omnicanal.customers import service
 from omnicanal.customers.schemas import (
     ConflictDecision,
@@ -21,9 +24,10 @@ from omnicanal.customers.schemas import (
     MergeRecord,
     MergeRequest,
 )
+from omnicanal.db import Database
 from omnicanal.errors import ValidationFailed
 from omnicanal.idempotency import run_idempotent
-from omnicanal.web import AppSettings, ReadSession, WriteSession, require
+from omnicanal.web import AppSettings, ReadSession, WriteSession, authorize, require, served_by
 
 router = APIRouter(prefix="/api/v1", tags=["customers"])
 
@@ -70,9 +74,47 @@ def get_customer(customer_id: uuid.UUID, session: ReadSession, _: Reader) -> Cus
     return service.customer_out(session, service.get_customer(session, customer_id))
 
 
-@router.get("/customers/{customer_id}/360", response_model=Customer360)
-def get_customer_360(customer_id: uuid.UUID, session: ReadSession, _: Reader) -> Customer360:
-    return customer_360(session, customer_id=customer_id)
+def _read_360(db: Database, customer_id: uuid.UUID) -> bytes:
+    if db.is_sqlite:
+        with db.sqlite_read() as connection:
+            body = sqlite_customer_360_json(connection, customer_id=customer_id)
+        if body is not None:
+            return body
+    with db.read() as session:
+        return customer_360_json(session, customer_id=customer_id)
+
+
+_UUID = TypeAdapter(uuid.UUID)
+
+
+async def _serve_360(request: Request) -> Response:
+    # What FastAPI did for get_customer_360 below, in the same order: the caller (401/403), then the
+    # path parameter (the same 422), then one thread hop for the whole read (session, queries, JSON)
+    # inside the read gate that ReadSession uses; the answer is the serialized Customer360.
+    await authorize(request, Permission.CUSTOMERS_READ)
+    try:
+        customer_id = _UUID.validate_python(request.path_params["customer_id"])
+    except ValidationError as exc:
+        errors = [{**error, "loc": ("path", "customer_id", *error["loc"])} for error in exc.errors(include_url=False)]
+        raise RequestValidationError(errors) from None
+    db: Database = request.app.state.database
+    async with db.read_gate():
+        body = await run_in_threadpool(_read_360, db, customer_id)
+    return Response(body, media_type="application/json")
+
+
+def get_customer_360(customer_id: uuid.UUID, _: Reader) -> Customer360:
+    # The documented signature (OpenAPI); requests are served by _serve_360 (bench/README.md, B3).
+    raise NotImplementedError
+
+
+router.add_api_route(
+    "/customers/{customer_id}/360",
+    get_customer_360,
+    methods=["GET"],
+    response_model=Customer360,
+    route_class_override=served_by(_serve_360),
+)
 
 
 @router.patch("/customers/{customer_id}", response_model=CustomerOut)

@@ -3,6 +3,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
+import orjson
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
@@ -14,11 +15,10 @@ from omnicanal.errors import DomainError, NotFound, ValidationFailed
 from omnicanal.timeline.schemas import BatchResult, EventAccepted, EventIn, TimelinePage
 from omnicanal.timeline.service import EventInput, event_out, prepare_event, timeline
 from omnicanal.timeline.writer import IngestWriter
-from omnicanal.web import FastJSONResponse, ReadSession, json_body, require
+from omnicanal.web import ReadSession, authorize, json_body, require, served_by
 
 router = APIRouter(prefix="/api/v1", tags=["events"])
 
-EventWriter = Annotated[Principal, Depends(require(Permission.EVENTS_WRITE))]
 Reader = Annotated[Principal, Depends(require(Permission.CUSTOMERS_READ))]
 
 _EVENTS_BODY = {
@@ -44,25 +44,18 @@ _EVENTS_BODY = {
 }
 
 
-def _writer(request: Request) -> IngestWriter:
-    writer: IngestWriter = request.app.state.ingest_writer
-    return writer
+def _json(content: Any, status_code: int) -> Response:
+    return Response(orjson.dumps(content), status_code=status_code, media_type="application/json")
 
 
-@router.post(
-    "/events",
-    openapi_extra=_EVENTS_BODY,
-    responses={
-        201: {"model": EventAccepted, "description": "stored (a batch answers BatchResult)"},
-        200: {"model": EventAccepted, "description": "the event id was already stored: nothing new"},
-    },
-)
-async def post_events(request: Request, _: EventWriter) -> Response:
+async def post_events(request: Request) -> Response:
     """Store one event, or a batch of up to 1,000 (``{"events": [...]}``), resolving identities."""
-    settings = request.app.state.settings
+    await authorize(request, Permission.EVENTS_WRITE)
+    state = request.app.state
+    settings = state.settings
     body: Any = await json_body(request)
     now = utcnow()
-    writer = _writer(request)
+    writer: IngestWriter = state.ingest_writer
     if isinstance(body, dict) and "events" in body and "id" not in body:
         items = body["events"]
         if not isinstance(items, list):
@@ -91,7 +84,7 @@ async def post_events(request: Request, _: EventWriter) -> Response:
                     "customer_id": str(outcome.customer_id),
                     "duplicate": outcome.duplicate,
                 }
-        return FastJSONResponse({"results": results}, status_code=200)
+        return _json({"results": results}, 200)
     if not isinstance(body, dict):
         raise ValidationFailed.on_field("body", "must be one event object or {\"events\": [...]}")
     event = prepare_event(body, settings=settings, now=now)
@@ -100,11 +93,23 @@ async def post_events(request: Request, _: EventWriter) -> Response:
         if isinstance(outcome.error, NotFound):
             raise ValidationFailed.on_field("customer_id", str(outcome.error.detail))
         raise outcome.error
-    return FastJSONResponse(
+    return _json(
         {"event_id": outcome.event_id, "customer_id": str(outcome.customer_id), "duplicate": outcome.duplicate},
-        status_code=200 if outcome.duplicate else 201,
+        200 if outcome.duplicate else 201,
     )
 
+
+router.add_api_route(
+    "/events",
+    post_events,
+    methods=["POST"],
+    openapi_extra=_EVENTS_BODY,
+    responses={
+        201: {"model": EventAccepted, "description": "stored (a batch answers BatchResult)"},
+        200: {"model": EventAccepted, "description": "the event id was already stored: nothing new"},
+    },
+    route_class_override=served_by(post_events),
+)
 
 # Keep the schemas in components so the oneOf above resolves.
 _ = (EventIn, BatchResult)
