@@ -36,9 +36,10 @@ from omnicanal.webhooks.transport import WebhookTransport
 
 log = logging.getLogger(__name__)
 
+# The ingest paths first: routes are matched in order, and these take the most requests.
 ROUTERS = (
-    access_router, customers_router, timeline_router, consent_router, privacy_router, answers_router,
-    conversations_router, routing_router, outbox_router, stream_router, webhooks_router,
+    timeline_router, conversations_router, customers_router, access_router, consent_router, privacy_router,
+    answers_router, routing_router, outbox_router, stream_router, webhooks_router,
 )  # fmt: skip
 
 
