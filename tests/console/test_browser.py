@@ -9,31 +9,14 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from omnicanal.db import Database, utcnow
 from omnicanal.settings import Settings
 from tests.console.helpers import PASSWORD, grant, make_customer, make_user, send_event
-from tests.support.browser import launch_chromium
 from tests.support.live_server import LiveServer
 
 pytestmark = [pytest.mark.browser, pytest.mark.parametrize("backend", ["sqlite"], indirect=True)]
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        chromium = launch_chromium(playwright)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
-
-
-@pytest.fixture
-def server(app: Any) -> Iterator[LiveServer]:
-    with LiveServer(app) as live:
-        yield live
 
 
 @pytest.fixture

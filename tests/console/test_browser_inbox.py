@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
-from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from omnicanal.db import Database
 from omnicanal.routing.admin import update_agent
@@ -23,28 +22,11 @@ from tests.console.helpers import (
     receive_message,
     user_id,
 )
-from tests.support.browser import launch_chromium
 from tests.support.live_server import LiveServer
 
 pytestmark = [pytest.mark.browser, pytest.mark.parametrize("backend", ["sqlite"], indirect=True)]
 
 LIVE = 5_000  # ms: a change must reach an open page well within this
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        chromium = launch_chromium(playwright)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
-
-
-@pytest.fixture
-def server(app: Any) -> Iterator[LiveServer]:
-    with LiveServer(app) as live:
-        yield live
 
 
 @pytest.fixture
