@@ -6,7 +6,10 @@ import importlib
 
 from omnicanal.channels.registry import TYPES, ChannelType
 
-ADAPTER_MODULES: tuple[str, ...] = ()
+ADAPTER_MODULES: tuple[str, ...] = (
+    "omnicanal.channels.sms.adapter",
+    "omnicanal.channels.whatsapp.adapter",
+)
 
 
 def load_adapters() -> dict[str, ChannelType]:
