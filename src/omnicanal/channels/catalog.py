@@ -9,6 +9,7 @@ from omnicanal.channels.registry import TYPES, ChannelType
 ADAPTER_MODULES: tuple[str, ...] = (
     "omnicanal.channels.sms.adapter",
     "omnicanal.channels.whatsapp.adapter",
+    "omnicanal.channels.telegram.adapter",
 )
 
 
