@@ -76,8 +76,15 @@ def _inbound(message: dict[str, Any], channel: ConfiguredChannel, settings: Sett
                             "width": largest.get("width"), "height": largest.get("height")})  # fmt: skip
     document = message.get("document")
     if isinstance(document, dict):
-        attachments.append({"provider": "telegram", "kind": "document", "file_id": document.get("file_id"),
-                            "filename": document.get("file_name"), "content_type": document.get("mime_type")})  # fmt: skip
+        attachments.append(
+            {
+                "provider": "telegram",
+                "kind": "document",
+                "file_id": document.get("file_id"),
+                "filename": document.get("file_name"),
+                "content_type": document.get("mime_type"),
+            }
+        )
     if not text and not attachments:
         return None
     try:
