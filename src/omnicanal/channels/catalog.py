@@ -10,6 +10,7 @@ ADAPTER_MODULES: tuple[str, ...] = (
     "omnicanal.channels.sms.adapter",
     "omnicanal.channels.whatsapp.adapter",
     "omnicanal.channels.telegram.adapter",
+    "omnicanal.channels.meta.adapter",
 )
 
 
