@@ -11,6 +11,8 @@ ADAPTER_MODULES: tuple[str, ...] = (
     "omnicanal.channels.whatsapp.adapter",
     "omnicanal.channels.telegram.adapter",
     "omnicanal.channels.meta.adapter",
+    "omnicanal.channels.apps.adapter",
+    "omnicanal.channels.push.adapter",
 )
 
 

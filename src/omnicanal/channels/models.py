@@ -25,3 +25,15 @@ class ChannelInstance(Base):
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class PushDevice(Base):
+    """A device's push token, registered by the app through its API channel; keyed by the ``device_id`` identity."""
+
+    __tablename__ = "push_devices"
+
+    device_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    token: Mapped[str] = mapped_column(Text)
+    platform: Mapped[str] = mapped_column(String(16), default="")
+    channel_instance_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -1,4 +1,4 @@
-"""Channels: configured channel instances, and the instance each message used
+"""Channels: configured channel instances, push tokens, and the instance each message used
 
 Revision ID: 0004
 Revises: 0002
@@ -41,6 +41,15 @@ def upgrade() -> None:
     with op.batch_alter_table("channel_instances", schema=None) as batch_op:
         batch_op.create_index("ix_channel_instances_type", ["type", "enabled"], unique=False)
 
+    op.create_table(
+        "push_devices",
+        sa.Column("device_id", sa.String(length=200), nullable=False),
+        sa.Column("token", sa.Text(), nullable=False),
+        sa.Column("platform", sa.String(length=16), nullable=False),
+        sa.Column("channel_instance_id", sa.Uuid(), nullable=True),
+        sa.Column("updated_at", omnicanal.db.UTCDateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("device_id", name=op.f("pk_push_devices")),
+    )
     with op.batch_alter_table("messages", schema=None) as batch_op:
         batch_op.add_column(sa.Column("channel_instance_id", sa.Uuid(), nullable=True))
 
@@ -52,6 +61,7 @@ def downgrade() -> None:
     with op.batch_alter_table("messages", schema=None) as batch_op:
         batch_op.drop_column("channel_instance_id")
 
+    op.drop_table("push_devices")
     with op.batch_alter_table("channel_instances", schema=None) as batch_op:
         batch_op.drop_index("ix_channel_instances_type")
 
