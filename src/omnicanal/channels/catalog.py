@@ -13,6 +13,7 @@ ADAPTER_MODULES: tuple[str, ...] = (
     "omnicanal.channels.meta.adapter",
     "omnicanal.channels.apps.adapter",
     "omnicanal.channels.push.adapter",
+    "omnicanal.channels.voice.adapter",
 )
 
 

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from omnicanal.channels.models import PushDevice
+from omnicanal.channels.models import CallbackTask, PushDevice
 from omnicanal.customers.models import Identity
 
 
@@ -25,7 +25,20 @@ def erase_push_devices(session: Session, tree: set[uuid.UUID]) -> None:
     session.execute(delete(PushDevice).where(PushDevice.device_id.in_(_devices(tree))))
 
 
+def export_callbacks(session: Session, tree: set[uuid.UUID]) -> list[dict[str, Any]]:
+    rows = session.scalars(select(CallbackTask).where(CallbackTask.customer_id.in_(tree)))
+    return [{"reason": r.reason, "phone": r.phone, "notes": r.notes, "status": r.status, "created_at": r.created_at}
+            for r in rows]  # fmt: skip
+
+
+def erase_callbacks(session: Session, tree: set[uuid.UUID]) -> None:
+    session.execute(
+        delete(CallbackTask).where(CallbackTask.customer_id.in_(tree) | CallbackTask.source_customer_id.in_(tree))
+    )
+
+
 def register() -> None:
     from omnicanal.privacy import service as privacy
 
     privacy.register("push_devices", exporter=export_push_devices, eraser=erase_push_devices, first=True)
+    privacy.register("callbacks", exporter=export_callbacks, eraser=erase_callbacks)
