@@ -6,6 +6,7 @@ import itertools
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -32,7 +33,18 @@ def graph() -> Iterator[HttpDouble]:
         return 200, {"messaging_product": "whatsapp", "contacts": [{"input": body["to"], "wa_id": body["to"]}],
                      "messages": [{"id": f"wamid.OUT{next(ids):06d}"}]}  # fmt: skip
 
+    def media_info(call: Call, match: Any) -> tuple[int, Any]:
+        if call.headers.get("authorization") != "Bearer wa-access-token":
+            return 401, {"error": {"message": "Invalid OAuth access token", "code": 190}}
+        return 200, {"messaging_product": "whatsapp", "url": f"{double.url}/files/{match.group(1)}",
+                     "mime_type": "image/jpeg", "sha256": "x", "file_size": 9, "id": match.group(1)}  # fmt: skip
+
+    def media_file(call: Call, match: Any) -> tuple[int, Any]:
+        return 200, b"JPEG-DATA"
+
     double.route("POST", r"/v21\.0/(\d+)/messages", send)
+    double.route("GET", r"/v21\.0/([\w-]+)", media_info)
+    double.route("GET", r"/files/([\w-]+)", media_file)
     yield double.start()
     double.stop()
 
@@ -129,6 +141,16 @@ def test_media_location_and_interactive_messages(client: TestClient, graph: Http
     ]
     assert stored[0]["attachments"][0]["media_id"] == "1479537139650973"
     assert stored[2]["attachments"][0]["id"] == "yes-1"
+    # the files are fetched after the webhook was answered, by the outbox worker
+    assert "key" not in stored[0]["attachments"][0]
+    worker(client).drain()
+    fetched = sorted(messages(client, only_conversation(client)["id"]), key=lambda m: m["external_id"])
+    image = fetched[0]["attachments"][0]
+    assert image["size"] == 9 and image["content_type"] == "image/jpeg"
+    assert (Path(client.app.state.settings.attachments_dir) / image["key"]).read_bytes() == b"JPEG-DATA"  # type: ignore[attr-defined]
+    fetched_paths = {c.path for c in graph.calls if c.method == "GET"}
+    assert {"/v21.0/1479537139650973", "/files/1479537139650973", "/v21.0/doc-9"} <= fetched_paths
+    assert fetched[3]["attachments"][0]["key"]  # the document too
     assert stored[3]["attachments"][0]["filename"] == "ticket.pdf"
 
 
