@@ -34,7 +34,17 @@ def bot_api() -> Iterator[HttpDouble]:
         return 200, {"ok": True, "result": {"message_id": next(ids), "chat": chat, "date": int(time.time()),
                                             "text": body["text"]}}  # fmt: skip
 
+    def get_file(call: Call, match: Any) -> tuple[int, Any]:
+        file_id = call.json()["file_id"]
+        return 200, {"ok": True, "result": {"file_id": file_id, "file_unique_id": "u", "file_size": 5,
+                                            "file_path": f"photos/{file_id}.jpg"}}  # fmt: skip
+
+    def download(call: Call, match: Any) -> tuple[int, Any]:
+        return 200, b"PHOTO"
+
     double.route("POST", r"/bot([^/]+)/sendMessage", send_message)
+    double.route("POST", r"/bot([^/]+)/getFile", get_file)
+    double.route("GET", r"/file/bot([^/]+)/photos/(\w+)\.jpg", download)
     yield double.start()
     double.stop()
 
@@ -130,6 +140,9 @@ def test_photos_and_retries(client: TestClient, bot_api: HttpDouble) -> None:
     (message,) = messages(client, conversation["id"])
     assert message["text"] == "¿Tenéis este?"
     assert message["attachments"][0]["file_id"] == "large"
+    worker(client).drain()  # the photo is downloaded after the webhook was answered
+    (message,) = messages(client, conversation["id"])
+    assert message["attachments"][0]["size"] == 5 and message["attachments"][0]["key"]
 
 
 def test_link_tokens_expire_and_belong_to_their_channel() -> None:

@@ -16,7 +16,8 @@ from pydantic import BaseModel
 
 from omnicanal.access.roles import Permission
 from omnicanal.access.service import Principal
-from omnicanal.channels.inbound import configured, raw_body, rejected, same, store
+from omnicanal.channels.inbound import configured, in_writer, raw_body, rejected, same, store
+from omnicanal.channels.media import attach_file, fetch_list, queue_fetches
 from omnicanal.channels.registry import ChannelType, ConfigKey, register
 from omnicanal.channels.service import ConfiguredChannel, get_instance
 from omnicanal.channels.telegram.links import make_token, read_token
@@ -51,7 +52,10 @@ async def incoming(channel_id: str, request: Request) -> Response:
         return _OK  # callback queries, channel posts, ...: nothing to store
     item = _inbound(message, channel, request.app.state.settings)
     if item is not None:
-        await store(request, [item])
+        results = await store(request, [item])
+        fetch = fetch_list([item], results, "file_id")
+        if fetch:  # photos and documents are downloaded after the answer, by the outbox worker
+            await in_writer(request, queue_fetches, fetch)
     return _OK
 
 
@@ -72,12 +76,13 @@ def _inbound(message: dict[str, Any], channel: ConfiguredChannel, settings: Sett
     photos = message.get("photo") or []
     if photos:
         largest = max(photos, key=lambda p: p.get("width", 0) * p.get("height", 0))
-        attachments.append({"provider": "telegram", "kind": "photo", "file_id": largest.get("file_id"),
-                            "width": largest.get("width"), "height": largest.get("height")})  # fmt: skip
+        photo = {"name": "photo.jpg", "provider": "telegram", "kind": "photo", "file_id": largest.get("file_id")}
+        attachments.append(photo | {"width": largest.get("width"), "height": largest.get("height")})
     document = message.get("document")
     if isinstance(document, dict):
         attachments.append(
             {
+                "name": document.get("file_name") or "document",
                 "provider": "telegram",
                 "kind": "document",
                 "file_id": document.get("file_id"),
@@ -123,6 +128,9 @@ class TelegramTransport:
 
     def __init__(self, channel: ConfiguredChannel, database: Database) -> None:
         self.url = f"{channel['api_base_url']}/bot{channel['bot_token']}/sendMessage"
+        self.get_file = f"{channel['api_base_url']}/bot{channel['bot_token']}/getFile"
+        self.files = f"{channel['api_base_url']}/file/bot{channel['bot_token']}"
+        self.database = database
         self._local = threading.local()
 
     def _client(self) -> httpx.Client:
@@ -131,7 +139,30 @@ class TelegramTransport:
             client = self._local.client = httpx.Client(timeout=15.0)
         return client
 
+    def fetch_media(self, envelope: Envelope) -> Sent:
+        """``getFile`` for the file's path, then ``/file/bot<token>/<path>``, into the attachment store."""
+        payload, limit = envelope.payload, self.database.settings.attachment_max_bytes
+        try:
+            info = self._client().post(self.get_file, json={"file_id": payload["file_id"]})
+            if info.status_code != 200:
+                raise DeliveryError(f"getFile answered {info.status_code}", permanent=400 <= info.status_code < 500)
+            found = info.json().get("result") or {}
+            if int(found.get("file_size") or 0) > limit:
+                raise DeliveryError("the file is larger than OMNICANAL_ATTACHMENT_MAX_BYTES", permanent=True)
+            download = self._client().get(f"{self.files}/{found['file_path']}")
+        except (httpx.HTTPError, KeyError) as exc:
+            raise DeliveryError(type(exc).__name__) from None  # the URLs hold the bot token: never log them
+        if download.status_code != 200 or len(download.content) > limit:
+            raise DeliveryError(f"the file could not be fetched ({download.status_code})", permanent=True)
+        content_type = download.headers.get("content-type", "application/octet-stream")
+        if content_type == "application/octet-stream" and str(found.get("file_path", "")).endswith(".jpg"):
+            content_type = "image/jpeg"
+        attach_file(self.database, payload, download.content, content_type)
+        return Sent(str(payload["file_id"]))
+
     def send(self, envelope: Envelope) -> Sent:
+        if envelope.kind == "media":
+            return self.fetch_media(envelope)
         chat_id = str(envelope.payload["to"])
         try:
             response = self._client().post(

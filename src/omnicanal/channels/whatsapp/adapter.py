@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
-import uuid
-from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,21 +11,17 @@ import httpx
 import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse, Response
-from sqlalchemy.orm import Session
-from sqlalchemy.orm.attributes import flag_modified
 
 from omnicanal.channels.inbound import StatusUpdate, configured, in_writer, store, store_statuses
+from omnicanal.channels.media import attach_file, fetch_list, queue_fetches
 from omnicanal.channels.meta.signing import handshake, verified_body
 from omnicanal.channels.registry import ChannelType, ConfigKey, register
 from omnicanal.channels.service import ConfiguredChannel
 from omnicanal.channels.whatsapp.templates import router as templates_router
 from omnicanal.conversations.inbound import InboundInput
-from omnicanal.conversations.models import Message
 from omnicanal.customers.identities import InvalidIdentity, normalize
-from omnicanal.db import Database, utcnow, uuid7
-from omnicanal.outbox.service import enqueue
+from omnicanal.db import Database, utcnow
 from omnicanal.outbox.transports import DeliveryError, Envelope, Sent, classify_response
-from omnicanal.storage import blob_store
 from omnicanal.web import served_by
 
 log = logging.getLogger(__name__)
@@ -110,27 +103,11 @@ async def incoming(request: Request) -> Response:
                     statuses.append(update)
     results = await store(request, items)
     await store_statuses(request, statuses)
-    fetch = [
-        (result.message_id, result.customer_id, index, attachment["media_id"], channel.id)
-        for item, result in zip(items, results, strict=True)
-        if result.message_id is not None and not result.duplicate
-        for index, attachment in enumerate(item.attachments)
-        if attachment.get("media_id")
-    ]
+    fetch = fetch_list(items, results, "media_id")
     if fetch:
         # the files are fetched after the answer, by the outbox worker: Meta wants its 200 fast
-        await in_writer(request, _queue_media, fetch)
+        await in_writer(request, queue_fetches, fetch)
     return _OK
-
-
-def _queue_media(session: Session, items: Sequence[tuple[Any, Any, int, str, Any]]) -> list[None]:
-    for message_id, customer_id, index, media_id, channel_id in items:
-        enqueue(
-            session, kind="media", channel="whatsapp", customer_id=customer_id, max_attempts=5,
-            payload={"message_id": str(message_id), "index": index, "media_id": media_id,
-                     "channel_instance_id": str(channel_id)},
-        )  # fmt: skip
-    return [None for _ in items]
 
 
 # served without FastAPI's request handling (the hot path: bench W1); the handler checks everything itself
@@ -197,7 +174,7 @@ class WhatsAppTransport:
         """Fetch a received file (``GET /{media_id}`` for its URL, then the URL) into the attachment store."""
         payload, settings = envelope.payload, self.database.settings
         try:
-            info = self._client().get(f"{self.media_url}/{payload['media_id']}")
+            info = self._client().get(f"{self.media_url}/{payload['file_id']}")
             classify_response(info)
             found = info.json()
             if int(found.get("file_size") or 0) > settings.attachment_max_bytes:
@@ -210,21 +187,8 @@ class WhatsAppTransport:
         if len(data) > settings.attachment_max_bytes:
             raise DeliveryError("the file is larger than OMNICANAL_ATTACHMENT_MAX_BYTES", permanent=True)
         content_type = str(found.get("mime_type") or download.headers.get("content-type", "application/octet-stream"))
-        key = f"{uuid7().hex}/whatsapp-{payload['media_id']}"
-        store = blob_store(settings)
-        store.put(key, data, content_type)
-        with self.database.write() as session:
-            message = session.get(Message, uuid.UUID(payload["message_id"]))
-            if message is None or (message.text == "" and not message.attachments):  # erased meanwhile
-                store.delete(key)
-                return Sent(str(payload["media_id"]))
-            attachments = [dict(a) for a in message.attachments]
-            if payload["index"] < len(attachments):
-                attachments[payload["index"]] |= {"key": key, "size": len(data), "content_type": content_type,
-                                                  "sha256": hashlib.sha256(data).hexdigest()}  # fmt: skip
-                message.attachments = attachments
-                flag_modified(message, "attachments")
-        return Sent(str(payload["media_id"]))
+        attach_file(self.database, payload, data, content_type)
+        return Sent(str(payload["file_id"]))
 
     def send(self, envelope: Envelope) -> Sent:
         if envelope.kind == "media":

@@ -1,0 +1,61 @@
+"""Files a provider holds for a received message, fetched after the webhook was answered.
+
+The webhook queues an outbox item of kind ``media`` (payload: message id, attachment index and the
+provider's file id); the channel's transport downloads the file and calls :func:`attach_file`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import flag_modified
+
+from omnicanal.conversations.inbound import InboundInput, InboundResult
+from omnicanal.conversations.models import Message
+from omnicanal.db import Database, uuid7
+from omnicanal.outbox.service import enqueue
+from omnicanal.storage import blob_store
+
+
+def fetch_list(items: Sequence[InboundInput], results: Sequence[InboundResult], id_key: str) -> list[tuple[Any, ...]]:
+    """(message id, customer id, index, file id, channel id) for each provider file of the new messages."""
+    return [
+        (result.message_id, result.customer_id, index, attachment[id_key], item.channel_instance_id, item.channel)
+        for item, result in zip(items, results, strict=True)
+        if result.message_id is not None and not result.duplicate
+        for index, attachment in enumerate(item.attachments)
+        if attachment.get(id_key)
+    ]
+
+
+def queue_fetches(session: Session, items: Sequence[tuple[Any, ...]]) -> list[None]:
+    for message_id, customer_id, index, file_id, channel_id, channel in items:
+        enqueue(
+            session, kind="media", channel=channel, customer_id=customer_id, max_attempts=5,
+            payload={"message_id": str(message_id), "index": index, "file_id": file_id,
+                     "channel_instance_id": str(channel_id)},
+        )  # fmt: skip
+    return [None for _ in items]
+
+
+def attach_file(database: Database, payload: dict[str, Any], data: bytes, content_type: str) -> str | None:
+    """Store the file and point the message's attachment at it; None when the message is gone or erased."""
+    key = f"{uuid7().hex}/{payload['file_id'][:80]}".replace("..", "_")
+    store = blob_store(database.settings)
+    store.put(key, data, content_type)
+    with database.write() as session:
+        message = session.get(Message, uuid.UUID(payload["message_id"]))
+        index = int(payload["index"])
+        if message is None or index >= len(message.attachments or []):  # erased meanwhile
+            store.delete(key)
+            return None
+        attachments = [dict(a) for a in message.attachments]
+        attachments[index] |= {"key": key, "size": len(data), "content_type": content_type,
+                               "sha256": hashlib.sha256(data).hexdigest()}  # fmt: skip
+        message.attachments = attachments
+        flag_modified(message, "attachments")
+    return key
