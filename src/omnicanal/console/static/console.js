@@ -26,12 +26,22 @@
     }, 120));
   }
 
+  // a call ringing for this agent: a banner linking to the caller's conversation (screen-pop)
+  function callPop(event) {
+    var pop = document.getElementById("call-pop");
+    if (!pop || (event.agents || []).indexOf(pop.getAttribute("data-user")) < 0) return;
+    pop.querySelector("a").setAttribute("href", "/console/conversations/" + event.conversation_id);
+    pop.hidden = false;
+  }
+
   function startLive() {
+    // the pages agents work on (inbox, conversation, supervision) listen; they show the call screen-pop too
     if (!window.EventSource || !document.querySelector("[data-live]")) return;
     var source = new EventSource("/console/stream");
     source.onmessage = function (message) {
       var event;
       try { event = JSON.parse(message.data); } catch (e) { return; }
+      if (event.type === "call.ringing") { callPop(event); return; }
       document.querySelectorAll("[data-live]").forEach(function (el) {
         if (matches(el, event)) refresh(el);
       });
