@@ -38,6 +38,9 @@ class InboundInput:
     attachments: list[dict[str, Any]]
     external_id: str
     occurred_at: datetime
+    # False for automatic replies (out-of-office, ...): kept in the customer's conversation, which they
+    # never reopen nor start
+    reopens: bool = True
 
 
 @dataclass
@@ -48,6 +51,7 @@ class InboundResult:
     duplicate: bool = False
     error: DomainError | None = None
     new_conversation: bool = False
+    dropped: bool = False  # an automatic reply with no conversation to join
 
 
 def _known_messages(session: Session, items: Sequence[InboundInput]) -> dict[tuple[str, str], InboundResult]:
@@ -155,11 +159,14 @@ def receive(session: Session, items: Sequence[InboundInput], *, settings: Settin
         assert result.customer_id is not None
         customer_traits = traits.get(result.customer_id) or {}
         conversation = threads.get(result.customer_id)
+        if conversation is None and not item.reopens:
+            result.dropped = True
+            continue
         if conversation is None:
             conversation = _start(session, item, result.customer_id, customer_traits, now=now)
             threads[result.customer_id] = conversation
             result.new_conversation = True
-        else:
+        elif item.reopens:
             _continue(session, conversation, now=now)
         message = Message(
             id=uuid7(), conversation_id=conversation.id, customer_id=result.customer_id,
@@ -198,6 +205,8 @@ def receive(session: Session, items: Sequence[InboundInput], *, settings: Settin
         repeat.message_id, repeat.conversation_id = first.message_id, first.conversation_id
         repeat.customer_id = first.customer_id
     for _item, result in fresh:
+        if result.dropped:
+            continue
         assert result.customer_id is not None
         conversation = threads[result.customer_id]
         stored = session.get(Message, result.message_id)
