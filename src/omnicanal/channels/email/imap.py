@@ -38,9 +38,6 @@ def connect(config: Mapping[str, Any], *, timeout: float = 30.0) -> imaplib.IMAP
     security = str(config.get("imap_security") or "tls")
     port = int(config.get("imap_port") or (993 if security == "tls" else 143))
     context = ssl.create_default_context()
-    if config.get("imap_insecure_skip_verify"):  # test servers with self-signed certificates
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
     client: imaplib.IMAP4
     if security == "tls":
         client = imaplib.IMAP4_SSL(host, port, ssl_context=context, timeout=timeout)

@@ -101,19 +101,16 @@ def _threads(session: Session, items: Sequence[IncomingEmail], secret: str) -> d
     ids = sorted(header_ids)
     for start in range(0, len(ids), 500):
         chunk = ids[start : start + 500]
-        by_header.update(
-            session.execute(
-                select(EmailHeader.header_id, EmailHeader.conversation_id).where(EmailHeader.header_id.in_(chunk))
-            ).tuples()
-        )
-        by_header.update(
-            (str(header), conversation)
-            for header, conversation in session.execute(
-                select(Message.provider_message_id, Message.conversation_id).where(
-                    Message.provider_message_id.in_(chunk), Message.channel == CHANNEL
-                )
+        for header, conversation in session.execute(
+            select(EmailHeader.header_id, EmailHeader.conversation_id).where(EmailHeader.header_id.in_(chunk))
+        ):
+            by_header[header] = conversation
+        for header, conversation in session.execute(
+            select(Message.provider_message_id, Message.conversation_id).where(
+                Message.provider_message_id.in_(chunk), Message.channel == CHANNEL
             )
-        )
+        ):
+            by_header[str(header)] = conversation
     wanted: dict[int, uuid.UUID] = dict(by_token)
     for index, item in enumerate(items):
         if index not in wanted:

@@ -31,25 +31,27 @@ def domain_of(address: str) -> str:
 def thread_of(database: Database, conversation_id: uuid.UUID) -> tuple[str | None, list[str]]:
     """The subject the customer last wrote with, and the Message-IDs of the conversation's emails, oldest first."""
     with database.read() as session:
-        inbound = list(
-            session.execute(
+        inbound: list[tuple[Any, str, str]] = [
+            (when, header, subject)
+            for when, header, subject in session.execute(
                 select(EmailHeader.created_at, EmailHeader.header_id, EmailHeader.subject)
                 .where(EmailHeader.conversation_id == conversation_id)
                 .order_by(EmailHeader.created_at)
-            ).tuples()
-        )
-        outbound = list(
-            session.execute(
+            )
+        ]
+        outbound: list[tuple[Any, str]] = [
+            (when, str(header))
+            for when, header in session.execute(
                 select(Message.created_at, Message.provider_message_id).where(
                     Message.conversation_id == conversation_id,
                     Message.channel == "email",
                     Message.direction == "outbound",
                     Message.provider_message_id.is_not(None),
                 )
-            ).tuples()
-        )
+            )
+        ]
     subject = next((s for _, _, s in reversed(inbound) if s), None)
-    ordered = sorted([(when, header) for when, header, _ in inbound] + [(w, str(h)) for w, h in outbound])
+    ordered = sorted([(when, header) for when, header, _ in inbound] + outbound)
     return subject, [header for _, header in ordered]
 
 
@@ -96,9 +98,6 @@ class SmtpTransport:
         security = str(self.config.get("smtp_security") or "starttls")
         port = int(self.config.get("smtp_port") or (465 if security == "tls" else 587))
         context = ssl.create_default_context()
-        if self.config.get("smtp_insecure_skip_verify"):  # test servers with self-signed certificates
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
         client: smtplib.SMTP
         if security == "tls":
             client = smtplib.SMTP_SSL(host, port, timeout=self.timeout, context=context)
