@@ -14,6 +14,9 @@ from sqlalchemy.orm import Session
 from omnicanal import __version__, handlers
 from omnicanal.access.api import router as access_router
 from omnicanal.answers.api import router as answers_router
+from omnicanal.channels.api import router as channels_router
+from omnicanal.channels.catalog import load_adapters
+from omnicanal.channels.transport import install_transports
 from omnicanal.consent.api import router as consent_router
 from omnicanal.conversations.api import router as conversations_router
 from omnicanal.conversations.inbound import receive
@@ -39,7 +42,7 @@ log = logging.getLogger(__name__)
 # The ingest paths first: routes are matched in order, and these take the most requests.
 ROUTERS = (
     timeline_router, conversations_router, customers_router, access_router, consent_router, privacy_router,
-    answers_router, routing_router, outbox_router, stream_router, webhooks_router,
+    answers_router, routing_router, outbox_router, stream_router, webhooks_router, channels_router,
 )  # fmt: skip
 
 
@@ -49,6 +52,8 @@ def build_runtime(settings: Settings, db: Database) -> tuple[Runtime, OutboxWork
     attach_runtime(db.write_engine, runtime)
     registry = registry_from_settings(settings.channel_endpoints)
     registry.register("webhook", WebhookTransport(db))
+    load_adapters()
+    install_transports(registry, db)  # configured channel instances first, the above as fallback
     worker = OutboxWorker(
         db,
         registry,
@@ -105,6 +110,9 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
 
     for router in ROUTERS:
         app.include_router(router)
+    for channel_type in load_adapters().values():
+        for router in channel_type.routers:
+            app.include_router(router)
 
     from omnicanal.console import mount_console
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from omnicanal.access import models as access_models
 from omnicanal.answers import models as answer_models
+from omnicanal.channels import models as channel_models
 from omnicanal.channels.email import models as email_models
 from omnicanal.consent import models as consent_models
 from omnicanal.conversations import models as conversation_models
@@ -21,6 +22,7 @@ __all__ = [
     "IdempotentRequest",
     "access_models",
     "answer_models",
+    "channel_models",
     "consent_models",
     "conversation_models",
     "customer_models",

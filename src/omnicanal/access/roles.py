@@ -32,6 +32,7 @@ class Permission(StrEnum):
     ROUTING_MANAGE = "routing:manage"
     OUTBOX_MANAGE = "outbox:manage"
     WEBHOOKS_MANAGE = "webhooks:manage"
+    CHANNELS_MANAGE = "channels:manage"
 
 
 _READ = {Permission.CUSTOMERS_READ, Permission.CONSENTS_READ, Permission.CONVERSATIONS_READ}

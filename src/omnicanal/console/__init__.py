@@ -15,6 +15,7 @@ STATIC_DIR = Path(__file__).parent / "static"
 def mount_console(app: FastAPI) -> None:
     """Attach the console's routes and static files to the app."""
     from omnicanal.console import i18n
+    from omnicanal.console.channel_setup import router as channel_setup_router
     from omnicanal.console.context import ConsoleError, LoginRequired, render_error, set_display_timezone
     from omnicanal.console.conversation import router as conversation_router
     from omnicanal.console.inbox import router as inbox_router
@@ -43,4 +44,5 @@ def mount_console(app: FastAPI) -> None:
     app.include_router(inbox_router)
     app.include_router(conversation_router)
     app.include_router(supervision_router)
+    app.include_router(channel_setup_router)
     app.mount("/console/static", StaticFiles(directory=STATIC_DIR), name="console-static")

@@ -38,6 +38,7 @@ class InboundInput:
     attachments: list[dict[str, Any]]
     external_id: str
     occurred_at: datetime
+    channel_instance_id: uuid.UUID | None = None  # the configured channel it came in on
     # False for automatic replies (out-of-office, ...): kept in the customer's conversation, which they
     # never reopen nor start
     reopens: bool = True
@@ -172,7 +173,8 @@ def receive(session: Session, items: Sequence[InboundInput], *, settings: Settin
             id=uuid7(), conversation_id=conversation.id, customer_id=result.customer_id,
             source_customer_id=result.customer_id, channel=item.channel, direction="inbound",
             sender_type="customer", text=item.text, attachments=item.attachments, external_id=item.external_id,
-            status="received", occurred_at=item.occurred_at, created_at=now, updated_at=now,
+            channel_instance_id=item.channel_instance_id, status="received", occurred_at=item.occurred_at,
+            created_at=now, updated_at=now,
         )  # fmt: skip
         session.add(message)
         conversation.last_channel = item.channel

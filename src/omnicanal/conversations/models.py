@@ -70,6 +70,8 @@ class Message(Base):
     status: Mapped[str] = mapped_column(String(10), default="received")
     failure_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     answer_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
+    # the configured channel (channels/) it came in on or left through; replies leave through it
+    channel_instance_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
     occurred_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

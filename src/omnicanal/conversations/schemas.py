@@ -63,6 +63,7 @@ class MessageOut(BaseModel):
     failure_reason: str | None
     external_id: str | None
     provider_message_id: str | None
+    channel_instance_id: uuid.UUID | None = None
     occurred_at: datetime
     created_at: datetime
 

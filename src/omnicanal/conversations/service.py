@@ -201,6 +201,21 @@ def _mentions(session: Session, text: str) -> list[str]:
     return sorted(str(u.id) for u in users if u.email.split("@")[0].lower() in handles)
 
 
+def last_channel_instance(session: Session, customer_id: uuid.UUID, channel: str) -> uuid.UUID | None:
+    """The configured channel (number, bot, page) the customer last wrote to on ``channel``: replies leave there."""
+    return session.scalar(
+        select(Message.channel_instance_id)
+        .where(
+            Message.customer_id == customer_id,
+            Message.channel == channel,
+            Message.direction == "inbound",
+            Message.channel_instance_id.is_not(None),
+        )
+        .order_by(Message.created_at.desc())
+        .limit(1)
+    )
+
+
 def reply(
     session: Session,
     *,
@@ -238,10 +253,11 @@ def reply(
     option = next(o for o in channel_options(session, conversation, now=now) if o.channel == target)
     if not option.available:
         raise Conflict(f"cannot reply on {target}: {option.reason}", channel=target, template_only=option.template_only)
+    instance_id = last_channel_instance(session, customer.id, target)
     message = Message(
         conversation_id=conversation.id, customer_id=customer.id, source_customer_id=customer.id, channel=target,
         direction="outbound", sender_type=author_type, sender_id=author_id, text=text, status="queued",
-        answer_id=answer_id, occurred_at=now, created_at=now, updated_at=now,
+        answer_id=answer_id, channel_instance_id=instance_id, occurred_at=now, created_at=now, updated_at=now,
     )  # fmt: skip
     session.add(message)
     session.flush()
@@ -255,6 +271,7 @@ def reply(
             "to": option.address,
             "text": text,
             "format": CHANNEL_RULES[target].format,
+            "channel_instance_id": str(instance_id) if instance_id else None,
         },
         message_id=message.id,
         customer_id=customer.id,

@@ -1,0 +1,16 @@
+"""The adapter modules: importing one registers its channel type."""
+
+from __future__ import annotations
+
+import importlib
+
+from omnicanal.channels.registry import TYPES, ChannelType
+
+ADAPTER_MODULES: tuple[str, ...] = ()
+
+
+def load_adapters() -> dict[str, ChannelType]:
+    """Import every adapter (once; later calls find them registered)."""
+    for module in ADAPTER_MODULES:
+        importlib.import_module(module)
+    return TYPES
