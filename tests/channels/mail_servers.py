@@ -28,6 +28,9 @@ from cryptography.x509.oid import NameOID
 
 from tests.support.live_server import free_port
 
+SMTP_PASSWORD = "s3cret"
+IMAP_PASSWORD = "imap-pass"
+
 
 def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
     """A certificate for 127.0.0.1 and localhost, and its key (PEM files)."""
@@ -85,7 +88,7 @@ class SinkHandler:
 class SmtpServer:
     """An SMTP submission server on 127.0.0.1: STARTTLS required before AUTH, AUTH required to send."""
 
-    def __init__(self, cert: Path, key: Path, *, username: str = "mailer", password: str = "s3cret") -> None:
+    def __init__(self, cert: Path, key: Path, *, username: str = "mailer", password: str = SMTP_PASSWORD) -> None:
         self.handler = SinkHandler()
         self.port = free_port()
         self.username, self.password = username, password
@@ -124,7 +127,7 @@ DOVECOT = os.environ.get("OMNICANAL_DOVECOT", "/usr/sbin/dovecot")
 class DovecotServer:
     """Dovecot IMAP run unprivileged on a free port, one user with a Maildir in a temp directory."""
 
-    def __init__(self, cert: Path, key: Path, *, username: str = "support", password: str = "imap-pass") -> None:
+    def __init__(self, cert: Path, key: Path, *, username: str = "support", password: str = IMAP_PASSWORD) -> None:
         if not shutil.which(DOVECOT) and not os.path.exists(DOVECOT):
             raise RuntimeError(f"dovecot not found at {DOVECOT}: apt-get install dovecot-imapd")
         self.username, self.password = username, password

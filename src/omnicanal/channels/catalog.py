@@ -6,7 +6,7 @@ import importlib
 
 from omnicanal.channels.registry import TYPES, ChannelType
 
-ADAPTER_MODULES: tuple[str, ...] = ()
+ADAPTER_MODULES: tuple[str, ...] = ("omnicanal.channels.email.adapter",)
 
 
 def load_adapters() -> dict[str, ChannelType]:

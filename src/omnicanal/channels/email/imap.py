@@ -11,11 +11,11 @@ import imaplib
 import logging
 import re
 import ssl
-from collections.abc import Mapping
+import uuid
 from dataclasses import dataclass, field
-from typing import Any
 
 from omnicanal.channels.email.inbound import EmailOutcome, discard, prepare, receive_emails
+from omnicanal.channels.email.outbound import ChannelConfig
 from omnicanal.db import Database
 from omnicanal.settings import Settings
 
@@ -33,7 +33,7 @@ class PollReport:
         self.outcomes[outcome.outcome] = self.outcomes.get(outcome.outcome, 0) + 1
 
 
-def connect(config: Mapping[str, Any], *, timeout: float = 30.0) -> imaplib.IMAP4:
+def connect(config: ChannelConfig, *, timeout: float = 30.0) -> imaplib.IMAP4:
     host = str(config["imap_host"])
     security = str(config.get("imap_security") or "tls")
     port = int(config.get("imap_port") or (993 if security == "tls" else 143))
@@ -54,7 +54,9 @@ def connect(config: Mapping[str, Any], *, timeout: float = 30.0) -> imaplib.IMAP
 _UID = re.compile(rb"UID (\d+)")
 
 
-def poll_once(config: Mapping[str, Any], database: Database, settings: Settings) -> PollReport:
+def poll_once(
+    config: ChannelConfig, database: Database, settings: Settings, *, channel_instance_id: uuid.UUID | None = None
+) -> PollReport:
     """Take in every unseen message of the configured folder (``imap_folder``, default INBOX)."""
     report = PollReport()
     client = connect(config)
@@ -76,7 +78,7 @@ def poll_once(config: Mapping[str, Any], database: Database, settings: Settings)
                 uid = _UID.search(part[0])
                 if uid is None:
                     continue
-                items.append(prepare(bytes(part[1]), settings=settings))
+                items.append(prepare(bytes(part[1]), settings=settings, channel_instance_id=channel_instance_id))
                 taken.append(uid.group(1))
             try:
                 with database.write() as session:

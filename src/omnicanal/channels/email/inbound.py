@@ -45,6 +45,7 @@ class IncomingEmail:
     recipients: list[str]  # the envelope's RCPT TO, or the headers' To/Cc when polled
     attachments: list[dict[str, Any]] = field(default_factory=list)  # stored records
     notes: list[str] = field(default_factory=list)  # files not accepted, said in the message
+    channel_instance_id: uuid.UUID | None = None  # the configured email channel it arrived for
 
 
 @dataclass
@@ -58,10 +59,13 @@ class EmailOutcome:
     detail: str = ""
 
 
-def prepare(raw: bytes, *, recipients: Sequence[str] = (), settings: Settings) -> IncomingEmail:
+def prepare(
+    raw: bytes, *, recipients: Sequence[str] = (), settings: Settings, channel_instance_id: uuid.UUID | None = None
+) -> IncomingEmail:
     """Parse, and store the files the settings accept (the others are named in the text instead)."""
     parsed = parse_email(raw)
     incoming = IncomingEmail(parsed, [r.lower() for r in recipients] or list(parsed.recipients))
+    incoming.channel_instance_id = channel_instance_id
     for file in parsed.attachments:
         record = {"name": file["name"][:200], "content_type": file["content_type"][:100],
                   "data": base64.b64encode(file["data"]).decode()}  # fmt: skip
@@ -105,12 +109,12 @@ def _threads(session: Session, items: Sequence[IncomingEmail], secret: str) -> d
             select(EmailHeader.header_id, EmailHeader.conversation_id).where(EmailHeader.header_id.in_(chunk))
         ):
             by_header[header] = conversation
-        for header, conversation in session.execute(
+        for provider_id, conversation in session.execute(
             select(Message.provider_message_id, Message.conversation_id).where(
                 Message.provider_message_id.in_(chunk), Message.channel == CHANNEL
             )
         ):
-            by_header[str(header)] = conversation
+            by_header[str(provider_id)] = conversation
     wanted: dict[int, uuid.UUID] = dict(by_token)
     for index, item in enumerate(items):
         if index not in wanted:
@@ -188,6 +192,7 @@ def receive_emails(session: Session, items: Sequence[IncomingEmail], *, settings
                 external_id=parsed.message_id,
                 occurred_at=occurred_at,
                 reopens=not parsed.auto_reply,
+                channel_instance_id=item.channel_instance_id,
             )
         )
         positions.append((index, item))

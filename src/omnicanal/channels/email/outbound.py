@@ -7,10 +7,9 @@ import logging
 import smtplib
 import ssl
 import uuid
-from collections.abc import Mapping
 from email.message import EmailMessage
 from email.utils import formataddr, formatdate
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import select
 
@@ -22,6 +21,14 @@ from omnicanal.outbox.transports import DeliveryError, Envelope, Sent
 
 log = logging.getLogger(__name__)
 _MAX_REFERENCES = 20
+
+
+class ChannelConfig(Protocol):
+    """A configured channel's values (``ConfiguredChannel``, or a plain dict)."""
+
+    def __getitem__(self, key: str, /) -> Any: ...
+
+    def get(self, key: str, default: Any = None, /) -> Any: ...
 
 
 def domain_of(address: str) -> str:
@@ -62,7 +69,7 @@ def reply_subject(subject: str | None, fallback: str) -> str:
 
 
 def build_message(
-    *, config: Mapping[str, Any], secret: str, message_id: str, to: str, text: str,
+    *, config: ChannelConfig, secret: str, message_id: str, to: str, text: str,
     conversation_id: uuid.UUID | None, subject: str | None, references: list[str],
 ) -> EmailMessage:  # fmt: skip
     from_address = str(config["from_address"])
@@ -87,7 +94,7 @@ def build_message(
 class SmtpTransport:
     """One SMTP session per message: ``smtp_security`` starttls (default, port 587), tls (465) or none."""
 
-    def __init__(self, config: Mapping[str, Any], database: Database, *, secret: str, timeout: float = 30.0) -> None:
+    def __init__(self, config: ChannelConfig, database: Database, *, secret: str, timeout: float = 30.0) -> None:
         self.config = config
         self.database = database
         self.secret = secret

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
+import time
+import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -19,6 +22,7 @@ from aiosmtpd.smtp import Session as SmtpSession
 from sqlalchemy.orm import Session
 
 from omnicanal.channels.email.inbound import EmailOutcome, IncomingEmail, discard, prepare, receive_emails
+from omnicanal.db import Database
 from omnicanal.settings import Settings
 from omnicanal.timeline.writer import IngestWriter
 
@@ -39,14 +43,52 @@ def accept_domains(domains: Sequence[str]) -> Callable[[str], bool]:
     return accepts
 
 
+class Mailboxes:
+    """The configured email channels' domains (re-read every ``ttl`` seconds), plus any given ones."""
+
+    def __init__(self, database: Database, *, extra_domains: Sequence[str] = (), ttl: float = 30.0) -> None:
+        self.database = database
+        self.extra = [d.strip().lower().lstrip("@") for d in extra_domains if d.strip()]
+        self.ttl = ttl
+        self._by_domain: dict[str, uuid.UUID | None] = {}
+        self._until = 0.0
+        self._lock = threading.Lock()
+
+    def _current(self) -> dict[str, uuid.UUID | None]:
+        with self._lock:
+            if time.monotonic() >= self._until:
+                from omnicanal.channels.email.adapter import domains_of, email_channels
+
+                found: dict[str, uuid.UUID | None] = dict.fromkeys(self.extra)
+                for channel in reversed(email_channels(self.database)):  # the oldest channel wins a shared domain
+                    for domain in domains_of(channel):
+                        found[domain] = channel.id
+                self._by_domain, self._until = found, time.monotonic() + self.ttl
+            return self._by_domain
+
+    def accepts(self, address: str) -> bool:
+        return _domain(address) in self._current()
+
+    def instance_for(self, recipients: Sequence[str]) -> uuid.UUID | None:
+        current = self._current()
+        return next((current[d] for d in map(_domain, recipients) if current.get(d) is not None), None)
+
+
+def _domain(address: str) -> str:
+    return address.rsplit("@", 1)[-1].strip().lower().rstrip(">")
+
+
 class ReceiverHandler:
     """aiosmtpd handler: checks recipients, stores each message, answers with the outcome."""
 
-    def __init__(self, writer: IngestWriter, settings: Settings, *, accepts: Callable[[str], bool],
-                 lmtp: bool = False) -> None:  # fmt: skip
+    def __init__(
+        self, writer: IngestWriter, settings: Settings, *, accepts: Callable[[str], bool],
+        instance_for: Callable[[Sequence[str]], uuid.UUID | None] | None = None, lmtp: bool = False,
+    ) -> None:  # fmt: skip
         self.writer = writer
         self.settings = settings
         self.accepts = accepts
+        self.instance_for = instance_for
         self.lmtp = lmtp
 
         def handler(session: Session, items: Sequence[Any]) -> list[Any]:
@@ -57,7 +99,8 @@ class ReceiverHandler:
     async def handle_RCPT(  # noqa: N802 - the name aiosmtpd calls
         self, server: SMTP, session: SmtpSession, envelope: Envelope, address: str, rcpt_options: list[str]
     ) -> str:
-        if not self.accepts(address):
+        accepted = await asyncio.to_thread(self.accepts, address)  # may read the configured channels
+        if not accepted:
             return "550 5.1.1 mailbox unavailable"
         envelope.rcpt_tos.append(address)
         return "250 2.1.5 OK"
@@ -74,8 +117,10 @@ class ReceiverHandler:
 
     async def store(self, raw: bytes, recipients: list[str]) -> str:
         try:
-            incoming: IncomingEmail = await asyncio.to_thread(prepare, raw, recipients=recipients,
-                                                              settings=self.settings)  # fmt: skip
+            instance = self.instance_for(recipients) if self.instance_for is not None else None
+            incoming: IncomingEmail = await asyncio.to_thread(
+                prepare, raw, recipients=recipients, settings=self.settings, channel_instance_id=instance
+            )
         except Exception:
             log.exception("could not read an incoming email")
             return "451 4.3.0 could not read the message; try again later"

@@ -1,7 +1,7 @@
 """Email: the Message-ID and subject of each email message, for threading
 
 Revision ID: 0006
-Revises: 0002
+Revises: 0004
 Create Date: 2026-11-23
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 import omnicanal.db
 
 revision = "0006"
-down_revision = "0002"
+down_revision = "0004"  # after the channels base (merged into this branch)
 branch_labels = None
 depends_on = None
 
