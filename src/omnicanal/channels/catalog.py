@@ -6,7 +6,10 @@ import importlib
 
 from omnicanal.channels.registry import TYPES, ChannelType
 
-ADAPTER_MODULES: tuple[str, ...] = ("omnicanal.channels.email.adapter",)
+ADAPTER_MODULES: tuple[str, ...] = (
+    "omnicanal.channels.email.adapter",
+    "omnicanal.channels.webchat.adapter",
+)
 
 
 def load_adapters() -> dict[str, ChannelType]:
