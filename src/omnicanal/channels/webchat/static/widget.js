@@ -102,8 +102,8 @@
     ".launcher{right:14px;bottom:14px}}" +
     "</style>" +
     "<button class='launcher' type='button' part='launcher' aria-expanded='false'>💬</button>" +
-    "<section class='panel' role='dialog' aria-modal='false' hidden>" +
-    "<header><h2></h2><button type='button' class='close'>×</button></header>" +
+    "<section class='panel' role='dialog' aria-modal='false' aria-labelledby='oc-title' hidden>" +
+    "<header><h2 id='oc-title'></h2><button type='button' class='close'>×</button></header>" +
     "<div class='status' role='status' hidden></div>" +
     "<ol class='log' aria-live='polite'></ol>" +
     "<div class='typing' aria-live='polite'></div>" +
@@ -126,7 +126,6 @@
   $(".send").textContent = TEXT.send;
   box.placeholder = TEXT.placeholder;
   box.setAttribute("aria-label", TEXT.placeholder);
-  panel.setAttribute("aria-label", $("header h2").textContent);
 
   function setOpen(open) {
     panel.hidden = !open;
