@@ -147,3 +147,18 @@ def test_reading_any_text_body_never_fails_nor_loses_a_non_empty_message(text: s
 def test_any_bytes_parse_without_error(raw: bytes) -> None:
     parsed = parse_email(raw)
     assert parsed.message_id
+
+
+def test_encoded_headers_names_and_bodies_are_decoded() -> None:
+    raw = customer_email(
+        sender="José Ñúñez <Jose@Example.com>",
+        subject="¿Dónde está mi pedido? 📦",
+        text="Sigo esperando el envío — gracias.",
+        attachments=[("factura año.pdf", "application/pdf", b"%PDF")],
+    )
+    assert b"=?utf-8?" in raw  # the mail program encoded them
+    parsed = parse_email(raw)
+    assert parsed.sender == "jose@example.com" and parsed.sender_name == "José Ñúñez"
+    assert parsed.subject == "¿Dónde está mi pedido? 📦"
+    assert parsed.text == "Sigo esperando el envío — gracias."
+    assert parsed.attachments[0]["name"] == "factura año.pdf"

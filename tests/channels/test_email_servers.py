@@ -64,7 +64,7 @@ class Receiver:
         self.writer = IngestWriter(db)
         self.port = free_port()
         mailboxes = Mailboxes(db)  # the configured email channels' domains
-        handler = ReceiverHandler(self.writer, settings, accepts=mailboxes.accepts,
+        handler = ReceiverHandler(self.writer, settings, accepts=mailboxes.accepts_async,
                                   instance_for=mailboxes.instance_for, lmtp=lmtp)  # fmt: skip
         self.controller = ReceiverController(handler, hostname="127.0.0.1", port=self.port)
 

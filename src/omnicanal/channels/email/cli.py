@@ -43,7 +43,7 @@ def receive(
     runtime, _ = build_runtime(settings, db)  # messages taken in reach the consoles (through Redis if set)
     mailboxes = Mailboxes(db, extra_domains=domain or [])
     writer = IngestWriter(db, max_events=settings.ingest_batch_max)
-    handler = ReceiverHandler(writer, settings, accepts=mailboxes.accepts, instance_for=mailboxes.instance_for,
+    handler = ReceiverHandler(writer, settings, accepts=mailboxes.accepts_async, instance_for=mailboxes.instance_for,
                               lmtp=lmtp)  # fmt: skip
     controller = ReceiverController(handler, hostname=host, port=port)
     stop = _stop_on_signal()
