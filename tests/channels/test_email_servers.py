@@ -19,7 +19,7 @@ from omnicanal.db import Database
 from omnicanal.settings import Settings
 from omnicanal.timeline.writer import IngestWriter
 from tests.channels.email_samples import customer_email, delivery_failure
-from tests.channels.mail_servers import DovecotServer, SmtpServer, self_signed_certificate
+from tests.channels.mail_servers import DOVECOT, DovecotServer, SmtpServer, self_signed_certificate
 from tests.support.live_server import free_port
 
 SUPPORT = "support@shop.example.com"
@@ -274,7 +274,7 @@ def test_an_auto_reply_from_a_stranger_creates_nobody(receiver: Receiver, client
     assert client.get("/api/v1/customers", params={"identity": "email:bot@lists.example.com"}).json()["items"] == []
 
 
-@pytest.mark.skipif(not os.path.exists("/usr/sbin/dovecot"), reason="dovecot-imapd is not installed")
+@pytest.mark.skipif(not os.path.exists(DOVECOT), reason="dovecot-imapd is not installed (scripts/install-system-deps)")
 def test_imap_polling_takes_in_unseen_mail_once(
     client: TestClient, db: Database, settings: Settings, certificate: tuple[Path, Path], trust: None
 ) -> None:
