@@ -108,11 +108,12 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     def healthz() -> JSONResponse:
         return JSONResponse({"status": "ok", "version": __version__})
 
-    for router in ROUTERS:
-        app.include_router(router)
+    # provider webhooks are ingest paths too: matched before the rest of the API
     for channel_type in load_adapters().values():
         for router in channel_type.routers:
             app.include_router(router)
+    for router in ROUTERS:
+        app.include_router(router)
 
     from omnicanal.console import mount_console
 

@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from omnicanal.access.models import StaffUser
 from omnicanal.access.service import create_api_key, create_user
+from omnicanal.channels.demo import load_demo_channels
 from omnicanal.consent.schemas import ConsentIn, ConsentStatus
 from omnicanal.consent.service import set_consent
 from omnicanal.customers.identities import normalize
@@ -136,8 +137,11 @@ def load_demo(db: Database, settings: Settings) -> list[str]:
         )  # fmt: skip
     with db.write() as session:
         inbox = load_demo_inbox(session, settings, people)
+    with db.write() as session:
+        channels = load_demo_channels(session, settings)
     return [
         inbox,
+        channels,
         "Demo data loaded: 40 customers across web, app, store, WhatsApp, call center, email and SMS.",
         f"Console logins (password {DEMO_PASSWORD}): " + ", ".join(email for email, _, _ in DEMO_USERS),
         f"API key (admin): {token}",

@@ -77,6 +77,7 @@ def _erase_conversations(session: Session, tree: set[uuid.UUID]) -> None:
 
 def register() -> None:
     from omnicanal.answers.service import set_conversation_context_provider
+    from omnicanal.channels import privacy as channels_privacy
     from omnicanal.conversations.privacy import erase_outbox, export_conversations
     from omnicanal.conversations.service import outbound_dead, outbound_sent
     from omnicanal.outbox.service import on_outcome
@@ -88,6 +89,7 @@ def register() -> None:
     privacy.register("deliveries", exporter=None, eraser=erase_outbox)
     on_outcome("message", sent=outbound_sent, dead=outbound_dead)
     webhooks.register()
+    channels_privacy.register()
     dispatch.subscribe("customer.updated", _profile_updated)
     dispatch.subscribe("customer.merged", _merged)
     dispatch.subscribe("customer.merge_undone", _merge_undone)

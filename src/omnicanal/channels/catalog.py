@@ -7,6 +7,13 @@ import importlib
 from omnicanal.channels.registry import TYPES, ChannelType
 
 ADAPTER_MODULES: tuple[str, ...] = (
+    "omnicanal.channels.sms.adapter",
+    "omnicanal.channels.whatsapp.adapter",
+    "omnicanal.channels.telegram.adapter",
+    "omnicanal.channels.meta.adapter",
+    "omnicanal.channels.apps.adapter",
+    "omnicanal.channels.push.adapter",
+    "omnicanal.channels.voice.adapter",
     "omnicanal.channels.email.adapter",
     "omnicanal.channels.webchat.adapter",
 )

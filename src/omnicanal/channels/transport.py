@@ -36,11 +36,12 @@ class InstanceTransport:
                 found = self.directory.get(uuid.UUID(str(raw)))
             except ValueError:
                 found = None
-            if found is None:
-                # deleted or disabled since the customer wrote: another instance of the kind may carry it
-                log.info("channel %s is gone or disabled; trying the default for %s", raw, self.channel)
-            else:
+            kind = TYPES.get(found.type) if found is not None else None
+            if kind is not None and kind.transport is not None and self.channel in kind.delivers:
                 return found
+            # deleted or disabled since the customer wrote, or inbound only (the app's API channel
+            # takes messages in; push notifications carry the replies): the default for the channel
+            log.debug("channel %s does not send %s; using the default", raw, self.channel)
         return self.directory.default_for(self.channel)
 
     def transport_for(self, channel: ConfiguredChannel) -> Transport:

@@ -29,11 +29,12 @@ _exporters: dict[str, Exporter] = {}
 _erasers: list[Eraser] = []
 
 
-def register(section: str, *, exporter: Exporter | None, eraser: Eraser) -> None:
+def register(section: str, *, exporter: Exporter | None, eraser: Eraser, first: bool = False) -> None:
+    """``first``: the eraser needs the customer's identities, which the foundation's eraser deletes."""
     if exporter is not None:
         _exporters[section] = exporter
     if eraser not in _erasers:
-        _erasers.append(eraser)
+        _erasers.insert(0, eraser) if first else _erasers.append(eraser)
 
 
 def _rows(session: Session, stmt: Any) -> list[dict[str, Any]]:

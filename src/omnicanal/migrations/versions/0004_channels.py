@@ -1,4 +1,4 @@
-"""Channels: configured channel instances, and the instance each message used
+"""Channels: configured channel instances, push tokens, callback tasks, and the instance each message used
 
 Revision ID: 0004
 Revises: 0002
@@ -41,6 +41,43 @@ def upgrade() -> None:
     with op.batch_alter_table("channel_instances", schema=None) as batch_op:
         batch_op.create_index("ix_channel_instances_type", ["type", "enabled"], unique=False)
 
+    op.create_table(
+        "push_devices",
+        sa.Column("device_id", sa.String(length=200), nullable=False),
+        sa.Column("token", sa.Text(), nullable=False),
+        sa.Column("platform", sa.String(length=16), nullable=False),
+        sa.Column("channel_instance_id", sa.Uuid(), nullable=True),
+        sa.Column("updated_at", omnicanal.db.UTCDateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("device_id", name=op.f("pk_push_devices")),
+    )
+    op.create_table(
+        "callback_tasks",
+        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.Column("customer_id", sa.Uuid(), nullable=False),
+        sa.Column("source_customer_id", sa.Uuid(), nullable=False),
+        sa.Column("conversation_id", sa.Uuid(), nullable=True),
+        sa.Column("phone", sa.String(length=32), nullable=True),
+        sa.Column("reason", sa.String(length=32), nullable=False),
+        sa.Column("source_ref", sa.String(length=200), nullable=True),
+        sa.Column("notes", sa.Text(), nullable=False),
+        sa.Column("status", sa.String(length=12), nullable=False),
+        sa.Column("created_at", omnicanal.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("done_at", omnicanal.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("done_by", sa.String(length=200), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["customer_id"], ["customers.id"], name=op.f("fk_callback_tasks_customer_id_customers")
+        ),
+        sa.ForeignKeyConstraint(
+            ["source_customer_id"], ["customers.id"], name=op.f("fk_callback_tasks_source_customer_id_customers")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_callback_tasks")),
+        sa.UniqueConstraint("source_ref", name=op.f("uq_callback_tasks_source_ref")),
+    )
+    with op.batch_alter_table("callback_tasks", schema=None) as batch_op:
+        batch_op.create_index("ix_callback_tasks_customer", ["customer_id"], unique=False)
+        batch_op.create_index("ix_callback_tasks_source_customer", ["source_customer_id"], unique=False)
+        batch_op.create_index("ix_callback_tasks_status", ["status", "created_at"], unique=False)
+
     with op.batch_alter_table("messages", schema=None) as batch_op:
         batch_op.add_column(sa.Column("channel_instance_id", sa.Uuid(), nullable=True))
 
@@ -52,6 +89,13 @@ def downgrade() -> None:
     with op.batch_alter_table("messages", schema=None) as batch_op:
         batch_op.drop_column("channel_instance_id")
 
+    with op.batch_alter_table("callback_tasks", schema=None) as batch_op:
+        batch_op.drop_index("ix_callback_tasks_status")
+        batch_op.drop_index("ix_callback_tasks_source_customer")
+        batch_op.drop_index("ix_callback_tasks_customer")
+
+    op.drop_table("callback_tasks")
+    op.drop_table("push_devices")
     with op.batch_alter_table("channel_instances", schema=None) as batch_op:
         batch_op.drop_index("ix_channel_instances_type")
 

@@ -1,0 +1,1 @@
+"""Meta's webhook conventions, shared by WhatsApp, Messenger and Instagram."""

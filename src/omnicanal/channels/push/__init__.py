@@ -1,0 +1,1 @@
+"""Push notifications as an outbound channel, through an FCM-compatible HTTP provider."""

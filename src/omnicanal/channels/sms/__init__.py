@@ -1,0 +1,1 @@
+"""SMS through a Twilio-compatible provider: Messages REST API out, signed form webhooks in."""

@@ -1,0 +1,1 @@
+"""Voice through Twilio-compatible call webhooks: screen-pop, call log, missed-call callbacks."""

@@ -1,0 +1,1 @@
+"""WhatsApp through the Meta Cloud API."""
