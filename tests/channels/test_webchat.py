@@ -184,6 +184,10 @@ def test_bad_frames_get_clear_errors(client: TestClient, webchat: dict[str, Any]
         assert ws.receive_json()["code"] == "bad_frame"
         assert say(ws, "   ")["code"] == "bad_message"
         assert say(ws, "x" * 5001)["code"] == "too_long"
+        ws.send_json({"type": "ping"})
+        assert ws.receive_json() == {"type": "pong"}  # the widget's heartbeat
+        ws.send_json({"type": "dance"})
+        assert ws.receive_json()["code"] == "unknown_type"
 
 
 def test_unknown_channels_and_sites_not_allowed_are_refused(client: TestClient) -> None:

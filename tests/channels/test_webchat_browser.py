@@ -195,3 +195,40 @@ def test_the_widget_fills_a_phone_screen_and_works_there(shop: LiveServer, brows
         assert problems == []
     finally:
         context.close()
+
+
+def test_the_widget_reconnects_and_sends_what_was_written_while_offline(
+    server: LiveServer, shop: LiveServer, browser: Browser, make_key: Callable[[str], str]
+) -> None:
+    context = _context(browser, viewport={"width": 1280, "height": 900})
+    try:
+        page = context.new_page()
+        page.goto(shop.url("/"))
+        widget = page.locator("[data-omnicanal-widget]")
+        expect(widget).to_have_attribute("data-connected", "true")
+        widget.get_by_role("button", name="Chatea con nosotros").click()
+        chat = widget.get_by_role("dialog", name="Tienda Sol")
+        box = chat.get_by_role("textbox", name="Escribe un mensaje…")
+        box.fill("Primero")
+        box.press("Enter")
+        expect(chat.locator(".msg.in:not(.pending)")).to_have_count(1)
+
+        context.set_offline(True)
+        expect(widget).to_have_attribute("data-connected", "false", timeout=LIVE)
+        expect(chat.get_by_role("status")).to_have_text("Reconectando…")
+        box.fill("Escrito sin conexión")
+        box.press("Enter")
+        expect(chat.locator(".msg.pending")).to_have_text("Escrito sin conexión")
+
+        context.set_offline(False)
+        expect(widget).to_have_attribute("data-connected", "true", timeout=15_000)
+        expect(chat.locator(".msg.pending")).to_have_count(0, timeout=LIVE)
+        expect(chat.locator(".msg.in")).to_have_count(2)
+        conversation = _conversation_of_last_web_message(server, make_key("admin"))
+        headers = {"Authorization": f"Bearer {make_key('admin')}"}
+        with httpx.Client(trust_env=False, timeout=10, headers=headers) as client:
+            found = client.get(server.url(f"/api/v1/conversations/{conversation}/messages")).json()["items"]
+        texts = [m["text"] for m in found]
+        assert texts == ["Primero", "Escrito sin conexión"]  # once each
+    finally:
+        context.close()

@@ -102,7 +102,7 @@ def _threads(session: Session, items: Sequence[IncomingEmail], secret: str) -> d
         else:
             header_ids.update(item.parsed.thread_ids)
     by_header: dict[str, uuid.UUID] = {}
-    ids = sorted(header_ids)
+    ids = sorted(header_ids) if header_ids else []
     for start in range(0, len(ids), 500):
         chunk = ids[start : start + 500]
         for header, conversation in session.execute(
@@ -121,6 +121,8 @@ def _threads(session: Session, items: Sequence[IncomingEmail], secret: str) -> d
             found_id = next((by_header[h] for h in item.parsed.thread_ids if h in by_header), None)
             if found_id is not None:
                 wanted[index] = found_id
+    if not wanted:
+        return {}
     conversations = {
         c.id: c for c in session.scalars(select(Conversation).where(Conversation.id.in_(set(wanted.values()))))
     }

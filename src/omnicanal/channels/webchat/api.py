@@ -174,7 +174,9 @@ async def widget_socket(websocket: WebSocket, channel: str = "") -> None:
 async def _handle(app: Any, visitor: _Visitor, data: dict[str, Any]) -> None:
     kind = data.get("type")
     connection = visitor.connection
-    if kind == "hello":
+    if kind == "ping":
+        connection.push({"type": "pong"})
+    elif kind == "hello":
         await _hello(app, visitor, data)
     elif not visitor.identities:
         connection.push(_error("hello_first", "send hello first"))
@@ -185,7 +187,7 @@ async def _handle(app: Any, visitor: _Visitor, data: dict[str, Any]) -> None:
             item = {"type": CUSTOMER_TYPING, "data": {"conversation_id": visitor.conversation_id, "who": "customer",
                                                       "typing": bool(data.get("typing"))}}  # fmt: skip
             await run_in_threadpool(app.state.broadcaster.publish, item)
-    elif kind != "ping":
+    else:
         connection.push(_error("unknown_type", f"unknown frame type {kind!r}"))
 
 

@@ -166,7 +166,7 @@
   }
 
   // -- the connection ------------------------------------------------------------------------------
-  var socket = null, ready = false, attempts = 0, reconnectTimer = null, typingTimer = null;
+  var socket = null, ready = false, attempts = 0, reconnectTimer = null, typingTimer = null, lastHeard = 0;
 
   function send(frame) {
     if (socket && socket.readyState === 1) { socket.send(JSON.stringify(frame)); return true; }
@@ -181,6 +181,7 @@
       send({ type: "hello", device_id: deviceId, identity: identity });
     };
     socket.onmessage = function (event) {
+      lastHeard = Date.now();
       var frame;
       try { frame = JSON.parse(event.data); } catch (e) { return; }
       receive(frame);
@@ -289,6 +290,20 @@
       box.value = "";
     };
     reader.readAsDataURL(file);
+  });
+
+  // A connection can die without a close (a phone changing networks): ping, and give up on a silent one.
+  window.setInterval(function () {
+    if (!socket || socket.readyState !== 1) return;
+    if (Date.now() - lastHeard > 60000) { socket.close(); return; }
+    send({ type: "ping" });
+  }, 25000);
+  window.addEventListener("offline", function () { if (socket) socket.close(); });
+  window.addEventListener("online", function () {
+    attempts = 0;
+    if (socket && socket.readyState <= 1) return;
+    window.clearTimeout(reconnectTimer);
+    connect();
   });
 
   window.omnicanal = {
