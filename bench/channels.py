@@ -83,10 +83,10 @@ def seed(port: int, channel_id: str, pool: int) -> float:
         conn.request("POST", f"/webhooks/whatsapp/{channel_id}", body=body,
                      headers={"Content-Type": "application/json", "X-Hub-Signature-256": sign(body)})  # fmt: skip
         response = conn.getresponse()
-        response.read()
+        answer = response.read()
         conn.close()
         if response.status != 200:
-            raise RuntimeError(f"seeding failed: {response.status}")
+            raise RuntimeError(f"seeding failed: {response.status} {answer[:300]!r}")
 
     with ThreadPoolExecutor(16) as pool_threads:
         list(pool_threads.map(send, range(1, pool + 1)))

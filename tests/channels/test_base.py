@@ -149,3 +149,25 @@ def test_without_a_known_instance_the_oldest_one_is_used_and_without_any_the_old
     client.post(f"{API}/conversations/{conversation_id}/messages", json={"text": "by the oldest echo"})
     _worker(client).drain()
     assert [name for name, _ in SENT] == ["Echo ES"]
+
+
+def test_a_lookup_that_raced_a_change_does_not_cache_the_old_answer(client: TestClient, db: Database) -> None:
+    from omnicanal.channels.service import directory
+
+    found = directory(db)
+    channel_id = uuid.UUID(make_channel(client)["id"])
+    real_read = db.read
+
+    def read_then_change() -> Any:
+        context = real_read()
+        found.invalidate(channel_id)  # a change commits while the lookup reads
+        return context
+
+    db.read = read_then_change  # type: ignore[method-assign]
+    try:
+        assert found.get(channel_id) is not None
+    finally:
+        db.read = real_read  # type: ignore[method-assign]
+    assert found.cached(channel_id) == (False, None)  # the next lookup reads again
+    client.patch(f"{API}/channels/{channel_id}", json={"enabled": False})
+    assert found.get(channel_id) is None  # a change made through the API is seen at once

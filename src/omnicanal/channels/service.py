@@ -223,9 +223,13 @@ class ChannelDirectory:
         self._lock = threading.Lock()
         self._by_id: dict[uuid.UUID, tuple[float, ConfiguredChannel | None]] = {}
         self._defaults: dict[str, tuple[float, ConfiguredChannel | None]] = {}
+        # A read that began before a change committed must not cache what it read after the change
+        # invalidated the cache: it stores its answer only if no invalidation happened meanwhile.
+        self._generation = 0
 
     def invalidate(self, channel_id: uuid.UUID | None = None) -> None:
         with self._lock:
+            self._generation += 1
             if channel_id is None:
                 self._by_id.clear()
             else:
@@ -243,11 +247,13 @@ class ChannelDirectory:
         hit, found = self.cached(channel_id)
         if hit:
             return found
+        generation = self._generation
         with self.database.read() as session:
             row = session.get(ChannelInstance, channel_id)
             found = _configured(row, self.database.settings) if row is not None and row.enabled else None
         with self._lock:
-            self._by_id[channel_id] = (time.monotonic() + self.ttl, found)
+            if generation == self._generation:
+                self._by_id[channel_id] = (time.monotonic() + self.ttl, found)
         return found
 
     def default_for(self, conversation_channel: str) -> ConfiguredChannel | None:
@@ -256,6 +262,7 @@ class ChannelDirectory:
         if entry is not None and entry[0] > time.monotonic():
             return entry[1]
         types = [t.name for t in TYPES.values() if conversation_channel in t.delivers]
+        generation = self._generation
         found = None
         if types:
             with self.database.read() as session:
@@ -267,7 +274,8 @@ class ChannelDirectory:
                 )
                 found = _configured(row, self.database.settings) if row is not None else None
         with self._lock:
-            self._defaults[conversation_channel] = (time.monotonic() + self.ttl, found)
+            if generation == self._generation:
+                self._defaults[conversation_channel] = (time.monotonic() + self.ttl, found)
         return found
 
 
