@@ -214,3 +214,23 @@ def test_an_agent_typing_in_the_console_shows_in_the_widget(
         assert ws.receive_json() == {"type": "typing", "typing": True}
     forged = agent.client.post(f"/console/conversations/{conversation}/typing", data={"csrf_token": "nope"})
     assert forged.status_code == 403
+
+
+def test_a_visitor_asks_to_be_called_back_and_the_call_center_queue_has_it(
+    client: TestClient, webchat: dict[str, Any]
+) -> None:
+    device = "device-" + uuid.uuid4().hex
+    with connect(client, webchat) as ws:
+        hello(ws, device)
+        conversation = say(ws, "I'd rather talk")["message"]["conversation_id"]
+        ws.send_json({"type": "callback", "client_id": "cb-1", "phone": "612 345 678", "notes": "after 18:00"})
+        assert ws.receive_json() == {"type": "callback", "client_id": "cb-1", "status": "requested"}
+        ws.send_json({"type": "callback", "client_id": "cb-1", "phone": "612 345 678"})  # resent: one request
+        assert ws.receive_json()["status"] == "requested"
+        ws.send_json({"type": "callback", "client_id": "cb-2", "phone": "not a number"})
+        assert ws.receive_json()["code"] == "bad_phone"
+    (task,) = client.get("/api/v1/callbacks").json()
+    assert (task["reason"], task["phone"], task["notes"]) == ("web_request", "+34612345678", "after 18:00")
+    assert task["conversation_id"] == conversation
+    # the number is where to call, not a proof of who the visitor is
+    assert customer_by(client, "phone:+34612345678") == []

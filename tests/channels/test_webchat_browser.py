@@ -232,3 +232,30 @@ def test_the_widget_reconnects_and_sends_what_was_written_while_offline(
         assert texts == ["Primero", "Escrito sin conexión"]  # once each
     finally:
         context.close()
+
+
+def test_a_visitor_asks_for_a_call_from_the_widget(
+    server: LiveServer, shop: LiveServer, browser: Browser, make_key: Callable[[str], str]
+) -> None:
+    context = _context(browser, viewport=PHONE, is_mobile=True, has_touch=True)
+    try:
+        page = context.new_page()
+        problems = _watch(page)
+        page.goto(shop.url("/"))
+        widget = page.locator("[data-omnicanal-widget]")
+        expect(widget).to_have_attribute("data-connected", "true")
+        widget.get_by_role("button", name="Chatea con nosotros").tap()
+        chat = widget.get_by_role("dialog", name="Tienda Sol")
+        chat.get_by_role("button", name="Que me llamen").tap()
+        chat.get_by_role("textbox", name="Tu número de teléfono").fill("612 345 678")
+        chat.get_by_role("button", name="Llamadme").tap()
+        expect(chat.get_by_role("status").filter(has_text="te llamaremos")).to_have_text(
+            "Gracias: te llamaremos pronto."
+        )
+        with httpx.Client(trust_env=False, timeout=10) as client:
+            queue = client.get(server.url("/api/v1/callbacks"),
+                               headers={"Authorization": f"Bearer {make_key('admin')}"}).json()  # fmt: skip
+        assert [(t["reason"], t["phone"]) for t in queue] == [("web_request", "+34612345678")]
+        assert problems == []
+    finally:
+        context.close()

@@ -5,10 +5,12 @@ Protocol (JSON text frames). The browser sends ``hello`` first::
     {"type": "hello", "device_id": "...", "identity": {"type": "email", "value": "...", "hash": "<hex>"}}
     {"type": "message", "client_id": "c-1", "text": "...", "attachments": [{"name", "content_type", "data"}]}
     {"type": "typing", "typing": true}
+    {"type": "callback", "client_id": "c-2", "phone": "+34 612 345 678", "notes": "mornings"}  (call me back)
 
 and hears ``ready`` (with the history), ``message`` (its own, acknowledged with its ``client_id``, and the
-agents'), ``typing`` (an agent is typing) and ``error``. A message is acknowledged only once committed;
-the widget resends unacknowledged ones after a reconnection, and the ``client_id`` makes that idempotent.
+agents'), ``typing`` (an agent is typing), ``callback`` (the request is queued), ``pong`` and ``error``.
+A message is acknowledged only once committed; the widget resends unacknowledged ones after a reconnection,
+and the ``client_id`` makes that idempotent.
 """
 
 from __future__ import annotations
@@ -29,16 +31,19 @@ from omnicanal.channels.service import ConfiguredChannel, directory
 from omnicanal.channels.webchat.hub import CUSTOMER_TYPING, WIDGET_MESSAGE, Connection, WidgetHub
 from omnicanal.channels.webchat.visitors import (
     CHANNEL,
+    CallbackRequest,
     Identify,
     customer_of,
     device_identity,
     history,
     identify,
+    request_callbacks,
     verified_identity,
     widget_message,
 )
 from omnicanal.conversations.inbound import InboundInput
 from omnicanal.conversations.models import Message
+from omnicanal.customers.identities import InvalidIdentity, normalize
 from omnicanal.db import Database, utcnow
 from omnicanal.errors import DomainError, NotFound
 from omnicanal.settings import Settings
@@ -182,6 +187,8 @@ async def _handle(app: Any, visitor: _Visitor, data: dict[str, Any]) -> None:
         connection.push(_error("hello_first", "send hello first"))
     elif kind == "message":
         await _message(app, visitor, data)
+    elif kind == "callback":
+        await _callback(app, visitor, data)
     elif kind == "typing":
         if visitor.conversation_id is not None:
             item = {"type": CUSTOMER_TYPING, "data": {"conversation_id": visitor.conversation_id, "who": "customer",
@@ -230,6 +237,32 @@ async def _hello(app: Any, visitor: _Visitor, data: dict[str, Any]) -> None:
             "file_types": settings.attachment_types,
         }
     )
+
+
+async def _callback(app: Any, visitor: _Visitor, data: dict[str, Any]) -> None:
+    """``{"type": "callback", "client_id", "phone", "notes"?}``: the call center's callback queue gets it."""
+    settings: Settings = app.state.settings
+    connection = visitor.connection
+    client_id = data.get("client_id")
+    if not isinstance(client_id, str) or not 1 <= len(client_id) <= 64:
+        connection.push(_error("bad_callback", "a callback request needs a client_id of 1 to 64 characters"))
+        return
+    try:
+        phone = normalize("phone", str(data.get("phone") or ""), settings.default_region)
+    except InvalidIdentity:
+        connection.push(_error("bad_phone", "give a phone number we can call", client_id=client_id))
+        return
+    if not visitor.allow_message():
+        connection.push(_error("slow_down", "too many requests; wait a moment", client_id=client_id))
+        return
+    request = CallbackRequest(
+        identities=list(visitor.identities), phone=phone, notes=str(data.get("notes") or "")[:500],
+        conversation_id=uuid.UUID(visitor.conversation_id) if visitor.conversation_id else None,
+        source_ref=f"web:{visitor.device_id}:{client_id}"[:200],
+    )  # fmt: skip
+    writer: IngestWriter = app.state.ingest_writer
+    await writer.run(lambda session, items: request_callbacks(session, items, settings=settings), [request])
+    connection.push({"type": "callback", "client_id": client_id, "status": "requested"})
 
 
 def _read(db: Database, action: Any) -> Any:

@@ -73,6 +73,32 @@ def identify(session: Session, items: Sequence[Identify], *, settings: Settings)
     return found
 
 
+@dataclass(frozen=True)
+class CallbackRequest:
+    identities: list[tuple[str, str]]
+    phone: str  # normalized; a number to call, not an identity: nobody proved it is theirs
+    notes: str
+    conversation_id: uuid.UUID | None
+    source_ref: str  # the widget's client id: a resent request is one request
+
+
+def request_callbacks(session: Session, items: Sequence[CallbackRequest], *, settings: Settings) -> list[uuid.UUID]:
+    """Ingest-writer batch handler: a visitor asks to be called; it joins the call center's callback queue."""
+    from omnicanal.channels.voice.callbacks import request_callback
+
+    resolver = Resolver(session, settings, now=utcnow())
+    resolver.prefetch(key for item in items for key in item.identities)
+    customers = [resolver.resolve(item.identities, source=CHANNEL).customer_id for item in items]
+    resolver.flush()
+    return [
+        request_callback(
+            session, customer_id=customer, reason="web_request", phone=item.phone,
+            conversation_id=item.conversation_id, notes=item.notes, source_ref=item.source_ref,
+        ).id
+        for customer, item in zip(customers, items, strict=True)
+    ]  # fmt: skip
+
+
 def customer_of(session: Session, identities: Sequence[tuple[str, str]]) -> uuid.UUID | None:
     """The customer owning the strongest of these identities (the verified one comes last, so it wins)."""
     if not identities:

@@ -30,11 +30,13 @@
     en: { open: "Chat with us", close: "Close chat", placeholder: "Write a message…", send: "Send",
           attach: "Attach a file", typing: "Typing…", offline: "Reconnecting…", you: "You", agent: "Agent",
           failed: "Not sent", tooBig: "This file is too large", fileType: "This type of file is not accepted",
-          title: "Chat" },
+          title: "Chat", callMe: "Call me back", phone: "Your phone number", callSubmit: "Call me",
+          callQueued: "Thank you: we will call you soon." },
     es: { open: "Chatea con nosotros", close: "Cerrar el chat", placeholder: "Escribe un mensaje…", send: "Enviar",
           attach: "Adjuntar un archivo", typing: "Escribiendo…", offline: "Reconectando…", you: "Tú",
           agent: "Agente", failed: "No enviado", tooBig: "El archivo es demasiado grande",
-          fileType: "No se aceptan archivos de este tipo", title: "Chat" }
+          fileType: "No se aceptan archivos de este tipo", title: "Chat", callMe: "Que me llamen",
+          phone: "Tu número de teléfono", callSubmit: "Llamadme", callQueued: "Gracias: te llamaremos pronto." }
   }[lang];
 
   // -- the visitor's device id and the messages not yet acknowledged (kept across page loads) --------
@@ -93,6 +95,8 @@
     ".greeting{align-self:flex-start;font-size:14px;color:#444}" +
     ".typing{font-size:12px;color:#555;padding:0 14px 4px;min-height:18px}" +
     "form{display:flex;gap:6px;padding:8px;border-top:1px solid #e3e3e3;align-items:flex-end}" +
+    "form[hidden]{display:none}" +
+    "input[type=tel]{flex:1;border:1px solid #ccc;border-radius:10px;padding:10px;font-size:16px}" +
     "textarea{flex:1;resize:none;border:1px solid #ccc;border-radius:10px;padding:10px;font-size:16px;max-height:120px}" +
     "form button{min-width:44px;min-height:44px;border-radius:10px;border:0;cursor:pointer;font-size:15px}" +
     ".send{background:" + color + ";color:#fff;padding:0 14px}" +
@@ -103,7 +107,9 @@
     "</style>" +
     "<button class='launcher' type='button' part='launcher' aria-expanded='false'>💬</button>" +
     "<section class='panel' role='dialog' aria-modal='false' aria-labelledby='oc-title' hidden>" +
-    "<header><h2 id='oc-title'></h2><button type='button' class='close'>×</button></header>" +
+    "<header><h2 id='oc-title'></h2><button type='button' class='call'>📞</button>" +
+    "<button type='button' class='close'>×</button></header>" +
+    "<form class='callback' hidden><input type='tel' autocomplete='tel'><button type='submit' class='send'></button></form>" +
     "<div class='status' role='status' hidden></div>" +
     "<ol class='log' aria-live='polite'></ol>" +
     "<div class='typing' aria-live='polite'></div>" +
@@ -116,14 +122,20 @@
 
   function $(selector) { return root.querySelector(selector); }
   var launcher = $(".launcher"), panel = $(".panel"), log = $(".log"), typingLine = $(".typing");
-  var statusLine = $(".status"), errorLine = $(".error"), form = $("form"), box = $("textarea");
+  var statusLine = $(".status"), errorLine = $(".error"), form = $("form:not(.callback)"), box = $("textarea");
+  var callForm = $("form.callback"), phoneInput = $("input[type=tel]");
   var fileInput = $("input[type=file]");
   $("header h2").textContent = script.getAttribute("data-title") || TEXT.title;
   launcher.setAttribute("aria-label", TEXT.open);
   $(".close").setAttribute("aria-label", TEXT.close);
   $(".attach").setAttribute("aria-label", TEXT.attach);
   $(".attach").title = TEXT.attach;
-  $(".send").textContent = TEXT.send;
+  form.querySelector(".send").textContent = TEXT.send;
+  $(".call").setAttribute("aria-label", TEXT.callMe);
+  $(".call").title = TEXT.callMe;
+  phoneInput.setAttribute("aria-label", TEXT.phone);
+  phoneInput.placeholder = TEXT.phone;
+  callForm.querySelector(".send").textContent = TEXT.callSubmit;
   box.placeholder = TEXT.placeholder;
   box.setAttribute("aria-label", TEXT.placeholder);
 
@@ -222,6 +234,14 @@
       render(frame.message, frame.client_id, false);
       if (frame.client_id) forget(frame.client_id);
       if (frame.message.direction !== "inbound") typingLine.textContent = "";
+    } else if (frame.type === "callback") {
+      callForm.hidden = true;
+      var done = document.createElement("li");
+      done.className = "greeting";
+      done.setAttribute("role", "status");
+      done.textContent = TEXT.callQueued;
+      log.appendChild(done);
+      scrollDown();
     } else if (frame.type === "typing") {
       typingLine.textContent = frame.typing ? TEXT.typing : "";
       window.clearTimeout(typingTimer);
@@ -269,6 +289,17 @@
   box.addEventListener("input", function () {
     var now = Date.now();
     if (now - lastTyping > 2000 && box.value.trim()) { lastTyping = now; send({ type: "typing", typing: true }); }
+  });
+
+  $(".call").addEventListener("click", function () {
+    callForm.hidden = !callForm.hidden;
+    if (!callForm.hidden) phoneInput.focus();
+  });
+  callForm.addEventListener("submit", function (event) {
+    event.preventDefault();
+    if (!phoneInput.value.trim()) return;
+    errorLine.textContent = "";
+    send({ type: "callback", client_id: "cb-" + randomId(), phone: phoneInput.value.trim() });
   });
 
   function accepted(type) {
