@@ -11,8 +11,10 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
 from omnicanal.channels.email.imap import poll_once
+from omnicanal.channels.email.models import EmailHeader
 from omnicanal.channels.email.receiver import Mailboxes, ReceiverController, ReceiverHandler
 from omnicanal.channels.email.reply_address import conversation_of
 from omnicanal.db import Database
@@ -310,3 +312,15 @@ def test_an_email_channel_is_configured_over_the_api_without_showing_its_secrets
     bad = client.post("/api/v1/channels", json={"type": "email", "name": "x", "config": wrong})
     assert bad.status_code == 422
     assert "config.from_address" in bad.text
+
+
+def test_subjects_are_exported_and_erased_with_the_customer(
+    receiver: Receiver, client: TestClient, db: Database
+) -> None:
+    receiver.send(customer_email(subject="Refund for order 1234"))
+    (customer,) = client.get("/api/v1/customers", params={"identity": "email:ana@example.com"}).json()["items"]
+    export = client.get(f"/api/v1/customers/{customer['id']}/export").json()
+    assert [e["subject"] for e in export["email"]] == ["Refund for order 1234"]
+    assert client.delete(f"/api/v1/customers/{customer['id']}").status_code in (200, 204)
+    with db.read() as session:
+        assert list(session.scalars(select(EmailHeader.subject))) == [""]

@@ -6,7 +6,7 @@ import re
 import uuid
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from omnicanal.channels.email.models import EmailHeader
@@ -63,7 +63,17 @@ def _erase_subjects(session: Session, tree: set[uuid.UUID]) -> None:
     session.execute(update(EmailHeader).where(EmailHeader.customer_id.in_(tree)).values(subject=""))
 
 
-privacy.register("email", exporter=None, eraser=_erase_subjects)
+def _export_subjects(session: Session, tree: set[uuid.UUID]) -> list[dict[str, Any]]:
+    rows = session.execute(
+        select(EmailHeader.subject, EmailHeader.created_at, EmailHeader.conversation_id)
+        .where(EmailHeader.customer_id.in_(tree))
+        .order_by(EmailHeader.created_at)
+    )
+    return [{"subject": subject, "received_at": when, "conversation_id": conversation}
+            for subject, when, conversation in rows]  # fmt: skip
+
+
+privacy.register("email", exporter=_export_subjects, eraser=_erase_subjects)
 
 
 def email_channels(database: Database) -> list[ConfiguredChannel]:

@@ -59,9 +59,9 @@
   function announceTyping(form, box) {
     var last = 0;
     box.addEventListener("input", function () {
-      var note = document.getElementById("reply-private");
       var now = Date.now();
-      if ((note && note.checked) || !box.value.trim() || now - last < 2000) return;
+      // only the web chat shows an agent typing
+      if (selectedChannel() !== "web" || !box.value.trim() || now - last < 2000) return;
       last = now;
       var csrf = form.querySelector("[name=csrf_token]");
       var url = form.getAttribute("action").replace(/\/reply$/, "/typing");
