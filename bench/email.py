@@ -26,6 +26,7 @@ import asyncio
 import json
 import os
 import random
+import shutil
 import socket
 import sqlite3
 import subprocess
@@ -282,6 +283,7 @@ def main() -> None:
     # warm-up emails are stored too; auto-replies with no conversation to join are not
     print(f"  check: {stored} email messages stored for {total_acked} acknowledged in the measured run "
           f"(+ warm-up), {conversations} conversations, {customers} customers")  # fmt: skip
+    shutil.rmtree(work, ignore_errors=True)
     results = ROOT / "bench" / "results"
     results.mkdir(exist_ok=True)
     (results / f"{time.strftime('%Y%m%d-%H%M%S')}-email.json").write_text(json.dumps(report, indent=2))
