@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from omnicanal.channels.email.cli import email_app
 from omnicanal.settings import Settings
 
 app = typer.Typer(
@@ -20,6 +21,7 @@ user_app = typer.Typer(help="Staff users of the console.", no_args_is_help=True)
 apikey_app = typer.Typer(help="API keys for integrations.", no_args_is_help=True)
 app.add_typer(user_app, name="user")
 app.add_typer(apikey_app, name="apikey")
+app.add_typer(email_app, name="email")
 err = Console(stderr=True)
 
 

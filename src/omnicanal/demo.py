@@ -11,6 +11,8 @@ from sqlalchemy import select
 from omnicanal.access.models import StaffUser
 from omnicanal.access.service import create_api_key, create_user
 from omnicanal.channels.demo import load_demo_channels
+from omnicanal.channels.email.demo import load_demo_email
+from omnicanal.channels.webchat.demo import load_demo_webchat
 from omnicanal.consent.schemas import ConsentIn, ConsentStatus
 from omnicanal.consent.service import set_consent
 from omnicanal.customers.identities import normalize
@@ -139,9 +141,13 @@ def load_demo(db: Database, settings: Settings) -> list[str]:
         inbox = load_demo_inbox(session, settings, people)
     with db.write() as session:
         channels = load_demo_channels(session, settings)
+    with db.write() as session:
+        webchat, email = load_demo_webchat(session, settings), load_demo_email(session, settings)
     return [
         inbox,
         channels,
+        webchat,
+        email,
         "Demo data loaded: 40 customers across web, app, store, WhatsApp, call center, email and SMS.",
         f"Console logins (password {DEMO_PASSWORD}): " + ", ".join(email for email, _, _ in DEMO_USERS),
         f"API key (admin): {token}",

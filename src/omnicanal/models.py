@@ -5,6 +5,7 @@ from __future__ import annotations
 from omnicanal.access import models as access_models
 from omnicanal.answers import models as answer_models
 from omnicanal.channels import models as channel_models
+from omnicanal.channels.email import models as email_models
 from omnicanal.consent import models as consent_models
 from omnicanal.conversations import models as conversation_models
 from omnicanal.customers import models as customer_models
@@ -25,6 +26,7 @@ __all__ = [
     "consent_models",
     "conversation_models",
     "customer_models",
+    "email_models",
     "metadata",
     "outbox_models",
     "routing_models",

@@ -174,6 +174,11 @@ def attach_runtime(engine: Engine, runtime: Runtime) -> None:
     _runtimes[engine] = runtime
 
 
+def runtime_of(engine: Engine) -> Runtime | None:
+    """The runtime of the process that owns this (write) engine, for code that has no session."""
+    return _runtimes.get(engine)
+
+
 def runtime_for(session: Session) -> Runtime | None:
     bind = session.get_bind()
     engine = bind if isinstance(bind, Engine) else bind.engine

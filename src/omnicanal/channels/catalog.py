@@ -14,6 +14,8 @@ ADAPTER_MODULES: tuple[str, ...] = (
     "omnicanal.channels.apps.adapter",
     "omnicanal.channels.push.adapter",
     "omnicanal.channels.voice.adapter",
+    "omnicanal.channels.email.adapter",
+    "omnicanal.channels.webchat.adapter",
 )
 
 

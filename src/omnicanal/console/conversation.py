@@ -404,6 +404,16 @@ def post_reply(
     return back(console, cid)
 
 
+@router.post("/conversations/{conversation_id}/typing")
+def post_typing(console: StaffPostConsole, conversation_id: str, typing: Annotated[str, Form()] = "1") -> Response:
+    """The agent is typing a reply: the customer's open web chat shows it (no database write)."""
+    console.require(Permission.CONVERSATIONS_WRITE)
+    cid = parse_id(console, conversation_id, console._("There is no conversation with this id."))
+    item = {"type": "widget.typing", "data": {"conversation_id": str(cid), "typing": typing not in ("0", "false")}}
+    console.request.app.state.broadcaster.publish(item)
+    return Response(status_code=204)
+
+
 def _snooze_until(hours: str, until: str) -> datetime | None:
     if until.strip():
         try:

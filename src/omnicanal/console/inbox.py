@@ -29,7 +29,7 @@ router = APIRouter(prefix="/console", include_in_schema=False)
 INBOX_PAGE_SIZE = 30
 VIEWS = ("mine", "unassigned", "team", "all")
 # what the console's pages refresh on; anything else on the broadcaster is not sent to browsers
-LIVE_TOPICS = ("message", "note", "conversation", "call")
+LIVE_TOPICS = ("message", "note", "conversation", "call", "typing")
 
 
 def staff_names(session: Session, ids: set[uuid.UUID]) -> dict[uuid.UUID, str]:
@@ -146,6 +146,8 @@ def slim(item: dict[str, Any]) -> dict[str, Any] | None:
     conversation = data.get("id") if kind.startswith("conversation.") else data.get("conversation_id")
     if kind == "call.ringing":  # a screen-pop for these agents: the page links to the conversation (and its 360)
         return {"type": kind, "conversation_id": conversation, "agents": list(data.get("agents") or [])}
+    if kind == "typing":  # a customer typing in the web chat
+        return {"type": kind, "conversation_id": conversation, "typing": bool(data.get("typing"))}
     return {"type": kind, "conversation_id": conversation}
 
 

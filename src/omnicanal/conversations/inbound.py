@@ -39,6 +39,9 @@ class InboundInput:
     external_id: str
     occurred_at: datetime
     channel_instance_id: uuid.UUID | None = None  # the configured channel it came in on
+    # False for automatic replies (out-of-office, ...): kept in the customer's conversation, which they
+    # never reopen nor start
+    reopens: bool = True
 
 
 @dataclass
@@ -49,6 +52,7 @@ class InboundResult:
     duplicate: bool = False
     error: DomainError | None = None
     new_conversation: bool = False
+    dropped: bool = False  # an automatic reply with no conversation to join
 
 
 def _known_messages(session: Session, items: Sequence[InboundInput]) -> dict[tuple[str, str], InboundResult]:
@@ -157,11 +161,14 @@ def receive(session: Session, items: Sequence[InboundInput], *, settings: Settin
         assert result.customer_id is not None
         customer_traits = traits.get(result.customer_id) or {}
         conversation = threads.get(result.customer_id)
+        if conversation is None and not item.reopens:
+            result.dropped = True
+            continue
         if conversation is None:
             conversation = _start(session, item, result.customer_id, customer_traits, now=now)
             threads[result.customer_id] = conversation
             result.new_conversation = True
-        else:
+        elif item.reopens:
             _continue(session, conversation, now=now)
         message = Message(
             id=uuid7(), conversation_id=conversation.id, customer_id=result.customer_id,
@@ -202,6 +209,8 @@ def receive(session: Session, items: Sequence[InboundInput], *, settings: Settin
         repeat.message_id, repeat.conversation_id = first.message_id, first.conversation_id
         repeat.customer_id = first.customer_id
     for _item, result in fresh:
+        if result.dropped:
+            continue
         assert result.customer_id is not None
         conversation = threads[result.customer_id]
         assert result.message_id is not None

@@ -42,6 +42,7 @@
       var event;
       try { event = JSON.parse(message.data); } catch (e) { return; }
       if (event.type === "call.ringing") { callPop(event); return; }
+      if (event.type === "typing") { showTyping(event); return; }
       document.querySelectorAll("[data-live]").forEach(function (el) {
         if (matches(el, event)) refresh(el);
       });
@@ -52,6 +53,33 @@
       document.body.setAttribute("data-live-connected", "true");
     };
     window.addEventListener("pagehide", function () { source.close(); });
+  }
+
+  // -- typing, both ways (the customer's web chat) ----------------------------------------------
+  var typingTimers = new Map();
+  function showTyping(event) {
+    document.querySelectorAll("[data-typing-for]").forEach(function (el) {
+      if (el.getAttribute("data-typing-for") !== event.conversation_id) return;
+      el.hidden = !event.typing;
+      window.clearTimeout(typingTimers.get(el));
+      if (event.typing) typingTimers.set(el, window.setTimeout(function () { el.hidden = true; }, 8000));
+    });
+  }
+
+  function announceTyping(form, box) {
+    var last = 0;
+    box.addEventListener("input", function () {
+      var now = Date.now();
+      // only the web chat shows an agent typing
+      if (selectedChannel() !== "web" || !box.value.trim() || now - last < 2000) return;
+      last = now;
+      var csrf = form.querySelector("[name=csrf_token]");
+      var url = form.getAttribute("action").replace(/\/reply$/, "/typing");
+      var body = new FormData();
+      body.append("csrf_token", csrf ? csrf.value : "");
+      body.append("typing", "1");
+      window.fetch(url, { method: "POST", body: body, credentials: "same-origin" }).catch(function () {});
+    });
   }
 
   // -- the conversation view -----------------------------------------------------------------
@@ -193,6 +221,7 @@
         hideSlash();
       }
     });
+    announceTyping(form, box);
     form.addEventListener("submit", function () {
       var send = form.querySelector("[type=submit]");
       if (send) send.disabled = true;  // one click, one message
