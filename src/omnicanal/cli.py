@@ -157,9 +157,7 @@ def user_create(
     assert isinstance(db, Database)
     try:
         with db.write() as session:
-            user = create_user(
-                session, email=email, role=role, password=password, display_name=name, language=language
-            )
+            user = create_user(session, email=email, role=role, password=password, display_name=name, language=language)
             err.print(f"Created {user.role} {user.email}")
     except DomainError as exc:
         err.print(f"[red]{exc.detail}[/red]")
