@@ -20,6 +20,15 @@ user_app = typer.Typer(help="Staff users of the console.", no_args_is_help=True)
 apikey_app = typer.Typer(help="API keys for integrations.", no_args_is_help=True)
 app.add_typer(user_app, name="user")
 app.add_typer(apikey_app, name="apikey")
+
+
+def _add_loyalty() -> None:
+    from omnicanal.loyalty.commands import loyalty_app
+
+    app.add_typer(loyalty_app, name="loyalty")
+
+
+_add_loyalty()
 err = Console(stderr=True)
 
 

@@ -35,15 +35,34 @@ def event_rule(client: TestClient, event_type: str, points: int, **extra: Any) -
     return dict(response.json())
 
 
-def order(customer_id: str, order_id: str, *lines: tuple[str, int, int], paid_at: datetime | None = None,
-          channel: str = "web", **line_extra: Any) -> dict[str, Any]:  # fmt: skip
+def order(
+    customer_id: str,
+    order_id: str,
+    *lines: tuple[str, int, int],
+    paid_at: datetime | None = None,
+    channel: str = "web",
+    **line_extra: Any,
+) -> dict[str, Any]:
     """``lines``: (line_id, quantity, amount in minor units)."""
     return {
-        "order_id": order_id, "customer_id": customer_id, "channel": channel, "currency": "EUR",
+        "order_id": order_id,
+        "customer_id": customer_id,
+        "channel": channel,
+        "currency": "EUR",
         "paid_at": (paid_at or utcnow()).isoformat(),
-        "lines": [{"line_id": lid, "sku": f"SKU-{lid}", "product_id": f"P-{lid}", "category_ids": [], "quantity": q,
-                   "amount": a, **line_extra} for lid, q, a in lines],
-    }  # fmt: skip
+        "lines": [
+            {
+                "line_id": lid,
+                "sku": f"SKU-{lid}",
+                "product_id": f"P-{lid}",
+                "category_ids": [],
+                "quantity": q,
+                "amount": a,
+                **line_extra,
+            }
+            for lid, q, a in lines
+        ],
+    }
 
 
 def publish(db: Database, name: str, payload: dict[str, Any]) -> None:

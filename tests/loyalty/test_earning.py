@@ -67,8 +67,9 @@ def test_consent_bonus_pays_once_per_channel_ever(client: TestClient, db: Databa
     event_rule(client, "consent.granted", 50, once_per=["channel"])
     customer = new_customer(client)
     for status in ("granted", "withdrawn", "granted"):
-        response = client.put(f"/api/v1/customers/{customer}/consents/email/marketing",
-                              json={"status": status, "source": "web"})  # fmt: skip
+        response = client.put(
+            f"/api/v1/customers/{customer}/consents/email/marketing", json={"status": status, "source": "web"}
+        )
         assert response.status_code in (200, 201), response.text
     assert wallet(client, customer)["balance"] == 50
     client.put(f"/api/v1/customers/{customer}/consents/sms/marketing", json={"status": "granted", "source": "web"})

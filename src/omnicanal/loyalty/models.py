@@ -180,7 +180,7 @@ class LoyaltyCoupon(Base):
     __tablename__ = "loyalty_coupons"
 
     code: Mapped[str] = mapped_column(String(64), primary_key=True)
-    redemption_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("loyalty_redemptions.id"))
+    redemption_id: Mapped[uuid.UUID] = mapped_column(Uuid, index=True)
     value: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

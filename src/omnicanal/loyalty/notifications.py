@@ -1,6 +1,6 @@
 """Loyalty news for the customer (through the outbox) and for the timeline.
 
-A notice goes to the customer's preferred channel (trait ``preferred_channel``) when they granted consent
+A notice goes to the customer's preferred channel (attribute ``preferred_channel``) when they granted consent
 on it, else to the first granted of email, SMS, WhatsApp, push; with no grant it is not sent at all.
 Notices commit with the change that caused them; the outbox delivers them after commit.
 """
@@ -47,7 +47,7 @@ def channels_for(
     ):
         latest[(customer_id, channel, purpose)] = status
     preferred: dict[uuid.UUID, str | None] = {
-        cid: (traits or {}).get("preferred_channel")
+        cid: ((traits or {}).get("attributes") or {}).get("preferred_channel")
         for cid, traits in session.execute(select(Customer.id, Customer.traits).where(Customer.id.in_(ids)))
     }
     found: dict[tuple[uuid.UUID, str], str] = {}
