@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
 from omnicanal.db import Database
+from omnicanal.loyalty.models import LoyaltyCoupon, LoyaltyRedemption
+from omnicanal.settings import Settings
 from tests.loyalty.helpers import (
     event_rule,
     ledger_sum,
@@ -101,3 +104,33 @@ def test_events_find_the_customer_by_identity(client: TestClient) -> None:
         "/api/v1/loyalty/events", json={**body, "id": "q2", "identities": [{"type": "email", "value": "x@example.com"}]}
     )
     assert unknown.status_code == 404
+
+
+def test_clawback_policy_cancels_an_unused_voucher_before_going_negative(
+    settings: Settings, client: TestClient, db: Database
+) -> None:
+    settings.loyalty_return_policy = "clawback"
+    spend_rule(client)
+    voucher = client.post("/api/v1/rewards", json={"name": "5 EUR", "kind": "voucher", "cost_points": 40,
+                                                    "value": {"amount": 500, "currency": "EUR"}}).json()  # fmt: skip
+    customer = new_customer(client)
+    publish(db, "order.paid", order(customer, "C-1", ("a", 1, 5000)))
+    make_available(db, customer)
+    code = client.post(
+        f"/api/v1/customers/{customer}/redemptions", json={"reward_id": voucher["id"], "request_id": "v"}
+    )
+    assert code.status_code == 201
+    publish(db, "order.returned", {"order_id": "C-1", "return_id": "CR-1", "lines": [{"line_id": "a", "quantity": 1}]})
+    assert wallet(client, customer)["balance"] == 0
+    assert ledger_sum(db, customer) == (0, 0)
+    with db.read() as session:
+        assert session.get(LoyaltyCoupon, code.json()["code"]) is None
+        assert session.scalar(select(LoyaltyRedemption.status)) == "clawed_back"
+
+
+def test_spend_rules_follow_channels_and_multipliers(client: TestClient, db: Database) -> None:
+    spend_rule(client, channels=["pos"], category_multipliers={"beauty": 3})
+    customer = new_customer(client)
+    publish(db, "order.paid", order(customer, "S-1", ("a", 1, 1000), channel="web"))
+    publish(db, "order.paid", order(customer, "S-2", ("a", 1, 1000), channel="pos", category_ids=["beauty"]))
+    assert wallet(client, customer)["pending"] == 30

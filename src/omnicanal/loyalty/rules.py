@@ -78,7 +78,7 @@ def validate_rule(data: Mapping[str, Any]) -> None:
     ordered = [caps[p] for p in CAP_PERIODS if p in caps and isinstance(caps[p], int)]
     if ordered != sorted(ordered):
         errors.append(FieldError("caps", "a longer period cannot have a smaller cap than a shorter one"))
-    if (data.get("multiplier") or 1) <= 0:
+    if data.get("multiplier", 1) is None or data.get("multiplier", 1) <= 0:
         errors.append(FieldError("multiplier", "must be positive"))
     for field in ("product_multipliers", "category_multipliers"):
         for key, value in (data.get(field) or {}).items():
