@@ -15,11 +15,11 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import case, func, select
+from sqlalchemy import case, func, literal, select
 from sqlalchemy.orm import Session
 
 from omnicanal.customers.models import Customer
-from omnicanal.db import utcnow, uuid7
+from omnicanal.db import bulk_insert, utcnow, uuid7
 from omnicanal.errors import NotFound, ValidationFailed
 from omnicanal.loyalty import ledger
 from omnicanal.loyalty.models import LoyaltyLot, LoyaltyRule, LoyaltySpend, LoyaltyTier, LoyaltyWallet
@@ -40,11 +40,19 @@ from omnicanal.settings import Settings
 EARNING_REASONS = ("order", "bonus", "referral", "purchase_code")
 
 
+_default_settings: list[Settings] = []
+
+
 def programme(session: Session) -> Settings:
+    """The settings of the running app or worker (read from the environment once otherwise)."""
     from omnicanal.realtime import runtime_for
 
     runtime = runtime_for(session)
-    return runtime.settings if runtime is not None and runtime.settings is not None else Settings()
+    if runtime is not None and runtime.settings is not None:
+        return runtime.settings
+    if not _default_settings:
+        _default_settings.append(Settings())
+    return _default_settings[0]
 
 
 @dataclass(frozen=True)
@@ -106,10 +114,10 @@ class _Context:
         self.owner: dict[uuid.UUID, uuid.UUID] = {}
         self.traits: dict[uuid.UUID, Mapping[str, Any]] = {}
         moved: list[uuid.UUID] = []
+        # traits are read (and parsed) only when a rule targets a segment
+        traits_column = Customer.traits if any(r.segments for r in rules) else literal(None)
         for cid, merged_into, erased_at, traits in session.execute(
-            select(Customer.id, Customer.merged_into_id, Customer.erased_at, Customer.traits).where(
-                Customer.id.in_(ids)
-            )
+            select(Customer.id, Customer.merged_into_id, Customer.erased_at, traits_column).where(Customer.id.in_(ids))
         ):
             if erased_at is not None:
                 continue
@@ -187,9 +195,8 @@ def earn_paid_orders(
     orders = [PaidOrder.from_payload(p) for p in payloads]
     rules = _rules(session, "spend")
     context = _Context(session, [o.customer_id for o in orders], rules, now)
-    keys = [f"order:{o.order_id}:rule:{r.id}" for o in orders for r in rules]
-    keys += [f"spend:{o.order_id}" for o in orders]
-    claimed = ledger.claim_many(session, keys, now=now)
+    # One key per order: an order earns once, under the rules in force when it was first paid.
+    claimed = ledger.claim_many(session, [f"order:{o.order_id}" for o in orders], now=now)
     new_lots: list[ledger.NewLot] = []
     spends: list[dict[str, Any]] = []
     first_orders: list[tuple[uuid.UUID, str]] = []
@@ -198,26 +205,15 @@ def earn_paid_orders(
         owner = context.owner.get(order.customer_id)
         if owner is None:
             continue
-        if f"spend:{order.order_id}" in claimed:
-            amount = sum(int(line["amount"]) for line in order.lines)
-            spends.append(
-                {
-                    "id": uuid7(),
-                    "customer_id": owner,
-                    "source_customer_id": owner,
-                    "order_id": order.order_id,
-                    "amount": amount,
-                    "currency": order.currency,
-                    "spent_at": order.paid_at,
-                }
-            )
-            first_orders.append((owner, order.order_id))
+        if f"order:{order.order_id}" not in claimed:
+            continue
+        amount = sum(int(line["amount"]) for line in order.lines)
+        spends.append({"id": uuid7(), "customer_id": owner, "source_customer_id": owner, "order_id": order.order_id,
+                       "amount": amount, "currency": order.currency, "spent_at": order.paid_at})  # fmt: skip
+        first_orders.append((owner, order.order_id))
         available_from = order.paid_at + timedelta(days=settings.loyalty_return_window_days)
         quantities = {str(line["line_id"]): int(line.get("quantity") or 1) for line in order.lines}
         for rule in rules:
-            key = f"order:{order.order_id}:rule:{rule.id}"
-            if key not in claimed:
-                continue
             if not applies(
                 rule,
                 at=order.paid_at,
@@ -248,7 +244,7 @@ def earn_paid_orders(
             )
             results.append(Earned(owner, total, "order", f"order:{order.order_id}"))
     if spends:
-        session.execute(ledger._insert(session, LoyaltySpend), spends)
+        bulk_insert(session, LoyaltySpend, spends)
     lot_ids = ledger.add_lots(session, new_lots, now=now)
     for earned, lot_id in zip(results, lot_ids, strict=True):
         earned.lot_ids.append(lot_id)

@@ -18,7 +18,7 @@ from sqlalchemy import and_, case, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from omnicanal.db import utcnow, uuid7
+from omnicanal.db import bulk_insert, utcnow, uuid7
 from omnicanal.errors import Conflict, ValidationFailed
 from omnicanal.loyalty.models import LoyaltyEntry, LoyaltyKey, LoyaltyLot, LoyaltyWallet
 from omnicanal.pagination import check_limit, decode_cursor, encode_cursor
@@ -58,11 +58,20 @@ def claim_many(session: Session, keys: Sequence[str], *, now: datetime) -> set[s
         stmt = stmt.on_conflict_do_nothing().returning(LoyaltyKey.key)
         return set(session.scalars(stmt))
     # SQLite writers are serialized, so what was not known a moment ago is free now.
-    session.execute(_insert(session, LoyaltyKey), [{"key": k, "created_at": now} for k in fresh])
+    bulk_insert(session, LoyaltyKey, [{"key": k, "created_at": now} for k in fresh])
     return set(fresh)
 
 
 def ensure_wallets(session: Session, customer_ids: Iterable[uuid.UUID], *, now: datetime | None = None) -> None:
+    wanted = list(dict.fromkeys(customer_ids))
+    checked = len(wanted) > 1
+    if checked:
+        known = set(
+            session.scalars(
+                select(LoyaltyWallet.source_customer_id).where(LoyaltyWallet.source_customer_id.in_(wanted))
+            )
+        )
+        wanted = [c for c in wanted if c not in known]
     rows = [
         {
             "id": uuid7(),
@@ -71,9 +80,11 @@ def ensure_wallets(session: Session, customer_ids: Iterable[uuid.UUID], *, now: 
             "created_at": now or utcnow(),
             "referral_rewarded": False,
         }
-        for c in dict.fromkeys(customer_ids)
+        for c in wanted
     ]
-    if rows:
+    if rows and checked and not is_postgres(session):
+        bulk_insert(session, LoyaltyWallet, rows)  # SQLite writers are serialized: nothing can come in between
+    elif rows:
         session.execute(
             _insert(session, LoyaltyWallet).on_conflict_do_nothing(index_elements=["source_customer_id"]), rows
         )
@@ -152,8 +163,8 @@ def add_lots(session: Session, lots: Sequence[NewLot], *, now: datetime) -> list
                 actor=lot.actor,
             )
         )
-    session.execute(_insert(session, LoyaltyLot), lot_rows)
-    session.execute(_insert(session, LoyaltyEntry), entry_rows)
+    bulk_insert(session, LoyaltyLot, lot_rows)
+    bulk_insert(session, LoyaltyEntry, entry_rows)
     return [row["id"] for row in lot_rows]
 
 

@@ -46,6 +46,9 @@ def channels_for(
         .order_by(ConsentChange.changed_at, ConsentChange.id)
     ):
         latest[(customer_id, channel, purpose)] = status
+    ids = list({customer_id for customer_id, _, _ in latest})
+    if not ids:
+        return {}
     preferred: dict[uuid.UUID, str | None] = {
         cid: ((traits or {}).get("attributes") or {}).get("preferred_channel")
         for cid, traits in session.execute(select(Customer.id, Customer.traits).where(Customer.id.in_(ids)))
