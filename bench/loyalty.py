@@ -44,12 +44,26 @@ def _payloads(customers: list[str], start: int, count: int) -> list[dict[str, An
     out = []
     for n in range(start, start + count):
         lines = [
-            {"line_id": f"{n}-{k}", "sku": f"SKU{k}", "product_id": f"P{k}", "category_ids": [f"C{k % 3}"],
-             "quantity": 1 + k % 2, "amount": 1999 + 1000 * k}
+            {
+                "line_id": f"{n}-{k}",
+                "sku": f"SKU{k}",
+                "product_id": f"P{k}",
+                "category_ids": [f"C{k % 3}"],
+                "quantity": 1 + k % 2,
+                "amount": 1999 + 1000 * k,
+            }
             for k in range(1 + n % 3)
-        ]  # fmt: skip
-        out.append({"order_id": f"O{n}", "customer_id": customers[n % len(customers)], "channel": "web",
-                    "currency": "EUR", "lines": lines, "paid_at": paid_at})  # fmt: skip
+        ]
+        out.append(
+            {
+                "order_id": f"O{n}",
+                "customer_id": customers[n % len(customers)],
+                "channel": "web",
+                "currency": "EUR",
+                "lines": lines,
+                "paid_at": paid_at,
+            }
+        )
     return out
 
 
@@ -69,9 +83,12 @@ def l1_child(url: str, batches: int) -> None:
     now = utcnow()
     customers = [uuid7() for _ in range(CUSTOMERS)]
     with db.write() as session:
-        bulk_insert(session, Customer, [{"id": c, "traits": {}, "created_at": now, "updated_at": now} for c in customers])
-        session.add(LoyaltyRule(name="1 point per euro", kind="spend", points=1, per_amount=100,
-                                category_multipliers={"C1": 2}))  # fmt: skip
+        bulk_insert(
+            session, Customer, [{"id": c, "traits": {}, "created_at": now, "updated_at": now} for c in customers]
+        )
+        session.add(
+            LoyaltyRule(name="1 point per euro", kind="spend", points=1, per_amount=100, category_multipliers={"C1": 2})
+        )
         session.add(LoyaltyTier(name="Silver", threshold=500, multiplier=1.25))
     ids = [str(c) for c in customers]
     # warm-up batch (imports, statement caches), not timed
@@ -98,10 +115,13 @@ def l1_child(url: str, batches: int) -> None:
     # ceiling: raw sqlite3 executemany of the same rows per order into the same tables' DDL
     ceiling_path = url.split("///", 1)[1] + ".ceiling"
     source = sqlite3.connect(url.split("///", 1)[1])
-    ddl = [row[0] for row in source.execute(
-        "SELECT sql FROM sqlite_master WHERE sql IS NOT NULL AND tbl_name IN "
-        "('loyalty_keys','loyalty_lots','loyalty_entries','loyalty_spend','events')"
-    )]  # fmt: skip
+    ddl = [
+        row[0]
+        for row in source.execute(
+            "SELECT sql FROM sqlite_master WHERE sql IS NOT NULL AND tbl_name IN "
+            "('loyalty_keys','loyalty_lots','loyalty_entries','loyalty_spend','events')"
+        )
+    ]
     source.close()
     con = sqlite3.connect(ceiling_path, isolation_level=None)
     con.execute("PRAGMA journal_mode=WAL")
@@ -115,37 +135,83 @@ def l1_child(url: str, batches: int) -> None:
         for n in range(b * BATCH, (b + 1) * BATCH):
             lot_id, cid = uuid.uuid4().hex, uuid.uuid4().hex
             keys.append((f"order:O{n}:rule:x", stamp))
-            lots_rows.append((lot_id, cid, cid, 40, 40, stamp, stamp, stamp, f"order:O{n}", "order", None, f"O{n}",
-                              '{"a": {"points": 40, "quantity": 1}}', "{}"))  # fmt: skip
-            entries.append((uuid.uuid4().hex, cid, cid, lot_id, 40, "order", f"order:O{n}", "", "system", stamp,
-                            stamp, None, stamp))  # fmt: skip
+            lots_rows.append(
+                (
+                    lot_id,
+                    cid,
+                    cid,
+                    40,
+                    40,
+                    stamp,
+                    stamp,
+                    stamp,
+                    f"order:O{n}",
+                    "order",
+                    None,
+                    f"O{n}",
+                    '{"a": {"points": 40, "quantity": 1}}',
+                    "{}",
+                )
+            )
+            entries.append(
+                (
+                    uuid.uuid4().hex,
+                    cid,
+                    cid,
+                    lot_id,
+                    40,
+                    "order",
+                    f"order:O{n}",
+                    "",
+                    "system",
+                    stamp,
+                    stamp,
+                    None,
+                    stamp,
+                )
+            )
             spends.append((uuid.uuid4().hex, cid, cid, f"O{n}", 4000, "EUR", stamp))
-            events.append((f"oc_{uuid.uuid4().hex}", cid, cid, "loyalty.points_earned", "system", stamp, stamp,
-                           '{"points": 40}'))  # fmt: skip
+            events.append(
+                (f"oc_{uuid.uuid4().hex}", cid, cid, "loyalty.points_earned", "system", stamp, stamp, '{"points": 40}')
+            )
         con.execute("BEGIN IMMEDIATE")
         con.executemany("INSERT INTO loyalty_keys (key, created_at) VALUES (?, ?)", keys)
         con.executemany(
             "INSERT INTO loyalty_lots (id, customer_id, source_customer_id, earned, remaining, earned_at, "
             "available_from, expires_at, source, reason, rule_id, order_id, lines, reversed_lines) "
-            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", lots_rows)  # fmt: skip
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            lots_rows,
+        )
         con.executemany(
             "INSERT INTO loyalty_entries (id, customer_id, source_customer_id, lot_id, points, reason, source, note, "
             "actor, available_from, expires_at, redemption_id, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            entries)  # fmt: skip
-        con.executemany("INSERT INTO loyalty_spend (id, customer_id, source_customer_id, order_id, amount, currency, "
-                        "spent_at) VALUES (?,?,?,?,?,?,?)", spends)  # fmt: skip
-        con.executemany("INSERT INTO events (event_id, customer_id, source_customer_id, type, channel, occurred_at, "
-                        "received_at, properties) VALUES (?,?,?,?,?,?,?,?)", events)  # fmt: skip
+            entries,
+        )
+        con.executemany(
+            "INSERT INTO loyalty_spend (id, customer_id, source_customer_id, order_id, amount, currency, "
+            "spent_at) VALUES (?,?,?,?,?,?,?)",
+            spends,
+        )
+        con.executemany(
+            "INSERT INTO events (event_id, customer_id, source_customer_id, type, channel, occurred_at, "
+            "received_at, properties) VALUES (?,?,?,?,?,?,?,?)",
+            events,
+        )
         con.execute("COMMIT")
     ceiling = time.perf_counter() - c_started
     con.close()
     timings.sort()
     result = {
-        "orders": batches * BATCH, "seconds": elapsed, "orders_per_s": batches * BATCH / elapsed,
+        "orders": batches * BATCH,
+        "seconds": elapsed,
+        "orders_per_s": batches * BATCH / elapsed,
         "batch_ms": {"p50": 1000 * timings[len(timings) // 2], "max": 1000 * timings[-1]},
-        "lots": lots, "resent_batch_earned": len(again), "resent_batch_ms": 1000 * resend,
-        "ceiling_orders_per_s": batches * BATCH / ceiling, "peak_rss_mib": _peak_rss_mib(),
-    }  # fmt: skip
+        "lots": lots,
+        "resent_batch_earned": len(again),
+        "resent_batch_ms": 1000 * resend,
+        "ceiling_orders_per_s": batches * BATCH / ceiling,
+        "peak_rss_mib": _peak_rss_mib(),
+    }
     print("RESULT " + json.dumps(result))
 
 
@@ -153,14 +219,22 @@ def l1(plan: Plan, workdir: Path) -> dict[str, Any]:
     say("L1 earning from order.paid in batches of 1,000, SQLite, in process")
     batches = 10 if plan.quick else 50
     path = workdir / "l1.db"
-    done = subprocess.run([sys.executable, __file__, "_l1", f"sqlite:///{path}", str(batches)], capture_output=True,
-                          text=True, cwd=ROOT, check=False, env={**os.environ, "PYTHONPATH": str(ROOT / "src")})  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, __file__, "_l1", f"sqlite:///{path}", str(batches)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+    )
     line = next((ln for ln in done.stdout.splitlines() if ln.startswith("RESULT ")), None)
     if done.returncode != 0 or line is None:
         raise RuntimeError(f"l1 failed:\n{done.stdout}\n{done.stderr[-4000:]}")
     result: dict[str, Any] = json.loads(line.removeprefix("RESULT "))
-    say(f"  {result['orders_per_s']:,.0f} orders/s ({result['orders']:,} orders, batch p50 "
-        f"{result['batch_ms']['p50']:.0f} ms, max {result['batch_ms']['max']:.0f} ms)")  # fmt: skip
+    say(
+        f"  {result['orders_per_s']:,.0f} orders/s ({result['orders']:,} orders, batch p50 "
+        f"{result['batch_ms']['p50']:.0f} ms, max {result['batch_ms']['max']:.0f} ms)"
+    )
     say(f"  ceiling: raw sqlite3 executemany of the same rows {result['ceiling_orders_per_s']:,.0f} orders/s")
     say(f"  a resent batch earned {result['resent_batch_earned']} lots in {result['resent_batch_ms']:.0f} ms")
     say(f"  peak RSS {result['peak_rss_mib']:.0f} MiB")
@@ -179,15 +253,20 @@ def ceiling_child(port: int) -> None:
 
     async def redeem(request: Request) -> Response:
         body = orjson.loads(await request.body())
-        answer = {"id": str(uuid.uuid4()), "customer_id": request.path_params["cid"], "code": "LR-XXXXXXXXXX",
-                  "request_id": body["request_id"]}  # fmt: skip
+        answer = {
+            "id": str(uuid.uuid4()),
+            "customer_id": request.path_params["cid"],
+            "code": "LR-XXXXXXXXXX",
+            "request_id": body["request_id"],
+        }
         return Response(orjson.dumps(answer), status_code=201, media_type="application/json")
 
     async def healthz(request: Request) -> Response:
         return Response(b'{"status":"ok"}', media_type="application/json")
 
-    app = Starlette(routes=[Route("/api/v1/customers/{cid}/redemptions", redeem, methods=["POST"]),
-                            Route("/healthz", healthz)])  # fmt: skip
+    app = Starlette(
+        routes=[Route("/api/v1/customers/{cid}/redemptions", redeem, methods=["POST"]), Route("/healthz", healthz)]
+    )
     uvicorn.run(app, host=HOST, port=port, log_level="warning", access_log=False)
 
 
@@ -203,8 +282,21 @@ def _l2_seed(url: str, customers: int) -> tuple[list[str], str]:
     ids = [uuid7() for _ in range(customers)]
     with db.write() as session:
         bulk_insert(session, Customer, [{"id": c, "traits": {}, "created_at": now, "updated_at": now} for c in ids])
-        ledger.add_lots(session, [ledger.NewLot(customer_id=c, points=10_000_000, reason="adjust", source="bench",
-                                                available_from=now, expires_at=None) for c in ids], now=now)  # fmt: skip
+        ledger.add_lots(
+            session,
+            [
+                ledger.NewLot(
+                    customer_id=c,
+                    points=10_000_000,
+                    reason="adjust",
+                    source="bench",
+                    available_from=now,
+                    expires_at=None,
+                )
+                for c in ids
+            ],
+            now=now,
+        )
         reward = LoyaltyReward(name="Coffee", kind="product", cost_points=1, value={})
         session.add(reward)
         session.flush()

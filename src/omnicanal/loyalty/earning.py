@@ -48,7 +48,7 @@ def programme(session: Session) -> Settings:
     from omnicanal.realtime import runtime_for
 
     runtime = runtime_for(session)
-    if runtime is not None and runtime.settings is not None:
+    if runtime is not None and isinstance(runtime.settings, Settings):
         return runtime.settings
     if not _default_settings:
         _default_settings.append(Settings())

@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import and_, case, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from omnicanal.db import bulk_insert, utcnow, uuid7
 from omnicanal.errors import Conflict, ValidationFailed
@@ -92,11 +93,14 @@ def ensure_wallets(session: Session, customer_ids: Iterable[uuid.UUID], *, now: 
 
 def lock_wallets(session: Session, customer_id: uuid.UUID) -> list[LoyaltyWallet]:
     """The customer's wallet rows, locked in id order (one per customer merged into this one)."""
-    ensure_wallets(session, [customer_id])
     stmt = select(LoyaltyWallet).where(LoyaltyWallet.customer_id == customer_id).order_by(LoyaltyWallet.id)
     if is_postgres(session):
         stmt = stmt.with_for_update()
-    return list(session.scalars(stmt))
+    wallets = list(session.scalars(stmt))
+    if not wallets:
+        ensure_wallets(session, [customer_id])
+        wallets = list(session.scalars(stmt))
+    return wallets
 
 
 def primary_wallet(session: Session, customer_id: uuid.UUID) -> LoyaltyWallet:
@@ -212,7 +216,8 @@ def _change_lot(
     actor: str = "system",
     redemption_id: uuid.UUID | None = None,
 ) -> None:
-    lot.remaining += points
+    # the row is written by this UPDATE; the object only learns the value (no second write at flush)
+    set_committed_value(lot, "remaining", lot.remaining + points)
     session.execute(update(LoyaltyLot).where(LoyaltyLot.id == lot.id).values(remaining=lot.remaining))
     session.execute(
         _insert(session, LoyaltyEntry).values(
@@ -234,43 +239,34 @@ def _change_lot(
     )
 
 
-def _spendable_lots(session: Session, customer_id: uuid.UUID, now: datetime) -> list[LoyaltyLot]:
-    """Available, unexpired positive lots, soonest-expiring first (never-expiring last)."""
-    return list(
-        session.scalars(
-            select(LoyaltyLot)
-            .where(
-                LoyaltyLot.customer_id == customer_id,
-                LoyaltyLot.remaining > 0,
-                LoyaltyLot.available_from <= now,
-                or_(LoyaltyLot.expires_at.is_(None), LoyaltyLot.expires_at > now),
-            )
-            .order_by(
-                case((LoyaltyLot.expires_at.is_(None), 1), else_=0),
-                LoyaltyLot.expires_at,
-                LoyaltyLot.earned_at,
-                LoyaltyLot.id,
-            )
+def _wallet_lots(session: Session, customer_id: uuid.UUID, now: datetime) -> tuple[list[LoyaltyLot], list[LoyaltyLot]]:
+    """Debt lots (oldest first) and spendable lots (soonest-expiring first), in one query."""
+    rows = session.scalars(
+        select(LoyaltyLot)
+        .where(
+            LoyaltyLot.customer_id == customer_id,
+            or_(
+                LoyaltyLot.remaining < 0,
+                and_(
+                    LoyaltyLot.remaining > 0,
+                    LoyaltyLot.available_from <= now,
+                    or_(LoyaltyLot.expires_at.is_(None), LoyaltyLot.expires_at > now),
+                ),
+            ),
         )
-    )
-
-
-def _debt_lots(session: Session, customer_id: uuid.UUID) -> list[LoyaltyLot]:
-    return list(
-        session.scalars(
-            select(LoyaltyLot)
-            .where(LoyaltyLot.customer_id == customer_id, LoyaltyLot.remaining < 0)
-            .order_by(LoyaltyLot.earned_at, LoyaltyLot.id)
+        .order_by(
+            case((LoyaltyLot.expires_at.is_(None), 1), else_=0),
+            LoyaltyLot.expires_at,
+            LoyaltyLot.earned_at,
+            LoyaltyLot.id,
         )
-    )
+    ).all()
+    debts = sorted((lot for lot in rows if lot.remaining < 0), key=lambda lot: (lot.earned_at, lot.id))
+    return debts, [lot for lot in rows if lot.remaining > 0]
 
 
-def settle_debts(session: Session, customer_id: uuid.UUID, *, now: datetime) -> None:
-    """Pay debt lots (returns of spent points) from available points. Wallet rows must be locked."""
-    debts = _debt_lots(session, customer_id)
-    if not debts:
-        return
-    lots = _spendable_lots(session, customer_id, now)
+def _settle(session: Session, debts: list[LoyaltyLot], lots: list[LoyaltyLot], *, now: datetime) -> None:
+    """Pay debt lots (returns of points already spent) from available points. Wallet rows must be locked."""
     for debt in debts:
         for lot in lots:
             if debt.remaining >= 0:
@@ -299,10 +295,10 @@ def spend(
     if points <= 0:
         raise ValidationFailed.on_field("points", "must be positive")
     lock_wallets(session, customer_id)
-    settle_debts(session, customer_id, now=now)
-    lots = _spendable_lots(session, customer_id, now)
-    debt = sum(d.remaining for d in _debt_lots(session, customer_id))
-    available = sum(lot.remaining for lot in lots) + debt
+    debts, lots = _wallet_lots(session, customer_id, now)
+    if debts:
+        _settle(session, debts, lots, now=now)
+    available = sum(lot.remaining for lot in lots) + sum(d.remaining for d in debts)
     if available < points:
         raise InsufficientPoints(
             f"{points} points asked, {max(available, 0)} available", available=max(available, 0), asked=points
@@ -312,6 +308,8 @@ def spend(
         if left == 0:
             break
         take = min(lot.remaining, left)
+        if take <= 0:
+            continue
         _change_lot(
             session,
             lot,
