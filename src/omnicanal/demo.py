@@ -136,8 +136,13 @@ def load_demo(db: Database, settings: Settings) -> list[str]:
         )  # fmt: skip
     with db.write() as session:
         inbox = load_demo_inbox(session, settings, people)
+    from omnicanal.loyalty.demo import load_demo_loyalty
+
+    with db.write() as session:
+        loyalty = load_demo_loyalty(session)
     return [
         inbox,
+        loyalty,
         "Demo data loaded: 40 customers across web, app, store, WhatsApp, call center, email and SMS.",
         f"Console logins (password {DEMO_PASSWORD}): " + ", ".join(email for email, _, _ in DEMO_USERS),
         f"API key (admin): {token}",

@@ -134,3 +134,22 @@ def test_spend_rules_follow_channels_and_multipliers(client: TestClient, db: Dat
     publish(db, "order.paid", order(customer, "S-1", ("a", 1, 1000), channel="web"))
     publish(db, "order.paid", order(customer, "S-2", ("a", 1, 1000), channel="pos", category_ids=["beauty"]))
     assert wallet(client, customer)["pending"] == 30
+
+
+def test_commerce_shaped_events_without_lines_earn_and_reverse_by_the_refunded_share(
+    client: TestClient, db: Database
+) -> None:
+    """The payloads the commerce domain publishes: order.paid without lines, order.returned lines by SKU."""
+    spend_rule(client)
+    customer = new_customer(client)
+    paid = {"order_id": "c0ffee", "number": "W-1001", "customer_id": customer, "channel": "web", "status": "paid",
+            "payment_status": "paid", "currency": "EUR", "total": 8000, "paid_amount": 8000, "refunded_amount": 0,
+            "fulfillment_type": "shipping"}  # fmt: skip
+    publish(db, "order.paid", paid)
+    publish(db, "order.paid", paid)
+    assert wallet(client, customer)["pending"] == 80
+    returned = {**paid, "status": "partially_returned", "return_id": "r-1", "refund_amount": 2000,
+                "lines": [{"sku": "TEE-M", "quantity": 1, "reason": "size", "condition": "new", "refund": 2000}]}  # fmt: skip
+    publish(db, "order.returned", returned)
+    assert wallet(client, customer)["pending"] == 60
+    assert ledger_sum(db, customer) == (60, 60)

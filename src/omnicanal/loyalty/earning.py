@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -65,7 +65,7 @@ class PaidOrder:
     paid_at: datetime
 
     @classmethod
-    def from_payload(cls, payload: Mapping[str, Any]) -> PaidOrder:
+    def from_payload(cls, payload: Mapping[str, Any], session: Session | None = None) -> PaidOrder:
         try:
             paid_at = payload.get("paid_at") or utcnow()
             if isinstance(paid_at, str):
@@ -75,11 +75,40 @@ class PaidOrder:
                 customer_id=uuid.UUID(str(payload["customer_id"])),
                 channel=str(payload.get("channel") or "web"),
                 currency=str(payload["currency"]),
-                lines=list(payload["lines"]),
+                lines=_order_lines(session, payload),
                 paid_at=paid_at,
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ValidationFailed.on_field("order", f"is not an order.paid payload ({exc})") from None
+
+
+OrderLinesProvider = Callable[[Session, Mapping[str, Any]], Sequence[Mapping[str, Any]]]
+_order_lines_provider: list[OrderLinesProvider] = []
+
+
+def set_order_lines_provider(provider: OrderLinesProvider) -> None:
+    """Where the lines of an ``order.paid`` payload that carries none come from (the commerce adapter).
+
+    A line: ``{"line_id", "sku", "product_id", "category_ids", "quantity", "amount"}``, ``amount`` in minor
+    units after discounts and without shipping. ``line_id`` may be the SKU when an order has one line per SKU.
+    """
+    _order_lines_provider[:] = [provider]
+
+
+def _order_lines(session: Session | None, payload: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    lines = payload.get("lines")
+    if isinstance(lines, list):
+        return [{**line, "line_id": str(line.get("line_id") or line.get("sku"))} for line in lines]
+    if _order_lines_provider and session is not None:
+        return [{**line, "line_id": str(line.get("line_id") or line.get("sku"))}
+                for line in _order_lines_provider[0](session, payload)]  # fmt: skip
+    # Without lines: the order as one line worth what was paid, whose "units" are minor units, so that
+    # a return refunding part of it takes back the same part of its points (returns.py).
+    amount = int(payload.get("paid_amount") or payload.get("total") or 0)
+    return [{"line_id": WHOLE_ORDER, "quantity": amount, "amount": amount, "category_ids": []}]
+
+
+WHOLE_ORDER = "order"
 
 
 @dataclass(frozen=True)
@@ -192,7 +221,7 @@ def earn_paid_orders(
     """Points for paid orders (pending until the return window ends); one query set per batch."""
     now = now or utcnow()
     settings = programme(session)
-    orders = [PaidOrder.from_payload(p) for p in payloads]
+    orders = [PaidOrder.from_payload(p, session) for p in payloads]
     rules = _rules(session, "spend")
     context = _Context(session, [o.customer_id for o in orders], rules, now)
     # One key per order: an order earns once, under the rules in force when it was first paid.

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from omnicanal.db import utcnow, uuid7
 from omnicanal.errors import ValidationFailed
 from omnicanal.loyalty import ledger
-from omnicanal.loyalty.earning import programme
+from omnicanal.loyalty.earning import WHOLE_ORDER, programme
 from omnicanal.loyalty.models import LoyaltyLot, LoyaltySpend
 
 
@@ -29,7 +29,11 @@ def reverse_return(session: Session, payload: Mapping[str, Any], *, now: datetim
     try:
         order_id = str(payload["order_id"])
         return_id = str(payload["return_id"])
-        returned = {str(line["line_id"]): int(line.get("quantity") or 1) for line in payload["lines"]}
+        returned = {
+            str(line.get("line_id") or line["sku"]): int(line.get("quantity") or 1)
+            for line in payload.get("lines") or []
+        }
+        refunded = int(payload.get("refund_amount") or 0)
     except (KeyError, TypeError, ValueError) as exc:
         raise ValidationFailed.on_field("return", f"is not an order.returned payload ({exc})") from None
     if not ledger.claim(session, f"return:{return_id}", now=now):
@@ -48,7 +52,10 @@ def reverse_return(session: Session, payload: Mapping[str, Any], *, now: datetim
     for lot in lots:
         session.refresh(lot)
         reversed_lines = dict(lot.reversed_lines or {})
-        for line_id, quantity in returned.items():
+        asked = dict(returned)
+        if WHOLE_ORDER in (lot.lines or {}) and refunded:
+            asked = {WHOLE_ORDER: refunded}  # an order earned as a whole gives back the refunded share
+        for line_id, quantity in asked.items():
             earned = (lot.lines or {}).get(line_id)
             if not earned:
                 continue
@@ -73,15 +80,15 @@ def reverse_return(session: Session, payload: Mapping[str, Any], *, now: datetim
         lot.reversed_lines = reversed_lines
         session.flush()
     spent = session.scalar(select(LoyaltySpend).where(LoyaltySpend.order_id == order_id).limit(1))
-    amounts = {str(line["line_id"]): int(line.get("amount") or 0) for line in payload["lines"]}
-    if spent is not None and any(amounts.values()):
+    given_back = refunded or sum(int(line.get("amount") or 0) for line in payload.get("lines") or [])
+    if spent is not None and given_back:
         session.add(
             LoyaltySpend(
                 id=uuid7(),
                 customer_id=spent.customer_id,
                 source_customer_id=spent.source_customer_id,
                 order_id=order_id,
-                amount=-sum(amounts.values()),
+                amount=-given_back,
                 currency=spent.currency,
                 spent_at=now,
             )
