@@ -111,8 +111,10 @@ def test_clawback_policy_cancels_an_unused_voucher_before_going_negative(
 ) -> None:
     settings.loyalty_return_policy = "clawback"
     spend_rule(client)
-    voucher = client.post("/api/v1/rewards", json={"name": "5 EUR", "kind": "voucher", "cost_points": 40,
-                                                    "value": {"amount": 500, "currency": "EUR"}}).json()  # fmt: skip
+    voucher = client.post(
+        "/api/v1/rewards",
+        json={"name": "5 EUR", "kind": "voucher", "cost_points": 40, "value": {"amount": 500, "currency": "EUR"}},
+    ).json()
     customer = new_customer(client)
     publish(db, "order.paid", order(customer, "C-1", ("a", 1, 5000)))
     make_available(db, customer)
@@ -142,14 +144,29 @@ def test_commerce_shaped_events_without_lines_earn_and_reverse_by_the_refunded_s
     """The payloads the commerce domain publishes: order.paid without lines, order.returned lines by SKU."""
     spend_rule(client)
     customer = new_customer(client)
-    paid = {"order_id": "c0ffee", "number": "W-1001", "customer_id": customer, "channel": "web", "status": "paid",
-            "payment_status": "paid", "currency": "EUR", "total": 8000, "paid_amount": 8000, "refunded_amount": 0,
-            "fulfillment_type": "shipping"}  # fmt: skip
+    paid = {
+        "order_id": "c0ffee",
+        "number": "W-1001",
+        "customer_id": customer,
+        "channel": "web",
+        "status": "paid",
+        "payment_status": "paid",
+        "currency": "EUR",
+        "total": 8000,
+        "paid_amount": 8000,
+        "refunded_amount": 0,
+        "fulfillment_type": "shipping",
+    }
     publish(db, "order.paid", paid)
     publish(db, "order.paid", paid)
     assert wallet(client, customer)["pending"] == 80
-    returned = {**paid, "status": "partially_returned", "return_id": "r-1", "refund_amount": 2000,
-                "lines": [{"sku": "TEE-M", "quantity": 1, "reason": "size", "condition": "new", "refund": 2000}]}  # fmt: skip
+    returned = {
+        **paid,
+        "status": "partially_returned",
+        "return_id": "r-1",
+        "refund_amount": 2000,
+        "lines": [{"sku": "TEE-M", "quantity": 1, "reason": "size", "condition": "new", "refund": 2000}],
+    }
     publish(db, "order.returned", returned)
     assert wallet(client, customer)["pending"] == 60
     assert ledger_sum(db, customer) == (60, 60)

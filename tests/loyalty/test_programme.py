@@ -196,3 +196,31 @@ def test_birthday_job_pays_once_a_year(client: TestClient, db: Database) -> None
         jobs.birthdays(session, now=today)
     assert wallet(client, born)["balance"] == 40
     assert uuid.UUID(born)
+
+
+def test_catalogue_posts_honour_idempotency_key_and_export_includes_the_wallet(client: TestClient) -> None:
+    body = {"name": "Tote bag", "kind": "product", "cost_points": 10, "stock": 5}
+    first = client.post("/api/v1/rewards", json=body, headers={"Idempotency-Key": "k1"})
+    again = client.post("/api/v1/rewards", json=body, headers={"Idempotency-Key": "k1"})
+    assert first.status_code == 201 and again.json() == first.json()
+    assert len(client.get("/api/v1/rewards").json()) == 1
+    customer = new_customer(client)
+    give(client, customer, 5)
+    exported = client.get(f"/api/v1/customers/{customer}/export").json()
+    assert [e["points"] for e in exported["loyalty"]["ledger"]] == [5]
+
+
+def test_expiry_notice_is_sent_once_per_lot(client: TestClient, db: Database) -> None:
+    customer = new_customer(client)
+    client.put(f"/api/v1/customers/{customer}/consents/email/marketing", json={"status": "granted", "source": "web"})
+    give(client, customer, 80)
+    with db.write() as session:
+        session.execute(update(LoyaltyLot).values(expires_at=utcnow() + timedelta(days=5)))
+    for _ in range(2):
+        with db.write() as session:
+            jobs.expiring_notices(session)
+    with db.read() as session:
+        notices = [
+            i.payload["data"] for i in session.scalars(select(OutboxItem)) if i.payload["template"] == "points_expiring"
+        ]
+    assert len(notices) == 1 and notices[0]["points"] == 80

@@ -3,13 +3,14 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
 from omnicanal.access.roles import Permission
 from omnicanal.access.service import Principal
 from omnicanal.customers.service import get_customer
 from omnicanal.db import Database
+from omnicanal.idempotency import run_idempotent
 from omnicanal.loyalty import codes, ledger, rewards, service, tiers
 from omnicanal.loyalty.schemas import (
     AdjustmentIn,
@@ -143,8 +144,12 @@ def list_rules(session: ReadSession, _: Reader) -> list[RuleOut]:
 
 
 @router.post("/loyalty/rules", response_model=RuleOut, status_code=201)
-def create_rule(data: RuleIn, session: WriteSession, _: Manager) -> RuleOut:
-    return RuleOut.model_validate(service.create_rule(session, data), from_attributes=True)
+def create_rule(data: RuleIn, request: Request, session: WriteSession, principal: Manager) -> Any:
+    def produce() -> tuple[int, Any]:
+        rule = RuleOut.model_validate(service.create_rule(session, data), from_attributes=True)
+        return 201, rule.model_dump(mode="json")
+
+    return run_idempotent(request, session, principal, data.model_dump(mode="json"), produce)
 
 
 @router.get("/loyalty/tiers", response_model=list[TierOut])
@@ -153,8 +158,12 @@ def list_tiers(session: ReadSession, _: Reader) -> list[TierOut]:
 
 
 @router.post("/loyalty/tiers", response_model=TierOut, status_code=201)
-def create_tier(data: TierIn, session: WriteSession, _: Manager) -> TierOut:
-    return TierOut.model_validate(tiers.create_tier(session, data.model_dump()), from_attributes=True)
+def create_tier(data: TierIn, request: Request, session: WriteSession, principal: Manager) -> Any:
+    def produce() -> tuple[int, Any]:
+        tier = TierOut.model_validate(tiers.create_tier(session, data.model_dump()), from_attributes=True)
+        return 201, tier.model_dump(mode="json")
+
+    return run_idempotent(request, session, principal, data.model_dump(mode="json"), produce)
 
 
 @router.get("/rewards", response_model=list[RewardOut])
@@ -163,5 +172,9 @@ def list_rewards(session: ReadSession, _: Reader) -> list[RewardOut]:
 
 
 @router.post("/rewards", response_model=RewardOut, status_code=201)
-def create_reward(data: RewardIn, session: WriteSession, _: Manager) -> RewardOut:
-    return RewardOut.model_validate(rewards.create_reward(session, data.model_dump()), from_attributes=True)
+def create_reward(data: RewardIn, request: Request, session: WriteSession, principal: Manager) -> Any:
+    def produce() -> tuple[int, Any]:
+        reward = RewardOut.model_validate(rewards.create_reward(session, data.model_dump()), from_attributes=True)
+        return 201, reward.model_dump(mode="json")
+
+    return run_idempotent(request, session, principal, data.model_dump(mode="json"), produce)
