@@ -181,3 +181,20 @@ def test_200_concurrent_redemptions_never_overspend(
     assert state["balance"] == 750 - spent >= 0
     assert ledger_sum(db, customer) == (state["balance"], state["balance"])
     assert state["balance"] < 7, statuses  # everything that could be spent was
+
+
+def test_reward_dates_and_the_code_notice(client: TestClient, db: Database) -> None:
+    from omnicanal.outbox.models import OutboxItem
+
+    customer = new_customer(client)
+    client.put(
+        f"/api/v1/customers/{customer}/consents/email/transactional", json={"status": "granted", "source": "web"}
+    )
+    give(client, customer, 300)
+    ended = reward(client, name="Summer", ends_at="2020-09-01T00:00:00Z", starts_at="2020-06-01T00:00:00Z")
+    assert redeem(client, customer, ended["id"], "s1").status_code == 409
+    voucher = reward(client)
+    code = redeem(client, customer, voucher["id"], "s2").json()["code"]
+    with db.read() as session:
+        notices = [i for i in session.scalars(select(OutboxItem)) if i.payload.get("template") == "reward_code"]
+    assert [(n.channel, n.payload["data"]["code"]) for n in notices] == [("email", code)]
