@@ -241,7 +241,9 @@ def earn_paid_orders(
                        "amount": amount, "currency": order.currency, "spent_at": order.paid_at})  # fmt: skip
         first_orders.append((owner, order.order_id))
         available_from = order.paid_at + timedelta(days=settings.loyalty_return_window_days)
-        quantities = {str(line["line_id"]): int(line.get("quantity") or 1) for line in order.lines}
+        quantities: dict[str, int] = defaultdict(int)
+        for line in order.lines:
+            quantities[str(line["line_id"])] += int(line.get("quantity") or 1)
         for rule in rules:
             if not applies(
                 rule,

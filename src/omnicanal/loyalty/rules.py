@@ -143,8 +143,8 @@ def spend_points(
         if amount <= 0:
             continue
         points = int((Decimal(amount) * factor * line_multiplier(rule, line)).quantize(Decimal(1), rounding=rounding))
-        if points > 0:
-            result[str(line["line_id"])] = points
+        if points > 0:  # lines sharing an id (one SKU on two lines) add up
+            result[str(line["line_id"])] = result.get(str(line["line_id"]), 0) + points
     return result
 
 
