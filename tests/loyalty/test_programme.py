@@ -8,6 +8,7 @@ import sys
 import uuid
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -224,3 +225,14 @@ def test_expiry_notice_is_sent_once_per_lot(client: TestClient, db: Database) ->
             i.payload["data"] for i in session.scalars(select(OutboxItem)) if i.payload["template"] == "points_expiring"
         ]
     assert len(notices) == 1 and notices[0]["points"] == 80
+
+
+def test_the_worker_schedule_expires_points(app: Any, client: TestClient, db: Database) -> None:
+    customer = new_customer(client)
+    give(client, customer, 25)
+    with db.write() as session:
+        session.execute(update(LoyaltyLot).values(expires_at=utcnow() - timedelta(seconds=1)))
+    worker = app.state.outbox_worker
+    worker._next_periodic = 0.0
+    worker.run_periodic()
+    assert wallet(client, customer)["balance"] == 0
