@@ -157,9 +157,13 @@ def omnicanal_server(url: str) -> tuple[list[str], dict[str, str], int]:
     command = OMNICANAL
     if os.environ.get("BENCH_SRC"):
         # compare with another checkout of the code: BENCH_SRC=/path/to/src (ahead of the editable install)
-        command = [sys.executable, "-c", f"import sys; sys.path.insert(0, {os.environ['BENCH_SRC']!r}); "
-                   "sys.meta_path[:] = [f for f in sys.meta_path if 'editable' not in type(f).__module__]; "
-                   "from omnicanal.cli import main; main()"]
+        command = [
+            sys.executable,
+            "-c",
+            f"import sys; sys.path.insert(0, {os.environ['BENCH_SRC']!r}); "
+            "sys.meta_path[:] = [f for f in sys.meta_path if 'editable' not in type(f).__module__]; "
+            "from omnicanal.cli import main; main()",
+        ]
     return [*command, "serve", "--host", HOST, "--port", str(port)], omnicanal_env(url), port
 
 

@@ -23,6 +23,8 @@ from omnicanal.conversations.inbound import receive
 from omnicanal.conversations.service import wake_snoozed
 from omnicanal.customers.api import router as customers_router
 from omnicanal.db import Database, create_database
+from omnicanal.loyalty.api import router as loyalty_router
+from omnicanal.loyalty.jobs import periodic as loyalty_jobs
 from omnicanal.outbox.api import router as outbox_router
 from omnicanal.outbox.transports import registry_from_settings
 from omnicanal.outbox.worker import OutboxWorker
@@ -43,6 +45,7 @@ log = logging.getLogger(__name__)
 ROUTERS = (
     timeline_router, conversations_router, customers_router, access_router, consent_router, privacy_router,
     answers_router, routing_router, outbox_router, stream_router, webhooks_router, channels_router,
+    loyalty_router,
 )  # fmt: skip
 
 
@@ -60,7 +63,7 @@ def build_runtime(settings: Settings, db: Database) -> tuple[Runtime, OutboxWork
         wakeup=runtime.outbox_wakeup,
         senders=settings.outbox_senders,
         rate_limits=settings.channel_rate_limits,
-        periodic=[wake_snoozed],
+        periodic=[wake_snoozed, loyalty_jobs],
     )
     return runtime, worker
 

@@ -22,6 +22,15 @@ apikey_app = typer.Typer(help="API keys for integrations.", no_args_is_help=True
 app.add_typer(user_app, name="user")
 app.add_typer(apikey_app, name="apikey")
 app.add_typer(email_app, name="email")
+
+
+def _add_loyalty() -> None:
+    from omnicanal.loyalty.commands import loyalty_app
+
+    app.add_typer(loyalty_app, name="loyalty")
+
+
+_add_loyalty()
 err = Console(stderr=True)
 
 
@@ -159,9 +168,7 @@ def user_create(
     assert isinstance(db, Database)
     try:
         with db.write() as session:
-            user = create_user(
-                session, email=email, role=role, password=password, display_name=name, language=language
-            )
+            user = create_user(session, email=email, role=role, password=password, display_name=name, language=language)
             err.print(f"Created {user.role} {user.email}")
     except DomainError as exc:
         err.print(f"[red]{exc.detail}[/red]")

@@ -252,7 +252,6 @@ def customer_360_json(session: Session, *, customer_id: uuid.UUID, events: int =
         return _dumps(customer_360(session, customer_id=customer_id, events=events))
 
 
-
 # -- SQLite: the same read on the driver connection ------------------------------------------------
 # SQLAlchemy's per-statement work (cache key, execution context, result processing) and the
 # Session's begin/commit cost about five times what SQLite needs for these five indexed reads
@@ -263,9 +262,7 @@ def customer_360_json(session: Session, *, customer_id: uuid.UUID, events: int =
 # returns None and the caller takes the general path.
 
 _SQLITE_CUSTOMER = "SELECT traits, created_at, updated_at, merged_into_id, erased_at FROM customers WHERE id = ?"
-_SQLITE_IDENTITIES = (
-    "SELECT type, value, source, added_at FROM identities WHERE customer_id = ? ORDER BY added_at, id"
-)
+_SQLITE_IDENTITIES = "SELECT type, value, source, added_at FROM identities WHERE customer_id = ? ORDER BY added_at, id"
 _SQLITE_EVENTS = (
     "SELECT seq, event_id, type, channel, occurred_at, received_at, properties FROM events"
     " WHERE customer_id = ? ORDER BY occurred_at DESC, seq DESC LIMIT ?"

@@ -137,9 +137,7 @@ def bulk_insert(session: Session, model: type[Base], rows: Sequence[Mapping[str,
     columns = tuple(rows[0])
     sql, converters = _insert_plan(connection.dialect, table, columns)
     pairs = [(name, _memoized(convert)) for name, convert in zip(columns, converters, strict=True)]
-    params = [
-        tuple(row[name] if convert is None else convert(row[name]) for name, convert in pairs) for row in rows
-    ]
+    params = [tuple(row[name] if convert is None else convert(row[name]) for name, convert in pairs) for row in rows]
     connection.exec_driver_sql(sql, params)
 
 

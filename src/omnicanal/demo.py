@@ -143,11 +143,16 @@ def load_demo(db: Database, settings: Settings) -> list[str]:
         channels = load_demo_channels(session, settings)
     with db.write() as session:
         webchat, email = load_demo_webchat(session, settings), load_demo_email(session, settings)
+    from omnicanal.loyalty.demo import load_demo_loyalty
+
+    with db.write() as session:
+        loyalty = load_demo_loyalty(session)
     return [
         inbox,
         channels,
         webchat,
         email,
+        loyalty,
         "Demo data loaded: 40 customers across web, app, store, WhatsApp, call center, email and SMS.",
         f"Console logins (password {DEMO_PASSWORD}): " + ", ".join(email for email, _, _ in DEMO_USERS),
         f"API key (admin): {token}",

@@ -80,6 +80,7 @@ def register() -> None:
     from omnicanal.channels import privacy as channels_privacy
     from omnicanal.conversations.privacy import erase_outbox, export_conversations
     from omnicanal.conversations.service import outbound_dead, outbound_sent
+    from omnicanal.loyalty.handlers import register as register_loyalty
     from omnicanal.outbox.service import on_outcome
     from omnicanal.privacy import service as privacy
     from omnicanal.webhooks import handlers as webhooks
@@ -93,3 +94,4 @@ def register() -> None:
     dispatch.subscribe("customer.updated", _profile_updated)
     dispatch.subscribe("customer.merged", _merged)
     dispatch.subscribe("customer.merge_undone", _merge_undone)
+    register_loyalty()

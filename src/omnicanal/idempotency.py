@@ -62,9 +62,7 @@ def run_idempotent(
         request.method.encode() + request.url.path.encode() + orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
     ).hexdigest()
     stored = session.scalar(
-        select(IdempotentRequest).where(
-            IdempotentRequest.principal == principal.label, IdempotentRequest.key == key
-        )
+        select(IdempotentRequest).where(IdempotentRequest.principal == principal.label, IdempotentRequest.key == key)
     )
     if stored is not None:
         if stored.fingerprint != fingerprint:

@@ -11,6 +11,7 @@ from omnicanal.conversations import models as conversation_models
 from omnicanal.customers import models as customer_models
 from omnicanal.db import Base
 from omnicanal.idempotency import IdempotentRequest
+from omnicanal.loyalty import models as loyalty_models
 from omnicanal.outbox import models as outbox_models
 from omnicanal.routing import models as routing_models
 from omnicanal.timeline import models as timeline_models
@@ -27,6 +28,7 @@ __all__ = [
     "conversation_models",
     "customer_models",
     "email_models",
+    "loyalty_models",
     "metadata",
     "outbox_models",
     "routing_models",

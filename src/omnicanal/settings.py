@@ -79,6 +79,14 @@ class Settings(BaseSettings):
     cookie_secure: bool = False
     console_timezone: str = "Europe/Madrid"
 
+    # Loyalty
+    loyalty_return_window_days: int = 30  # points from an order are pending this long
+    loyalty_expiry_days: int = 365  # lots expire this long after they are earned (0: never)
+    loyalty_expiring_notice_days: int = 30
+    loyalty_return_policy: Literal["negative", "clawback"] = "negative"  # returned points already spent
+    loyalty_code_failures_max: int = 5  # wrong purchase codes per customer before the lockout
+    loyalty_code_lockout_minutes: int = 15
+
     @model_validator(mode="after")
     def _known_console_timezone(self) -> Settings:
         from zoneinfo import available_timezones

@@ -161,8 +161,8 @@ def install_problem_handlers(app: FastAPI) -> None:
         assert isinstance(exc, RequestValidationError)
         errors = [{"field": _field_name(err["loc"]), "message": err["msg"]} for err in exc.errors()]
         json_error = any(err.get("type") == "json_invalid" for err in exc.errors())
-        detail = "the body is not valid JSON" if json_error else "; ".join(
-            f"{e['field']}: {e['message']}" for e in errors
+        detail = (
+            "the body is not valid JSON" if json_error else "; ".join(f"{e['field']}: {e['message']}" for e in errors)
         )
         return problem(422, "validation-error", "The request is not valid", detail, errors=errors)
 

@@ -33,15 +33,27 @@ class Permission(StrEnum):
     OUTBOX_MANAGE = "outbox:manage"
     WEBHOOKS_MANAGE = "webhooks:manage"
     CHANNELS_MANAGE = "channels:manage"
+    LOYALTY_READ = "loyalty:read"
+    LOYALTY_EARN = "loyalty:earn"  # post loyalty events and purchase codes
+    LOYALTY_REDEEM = "loyalty:redeem"
+    LOYALTY_ADJUST = "loyalty:adjust"  # manual corrections of a wallet
+    LOYALTY_MANAGE = "loyalty:manage"  # rules, tiers, rewards, code batches
 
 
-_READ = {Permission.CUSTOMERS_READ, Permission.CONSENTS_READ, Permission.CONVERSATIONS_READ}
+_READ = {
+    Permission.CUSTOMERS_READ,
+    Permission.CONSENTS_READ,
+    Permission.CONVERSATIONS_READ,
+    Permission.LOYALTY_READ,
+}
 _FRONT_LINE = _READ | {
     Permission.CUSTOMERS_WRITE,
     Permission.EVENTS_WRITE,
     Permission.CONSENTS_WRITE,
     Permission.CONVERSATIONS_WRITE,
     Permission.MESSAGES_INBOUND,
+    Permission.LOYALTY_EARN,
+    Permission.LOYALTY_REDEEM,
 }
 _SUPERVISION = {
     Permission.MERGES_MANAGE,
@@ -50,6 +62,7 @@ _SUPERVISION = {
     Permission.CONVERSATIONS_ASSIGN,
     Permission.ROUTING_MANAGE,
     Permission.OUTBOX_MANAGE,
+    Permission.LOYALTY_ADJUST,
 }
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
@@ -57,7 +70,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.SUPERVISOR: frozenset(_FRONT_LINE | _SUPERVISION),
     Role.AGENT: frozenset(_FRONT_LINE),
     Role.STORE_CLERK: frozenset(_FRONT_LINE),
-    Role.MARKETER: frozenset(_READ | {Permission.EVENTS_WRITE, Permission.ANSWERS_WRITE}),
+    Role.MARKETER: frozenset(_READ | {Permission.EVENTS_WRITE, Permission.ANSWERS_WRITE, Permission.LOYALTY_MANAGE}),
     Role.ANALYST: frozenset(_READ),
 }
 

@@ -19,6 +19,7 @@ def mount_console(app: FastAPI) -> None:
     from omnicanal.console.context import ConsoleError, LoginRequired, render_error, set_display_timezone
     from omnicanal.console.conversation import router as conversation_router
     from omnicanal.console.inbox import router as inbox_router
+    from omnicanal.console.loyalty import router as loyalty_router
     from omnicanal.console.review import router as review_router
     from omnicanal.console.routes import router
     from omnicanal.console.supervision import router as supervision_router
@@ -45,4 +46,5 @@ def mount_console(app: FastAPI) -> None:
     app.include_router(conversation_router)
     app.include_router(supervision_router)
     app.include_router(channel_setup_router)
+    app.include_router(loyalty_router)
     app.mount("/console/static", StaticFiles(directory=STATIC_DIR), name="console-static")

@@ -46,9 +46,7 @@ def _fill_gaps(traits: dict[str, Any], donor: dict[str, Any]) -> dict[str, Any]:
 def owned_tables() -> list[Table]:
     """Every table whose rows belong to a customer and follow merges."""
     return [
-        table
-        for table in Base.metadata.sorted_tables
-        if "customer_id" in table.c and "source_customer_id" in table.c
+        table for table in Base.metadata.sorted_tables if "customer_id" in table.c and "source_customer_id" in table.c
     ]
 
 
@@ -178,9 +176,7 @@ def undo_merge(session: Session, *, merge_id: uuid.UUID, actor: str) -> Merge:
     session.flush()
     tree = merge_tree(session, merged.id)
     for table in owned_tables():
-        session.execute(
-            update(table).where(table.c.source_customer_id.in_(tree)).values(customer_id=merged.id)
-        )
+        session.execute(update(table).where(table.c.source_customer_id.in_(tree)).values(customer_id=merged.id))
     traits = dict(survivor.traits or {})
     for key, value in (record.traits_added or {}).items():
         if key == "attributes" and isinstance(value, dict):

@@ -63,9 +63,7 @@ def customer_out(session: Session, customer: Customer, identities: list[Identity
     return CustomerOut(
         id=customer.id,
         traits=customer.traits or {},
-        identities=[
-            IdentityOut(type=i.type, value=i.value, source=i.source, added_at=i.added_at) for i in identities
-        ],
+        identities=[IdentityOut(type=i.type, value=i.value, source=i.source, added_at=i.added_at) for i in identities],
         created_at=customer.created_at,
         updated_at=customer.updated_at,
         merged_into=customer.merged_into_id,
@@ -76,9 +74,7 @@ def _validated_traits(raw: dict[str, Any]) -> dict[str, Any]:
     try:
         traits = Traits.model_validate(raw)
     except ValidationError as exc:
-        errors = [
-            FieldError("traits." + ".".join(str(p) for p in err["loc"]), err["msg"]) for err in exc.errors()
-        ]
+        errors = [FieldError("traits." + ".".join(str(p) for p in err["loc"]), err["msg"]) for err in exc.errors()]
         raise ValidationFailed("the traits are not valid", errors=errors) from None
     return traits.model_dump(mode="json", exclude_unset=True)
 
@@ -224,10 +220,8 @@ def merge_manually(
         raise Conflict("these customers are already one")
     violation = limit_violation(session, survivor.id, other.id, settings.identity_limits)
     if violation and not force:
-        raise Conflict(f"merge refused: {violation}; send \"force\": true to merge anyway")
-    return merge_customers(
-        session, survivor_id=survivor.id, merged_id=other.id, reason="manual merge", trigger=actor
-    )
+        raise Conflict(f'merge refused: {violation}; send "force": true to merge anyway')
+    return merge_customers(session, survivor_id=survivor.id, merged_id=other.id, reason="manual merge", trigger=actor)
 
 
 def undo(session: Session, *, merge_id: uuid.UUID, actor: str) -> Merge:

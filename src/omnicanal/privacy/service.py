@@ -69,16 +69,18 @@ def erase_customer(session: Session, *, customer_id: uuid.UUID, actor: str) -> d
 def _export_profile(session: Session, tree: set[uuid.UUID]) -> Any:
     return _rows(
         session,
-        select(Customer.id, Customer.traits, Customer.created_at, Customer.updated_at, Customer.merged_into_id)
-        .where(Customer.id.in_(tree)),
+        select(Customer.id, Customer.traits, Customer.created_at, Customer.updated_at, Customer.merged_into_id).where(
+            Customer.id.in_(tree)
+        ),
     )
 
 
 def _export_identities(session: Session, tree: set[uuid.UUID]) -> Any:
     return _rows(
         session,
-        select(Identity.type, Identity.value, Identity.source, Identity.source_event_id, Identity.added_at)
-        .where(Identity.customer_id.in_(tree)),
+        select(Identity.type, Identity.value, Identity.source, Identity.source_event_id, Identity.added_at).where(
+            Identity.customer_id.in_(tree)
+        ),
     )
 
 
@@ -106,8 +108,9 @@ def _export_consents(session: Session, tree: set[uuid.UUID]) -> Any:
 def _export_merges(session: Session, tree: set[uuid.UUID]) -> Any:
     return _rows(
         session,
-        select(Merge.id, Merge.survivor_id, Merge.merged_id, Merge.reason, Merge.created_at, Merge.undone_at)
-        .where(or_(Merge.survivor_id.in_(tree), Merge.merged_id.in_(tree))),
+        select(Merge.id, Merge.survivor_id, Merge.merged_id, Merge.reason, Merge.created_at, Merge.undone_at).where(
+            or_(Merge.survivor_id.in_(tree), Merge.merged_id.in_(tree))
+        ),
     )
 
 

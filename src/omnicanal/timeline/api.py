@@ -86,7 +86,7 @@ async def post_events(request: Request) -> Response:
                 }
         return _json({"results": results}, 200)
     if not isinstance(body, dict):
-        raise ValidationFailed.on_field("body", "must be one event object or {\"events\": [...]}")
+        raise ValidationFailed.on_field("body", 'must be one event object or {"events": [...]}')
     event = prepare_event(body, settings=settings, now=now)
     (outcome,) = await writer.submit([event])
     if outcome.error is not None:

@@ -135,6 +135,7 @@ def _validated(raw: Any, field_prefix: str) -> _Fields:
 
 def prepare_event(raw: Any, *, settings: Settings, now: datetime, field_prefix: str = "") -> EventInput:
     """Validate and normalize one event as sent by a client, or raise :class:`ValidationFailed`."""
+
     def name(field_name: str) -> str:
         return f"{field_prefix}{field_name}"
 

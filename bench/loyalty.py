@@ -1,0 +1,383 @@
+"""Loyalty benchmarks (issue #6): ``python bench/loyalty.py [l1|l2|all] [--quick]``.
+
+L1 earning from ``order.paid`` payloads in batches of 1,000, in process on SQLite (each batch one write
+transaction through ``loyalty.earning.earn_paid_orders``: idempotency keys, lots, entries, spend, timeline,
+notices, tier check); ceiling: raw ``sqlite3`` ``executemany`` of the same number of rows (key + lot + entry
++ spend + timeline event per order) into tables with the same DDL, in the same run.
+L2 redemption over HTTP on PostgreSQL: ``omnicanal serve`` on a throwaway cluster, ``wrk -c16`` posting
+``/api/v1/customers/{id}/redemptions`` (random customer of 2,000, unique request ids); ceiling: a bare
+Starlette endpoint answering the same POST, served the same way. Peak RSS of every process is recorded.
+Figures: docs/benchmarks-loyalty.md. Child entry points: ``_l1 URL BATCHES``, ``_ceiling PORT``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH))
+
+import run  # noqa: E402  (bench/run.py: servers, wrk, formatting)
+from run import HOST, Plan, fmt_http, fmt_rss, say, serve, verdict  # noqa: E402
+
+ROOT = run.ROOT
+BATCH = 1000
+CUSTOMERS = 20_000
+
+
+def _peak_rss_mib() -> float:
+    return run.proc_status(os.getpid())["VmHWM"]
+
+
+def _payloads(customers: list[str], start: int, count: int) -> list[dict[str, Any]]:
+    paid_at = datetime.now(UTC).isoformat()
+    out = []
+    for n in range(start, start + count):
+        lines = [
+            {
+                "line_id": f"{n}-{k}",
+                "sku": f"SKU{k}",
+                "product_id": f"P{k}",
+                "category_ids": [f"C{k % 3}"],
+                "quantity": 1 + k % 2,
+                "amount": 1999 + 1000 * k,
+            }
+            for k in range(1 + n % 3)
+        ]
+        out.append(
+            {
+                "order_id": f"O{n}",
+                "customer_id": customers[n % len(customers)],
+                "channel": "web",
+                "currency": "EUR",
+                "lines": lines,
+                "paid_at": paid_at,
+            }
+        )
+    return out
+
+
+def l1_child(url: str, batches: int) -> None:
+    """Runs in its own process (so its peak RSS is its own); prints ``RESULT {json}``."""
+    from sqlalchemy import text
+
+    from omnicanal.customers.models import Customer
+    from omnicanal.db import bulk_insert, create_database, utcnow, uuid7
+    from omnicanal.loyalty.earning import earn_paid_orders
+    from omnicanal.loyalty.models import LoyaltyRule, LoyaltyTier
+    from omnicanal.models import metadata
+    from omnicanal.settings import Settings
+
+    db = create_database(Settings(database_url=url, environment="test"))
+    metadata.create_all(db.write_engine)
+    now = utcnow()
+    customers = [uuid7() for _ in range(CUSTOMERS)]
+    with db.write() as session:
+        bulk_insert(
+            session, Customer, [{"id": c, "traits": {}, "created_at": now, "updated_at": now} for c in customers]
+        )
+        session.add(
+            LoyaltyRule(name="1 point per euro", kind="spend", points=1, per_amount=100, category_multipliers={"C1": 2})
+        )
+        session.add(LoyaltyTier(name="Silver", threshold=500, multiplier=1.25))
+    ids = [str(c) for c in customers]
+    # warm-up batch (imports, statement caches), not timed
+    with db.write() as session:
+        earn_paid_orders(session, _payloads(ids, 10_000_000, BATCH))
+    timings = []
+    started = time.perf_counter()
+    for b in range(batches):
+        payloads = _payloads(ids, b * BATCH, BATCH)
+        t0 = time.perf_counter()
+        with db.write() as session:
+            earn_paid_orders(session, payloads)
+        timings.append(time.perf_counter() - t0)
+    elapsed = time.perf_counter() - started
+    # resending every batch earns nothing (and costs what?)
+    t0 = time.perf_counter()
+    with db.write() as session:
+        again = earn_paid_orders(session, _payloads(ids, 0, BATCH))
+    resend = time.perf_counter() - t0
+    with db.read() as session:
+        lots = session.execute(text("SELECT count(*) FROM loyalty_lots")).scalar_one()
+    db.dispose()
+
+    # ceiling: raw sqlite3 executemany of the same rows per order into the same tables' DDL
+    ceiling_path = url.split("///", 1)[1] + ".ceiling"
+    source = sqlite3.connect(url.split("///", 1)[1])
+    ddl = [
+        row[0]
+        for row in source.execute(
+            "SELECT sql FROM sqlite_master WHERE sql IS NOT NULL AND tbl_name IN "
+            "('loyalty_keys','loyalty_lots','loyalty_entries','loyalty_spend','events')"
+        )
+    ]
+    source.close()
+    con = sqlite3.connect(ceiling_path, isolation_level=None)
+    con.execute("PRAGMA journal_mode=WAL")
+    con.execute("PRAGMA synchronous=NORMAL")
+    for statement in ddl:
+        con.execute(statement)
+    stamp = datetime.now(UTC).replace(tzinfo=None).isoformat(" ")
+    c_started = time.perf_counter()
+    for b in range(batches):
+        keys, lots_rows, entries, spends, events = [], [], [], [], []
+        for n in range(b * BATCH, (b + 1) * BATCH):
+            lot_id, cid = uuid.uuid4().hex, uuid.uuid4().hex
+            keys.append((f"order:O{n}:rule:x", stamp))
+            lots_rows.append(
+                (
+                    lot_id,
+                    cid,
+                    cid,
+                    40,
+                    40,
+                    stamp,
+                    stamp,
+                    stamp,
+                    f"order:O{n}",
+                    "order",
+                    None,
+                    f"O{n}",
+                    '{"a": {"points": 40, "quantity": 1}}',
+                    "{}",
+                )
+            )
+            entries.append(
+                (
+                    uuid.uuid4().hex,
+                    cid,
+                    cid,
+                    lot_id,
+                    40,
+                    "order",
+                    f"order:O{n}",
+                    "",
+                    "system",
+                    stamp,
+                    stamp,
+                    None,
+                    stamp,
+                )
+            )
+            spends.append((uuid.uuid4().hex, cid, cid, f"O{n}", 4000, "EUR", stamp))
+            events.append(
+                (f"oc_{uuid.uuid4().hex}", cid, cid, "loyalty.points_earned", "system", stamp, stamp, '{"points": 40}')
+            )
+        con.execute("BEGIN IMMEDIATE")
+        con.executemany("INSERT INTO loyalty_keys (key, created_at) VALUES (?, ?)", keys)
+        con.executemany(
+            "INSERT INTO loyalty_lots (id, customer_id, source_customer_id, earned, remaining, earned_at, "
+            "available_from, expires_at, source, reason, rule_id, order_id, lines, reversed_lines) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            lots_rows,
+        )
+        con.executemany(
+            "INSERT INTO loyalty_entries (id, customer_id, source_customer_id, lot_id, points, reason, source, note, "
+            "actor, available_from, expires_at, redemption_id, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            entries,
+        )
+        con.executemany(
+            "INSERT INTO loyalty_spend (id, customer_id, source_customer_id, order_id, amount, currency, "
+            "spent_at) VALUES (?,?,?,?,?,?,?)",
+            spends,
+        )
+        con.executemany(
+            "INSERT INTO events (event_id, customer_id, source_customer_id, type, channel, occurred_at, "
+            "received_at, properties) VALUES (?,?,?,?,?,?,?,?)",
+            events,
+        )
+        con.execute("COMMIT")
+    ceiling = time.perf_counter() - c_started
+    con.close()
+    timings.sort()
+    result = {
+        "orders": batches * BATCH,
+        "seconds": elapsed,
+        "orders_per_s": batches * BATCH / elapsed,
+        "batch_ms": {"p50": 1000 * timings[len(timings) // 2], "max": 1000 * timings[-1]},
+        "lots": lots,
+        "resent_batch_earned": len(again),
+        "resent_batch_ms": 1000 * resend,
+        "ceiling_orders_per_s": batches * BATCH / ceiling,
+        "peak_rss_mib": _peak_rss_mib(),
+    }
+    print("RESULT " + json.dumps(result))
+
+
+def l1(plan: Plan, workdir: Path) -> dict[str, Any]:
+    say("L1 earning from order.paid in batches of 1,000, SQLite, in process")
+    batches = 10 if plan.quick else 50
+    path = workdir / "l1.db"
+    done = subprocess.run(
+        [sys.executable, __file__, "_l1", f"sqlite:///{path}", str(batches)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+    )
+    line = next((ln for ln in done.stdout.splitlines() if ln.startswith("RESULT ")), None)
+    if done.returncode != 0 or line is None:
+        raise RuntimeError(f"l1 failed:\n{done.stdout}\n{done.stderr[-4000:]}")
+    result: dict[str, Any] = json.loads(line.removeprefix("RESULT "))
+    say(
+        f"  {result['orders_per_s']:,.0f} orders/s ({result['orders']:,} orders, batch p50 "
+        f"{result['batch_ms']['p50']:.0f} ms, max {result['batch_ms']['max']:.0f} ms)"
+    )
+    say(f"  ceiling: raw sqlite3 executemany of the same rows {result['ceiling_orders_per_s']:,.0f} orders/s")
+    say(f"  a resent batch earned {result['resent_batch_earned']} lots in {result['resent_batch_ms']:.0f} ms")
+    say(f"  peak RSS {result['peak_rss_mib']:.0f} MiB")
+    result["target_met"] = result["orders_per_s"] >= 5000
+    say(f"  target >= 5,000/s: {verdict(result['target_met'])}")
+    return result
+
+
+def ceiling_child(port: int) -> None:
+    import orjson
+    import uvicorn
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    async def redeem(request: Request) -> Response:
+        body = orjson.loads(await request.body())
+        answer = {
+            "id": str(uuid.uuid4()),
+            "customer_id": request.path_params["cid"],
+            "code": "LR-XXXXXXXXXX",
+            "request_id": body["request_id"],
+        }
+        return Response(orjson.dumps(answer), status_code=201, media_type="application/json")
+
+    async def healthz(request: Request) -> Response:
+        return Response(b'{"status":"ok"}', media_type="application/json")
+
+    app = Starlette(
+        routes=[Route("/api/v1/customers/{cid}/redemptions", redeem, methods=["POST"]), Route("/healthz", healthz)]
+    )
+    uvicorn.run(app, host=HOST, port=port, log_level="warning", access_log=False)
+
+
+def _l2_seed(url: str, customers: int) -> tuple[list[str], str]:
+    from omnicanal.customers.models import Customer
+    from omnicanal.db import bulk_insert, create_database, utcnow, uuid7
+    from omnicanal.loyalty import ledger
+    from omnicanal.loyalty.models import LoyaltyReward
+    from omnicanal.settings import Settings
+
+    db = create_database(Settings(database_url=url, environment="test"))
+    now = utcnow()
+    ids = [uuid7() for _ in range(customers)]
+    with db.write() as session:
+        bulk_insert(session, Customer, [{"id": c, "traits": {}, "created_at": now, "updated_at": now} for c in ids])
+        ledger.add_lots(
+            session,
+            [
+                ledger.NewLot(
+                    customer_id=c,
+                    points=10_000_000,
+                    reason="adjust",
+                    source="bench",
+                    available_from=now,
+                    expires_at=None,
+                )
+                for c in ids
+            ],
+            now=now,
+        )
+        reward = LoyaltyReward(name="Coffee", kind="product", cost_points=1, value={})
+        session.add(reward)
+        session.flush()
+        reward_id = str(reward.id)
+    db.dispose()
+    return [str(c) for c in ids], reward_id
+
+
+def l2(plan: Plan, workdir: Path) -> dict[str, Any]:
+    from tests.support.postgres import PostgresCluster
+
+    say("L2 redemption over HTTP, PostgreSQL, 16 concurrent clients")
+    out: dict[str, Any] = {}
+    with PostgresCluster() as cluster:
+        cluster.create_database("bench_l2")
+        url = cluster.url("bench_l2")
+        run.omnicanal(["migrate"], url)
+        ids, reward_id = _l2_seed(url, 2000)
+        ids_file = workdir / "l2.ids"
+        ids_file.write_text("\n".join(ids) + "\n")
+        token = run.omnicanal(["apikey", "create", "--role", "admin", "--name", "bench"], url)
+        env = {"BENCH_IDS": str(ids_file), "BENCH_TOKEN": token, "BENCH_REWARD": reward_id}
+        cmd, server_env, port = run.omnicanal_server(url)
+        with serve("omnicanal", cmd, server_env, port) as server:
+            result = run.wrk(server, "redeem.lua", plan, connections=16, env=env)
+            result["peak_rss_mib"] = server.memory()["VmHWM"]
+            say(fmt_http("redemptions", result))
+            say(fmt_rss(server.memory()))
+        out["redemption"] = result
+        port = run.free_port()
+        with serve("ceiling", [sys.executable, __file__, "_ceiling", str(port)], dict(os.environ), port) as server:
+            ceiling = run.wrk(server, "redeem.lua", plan, connections=16, env=env)
+            say(fmt_http("ceiling (bare Starlette POST)", ceiling))
+        out["ceiling"] = ceiling
+        with run_sql(url) as connection:
+            out["redemptions_stored"] = connection
+    p99 = out["redemption"]["latency_ms"]["99"]
+    out["target_met"] = p99 <= 15 and out["redemption"]["failed"] == 0
+    say(f"  p99 {p99:.1f} ms, target <= 15 ms: {verdict(out['target_met'])}")
+    return out
+
+
+class run_sql:  # noqa: N801 - a tiny context manager that answers the count of stored redemptions
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def __enter__(self) -> int:
+        from sqlalchemy import create_engine, text
+
+        engine = create_engine(self.url)
+        try:
+            with engine.connect() as connection:
+                return int(connection.execute(text("SELECT count(*) FROM loyalty_redemptions")).scalar_one())
+        finally:
+            engine.dispose()
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "_l1":
+        l1_child(sys.argv[2], int(sys.argv[3]))
+        return
+    if len(sys.argv) > 1 and sys.argv[1] == "_ceiling":
+        ceiling_child(int(sys.argv[2]))
+        return
+    which = sys.argv[1] if len(sys.argv) > 1 and not sys.argv[1].startswith("-") else "all"
+    plan = Plan.make("--quick" in sys.argv)
+    results: dict[str, Any] = {"load_average_before": os.getloadavg()}
+    with tempfile.TemporaryDirectory(prefix="bench-loyalty-") as tmp:
+        workdir = Path(tmp)
+        if which in ("l1", "all"):
+            results["l1"] = l1(plan, workdir)
+        if which in ("l2", "all"):
+            results["l2"] = l2(plan, workdir)
+    out_dir = BENCH / "results"
+    out_dir.mkdir(exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    (out_dir / f"{stamp}-loyalty-{which}.json").write_text(json.dumps(results, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,180 @@
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
+
+from omnicanal.access.roles import Permission
+from omnicanal.access.service import Principal
+from omnicanal.customers.service import get_customer
+from omnicanal.db import Database
+from omnicanal.idempotency import run_idempotent
+from omnicanal.loyalty import codes, ledger, rewards, service, tiers
+from omnicanal.loyalty.schemas import (
+    AdjustmentIn,
+    CodeBatchIn,
+    CodeBatchOut,
+    CodeIn,
+    CodeResult,
+    EarnedOut,
+    EntryOut,
+    EventIn,
+    EventResult,
+    LedgerPage,
+    RedemptionIn,
+    RedemptionOut,
+    RewardIn,
+    RewardOut,
+    RuleIn,
+    RuleOut,
+    TierIn,
+    TierOut,
+    WalletOut,
+)
+from omnicanal.web import AppSettings, ReadSession, WriteSession, database, require
+
+router = APIRouter(prefix="/api/v1", tags=["loyalty"])
+Reader = Annotated[Principal, Depends(require(Permission.LOYALTY_READ))]
+Earner = Annotated[Principal, Depends(require(Permission.LOYALTY_EARN))]
+Redeemer = Annotated[Principal, Depends(require(Permission.LOYALTY_REDEEM))]
+Adjuster = Annotated[Principal, Depends(require(Permission.LOYALTY_ADJUST))]
+Manager = Annotated[Principal, Depends(require(Permission.LOYALTY_MANAGE))]
+DB = Annotated[Database, Depends(database)]
+
+
+@router.get("/customers/{customer_id}/loyalty", response_model=WalletOut)
+def get_wallet(customer_id: uuid.UUID, session: ReadSession, _: Reader) -> WalletOut:
+    """Balance (available points), pending points (orders still in their return window), tier, points expiring soon."""
+    return service.wallet_out(session, customer_id)
+
+
+@router.get("/customers/{customer_id}/loyalty/ledger", response_model=LedgerPage)
+def get_ledger(
+    customer_id: uuid.UUID, session: ReadSession, _: Reader, cursor: str | None = None, limit: int = 50
+) -> LedgerPage:
+    customer = get_customer(session, customer_id)
+    rows, next_cursor = ledger.ledger_page(session, customer.id, cursor=cursor, limit=limit)
+    return LedgerPage(items=[EntryOut.model_validate(r, from_attributes=True) for r in rows], next_cursor=next_cursor)
+
+
+@router.post("/customers/{customer_id}/loyalty/referral-code")
+def referral_code(customer_id: uuid.UUID, session: WriteSession, _: Earner) -> dict[str, str]:
+    """The customer's referral code (made on first use, the same ever after)."""
+    from omnicanal.loyalty.referrals import referral_code as code_of
+
+    customer = get_customer(session, customer_id)
+    return {"customer_id": str(customer.id), "referral_code": code_of(session, customer.id)}
+
+
+@router.post("/loyalty/events", response_model=EventResult)
+def post_event(data: EventIn, session: WriteSession, settings: AppSettings, _: Earner) -> EventResult:
+    """A loyalty event (social share or follow, survey, visit, custom; ``referral.signup`` with a ``code``).
+
+    Idempotent on ``id``: the same event posted again earns nothing more.
+    """
+    customer_id, earned = service.post_event(session, data, settings=settings)
+    return EventResult(
+        id=data.id,
+        customer_id=customer_id,
+        points=sum(e.points for e in earned),
+        earned=[
+            EarnedOut(customer_id=e.customer_id, points=e.points, reason=e.reason, source=e.source) for e in earned
+        ],
+    )
+
+
+@router.post("/loyalty/codes/redeem", response_model=CodeResult, status_code=201)
+def redeem_code(data: CodeIn, db: DB, _: Earner) -> CodeResult:
+    """A purchase code printed on a product. Wrong codes count towards a lockout (429)."""
+    with db.write() as session:
+        customer = get_customer(session, data.customer_id, follow_merges=True)
+        outcome = codes.redeem_code(session, customer_id=customer.id, code=data.code)
+        balance = ledger.summary(session, customer.id).balance
+    if outcome.refusal is not None:
+        raise outcome.refusal
+    points = outcome.earned.points if outcome.earned else 0
+    return CodeResult(customer_id=customer.id, points=points, balance=balance)
+
+
+@router.post("/loyalty/codes", response_model=CodeBatchOut, status_code=201)
+def generate_codes(data: CodeBatchIn, session: WriteSession, _: Manager) -> CodeBatchOut:
+    """Generate a batch of single-use purchase codes; they are shown only in this answer."""
+    return CodeBatchOut(
+        batch=data.batch,
+        points=data.points,
+        codes=codes.generate(session, batch=data.batch, count=data.count, points=data.points),
+    )
+
+
+@router.post("/customers/{customer_id}/redemptions", response_model=RedemptionOut, status_code=201)
+def redeem(customer_id: uuid.UUID, data: RedemptionIn, session: WriteSession, principal: Redeemer) -> Any:
+    """Exchange points for a reward; idempotent on ``request_id`` (a repeat answers 200 with the same code)."""
+    customer = get_customer(session, customer_id)
+    redemption, new = rewards.redeem(
+        session,
+        customer_id=customer.id,
+        reward_id=data.reward_id,
+        request_id=data.request_id,
+        channel=data.channel,
+        actor=principal.label,
+    )
+    body = RedemptionOut.model_validate(redemption, from_attributes=True).model_dump(mode="json")
+    return JSONResponse(body, status_code=201 if new else 200)
+
+
+@router.post("/customers/{customer_id}/loyalty/adjustments", status_code=201)
+def adjust(customer_id: uuid.UUID, data: AdjustmentIn, session: WriteSession, principal: Adjuster) -> WalletOut:
+    """Add (positive) or take (negative) points by hand; the reason goes on the ledger."""
+    service.adjust(
+        session,
+        customer_id=customer_id,
+        points=data.points,
+        reason=data.reason,
+        request_id=data.request_id,
+        actor=principal.label,
+    )
+    return service.wallet_out(session, customer_id)
+
+
+@router.get("/loyalty/rules", response_model=list[RuleOut])
+def list_rules(session: ReadSession, _: Reader) -> list[RuleOut]:
+    return [RuleOut.model_validate(r, from_attributes=True) for r in service.list_rules(session)]
+
+
+@router.post("/loyalty/rules", response_model=RuleOut, status_code=201)
+def create_rule(data: RuleIn, request: Request, session: WriteSession, principal: Manager) -> Any:
+    def produce() -> tuple[int, Any]:
+        rule = RuleOut.model_validate(service.create_rule(session, data), from_attributes=True)
+        return 201, rule.model_dump(mode="json")
+
+    return run_idempotent(request, session, principal, data.model_dump(mode="json"), produce)
+
+
+@router.get("/loyalty/tiers", response_model=list[TierOut])
+def list_tiers(session: ReadSession, _: Reader) -> list[TierOut]:
+    return [TierOut.model_validate(t, from_attributes=True) for t in tiers.list_tiers(session)]
+
+
+@router.post("/loyalty/tiers", response_model=TierOut, status_code=201)
+def create_tier(data: TierIn, request: Request, session: WriteSession, principal: Manager) -> Any:
+    def produce() -> tuple[int, Any]:
+        tier = TierOut.model_validate(tiers.create_tier(session, data.model_dump()), from_attributes=True)
+        return 201, tier.model_dump(mode="json")
+
+    return run_idempotent(request, session, principal, data.model_dump(mode="json"), produce)
+
+
+@router.get("/rewards", response_model=list[RewardOut])
+def list_rewards(session: ReadSession, _: Reader) -> list[RewardOut]:
+    return [RewardOut.model_validate(r, from_attributes=True) for r in rewards.list_rewards(session)]
+
+
+@router.post("/rewards", response_model=RewardOut, status_code=201)
+def create_reward(data: RewardIn, request: Request, session: WriteSession, principal: Manager) -> Any:
+    def produce() -> tuple[int, Any]:
+        reward = RewardOut.model_validate(rewards.create_reward(session, data.model_dump()), from_attributes=True)
+        return 201, reward.model_dump(mode="json")
+
+    return run_idempotent(request, session, principal, data.model_dump(mode="json"), produce)

@@ -1,0 +1,69 @@
+"""How loyalty listens to other domains (wired once from omnicanal.handlers.register).
+
+Commerce publishes ``order.paid`` and ``order.returned`` (payloads in docs/architecture.md, Loyalty); the
+consent domain publishes ``consent.changed``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from omnicanal import dispatch
+from omnicanal.db import uuid7
+from omnicanal.loyalty.earning import LoyaltyEvent, earn_events, earn_paid_orders
+from omnicanal.loyalty.models import LoyaltyEntry, LoyaltyRedemption, LoyaltyWallet
+from omnicanal.loyalty.returns import reverse_return
+
+
+def order_paid(session: Session, payload: dict[str, Any]) -> None:
+    earn_paid_orders(session, [payload])
+
+
+def order_returned(session: Session, payload: dict[str, Any]) -> None:
+    reverse_return(session, payload)
+
+
+def consent_changed(session: Session, payload: dict[str, Any]) -> None:
+    if payload.get("status") != "granted":
+        return
+    # The event id is new each time; a rule with once_per ["channel"] is what pays a channel once ever.
+    earn_events(
+        session,
+        [
+            LoyaltyEvent(
+                f"consent:{uuid7().hex}",
+                payload["customer_id"],
+                "consent.granted",
+                {"channel": payload["channel"], "purpose": payload["purpose"]},
+                "system",
+            )
+        ],
+    )
+
+
+def export_loyalty(session: Session, tree: set[Any]) -> Any:
+    def rows(model: Any) -> list[dict[str, Any]]:
+        table = model.__table__
+        return [dict(r._mapping) for r in session.execute(select(table).where(table.c.source_customer_id.in_(tree)))]
+
+    return {"wallets": rows(LoyaltyWallet), "ledger": rows(LoyaltyEntry), "redemptions": rows(LoyaltyRedemption)}
+
+
+def erase_loyalty(session: Session, tree: set[Any]) -> None:
+    from sqlalchemy import update
+
+    # The ledger stays (it is the books); what staff typed about the customer goes.
+    session.execute(update(LoyaltyEntry).where(LoyaltyEntry.source_customer_id.in_(tree)).values(note=""))
+    session.execute(update(LoyaltyWallet).where(LoyaltyWallet.source_customer_id.in_(tree)).values(referral_code=None))
+
+
+def register() -> None:
+    from omnicanal.privacy import service as privacy
+
+    dispatch.subscribe("order.paid", order_paid)
+    dispatch.subscribe("order.returned", order_returned)
+    dispatch.subscribe("consent.changed", consent_changed)
+    privacy.register("loyalty", exporter=export_loyalty, eraser=erase_loyalty)

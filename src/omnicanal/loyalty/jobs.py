@@ -1,0 +1,85 @@
+"""Background loyalty work: expiry (every run), then hourly the tier review, birthdays and expiry notices."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from omnicanal.customers.models import Customer
+from omnicanal.db import utcnow
+from omnicanal.loyalty import ledger
+from omnicanal.loyalty.earning import LoyaltyEvent, earn_events, programme
+from omnicanal.loyalty.models import LoyaltyLot
+from omnicanal.loyalty.notifications import notify_many
+from omnicanal.loyalty.tiers import review
+
+HOURLY_SECONDS = 3600.0
+_next_hourly = 0.0
+
+
+def birthdays(session: Session, *, now: datetime | None = None) -> int:
+    """A ``birthday`` loyalty event for everyone born on this day (trait ``birthday``, YYYY-MM-DD), once a year."""
+    now = now or utcnow()
+    suffix = now.strftime("-%m-%d")
+    ids = list(
+        session.scalars(
+            select(Customer.id).where(
+                Customer.traits["birthday"].as_string().like(f"%{suffix}"),
+                Customer.merged_into_id.is_(None),
+                Customer.erased_at.is_(None),
+            )
+        )
+    )
+    events = [LoyaltyEvent(f"birthday:{cid}:{now.year}", cid, "birthday", {"year": now.year}, "system") for cid in ids]
+    return len(earn_events(session, events, now=now))
+
+
+def expiring_notices(session: Session, *, now: datetime | None = None) -> int:
+    """One notice per lot that will expire within the notice period, grouped per customer."""
+    now = now or utcnow()
+    horizon = now + timedelta(days=programme(session).loyalty_expiring_notice_days)
+    rows = session.execute(
+        select(LoyaltyLot.id, LoyaltyLot.customer_id, LoyaltyLot.remaining, LoyaltyLot.expires_at).where(
+            LoyaltyLot.expires_at > now, LoyaltyLot.expires_at <= horizon, LoyaltyLot.remaining > 0
+        )
+    ).all()
+    claimed = ledger.claim_many(session, [f"expiring:{lot_id}" for lot_id, *_ in rows], now=now)
+    per_customer: dict[object, list[tuple[int, datetime]]] = {}
+    for lot_id, customer_id, remaining, expires_at in rows:
+        if f"expiring:{lot_id}" in claimed and expires_at is not None:
+            per_customer.setdefault(customer_id, []).append((remaining, expires_at))
+    notices = [
+        (
+            cid,
+            "points_expiring",
+            {"points": sum(p for p, _ in lots), "first_expires_at": min(w for _, w in lots).isoformat()},
+        )
+        for cid, lots in per_customer.items()
+    ]
+    return notify_many(session, notices)  # type: ignore[arg-type]
+
+
+def run(session: Session, *, now: datetime | None = None, hourly: bool = True) -> dict[str, int]:
+    now = now or utcnow()
+    done = {"expired_points": ledger.expire_due(session, now=now)}
+    if hourly:
+        done["tiers_lowered"] = review(session, now=now)
+        done["birthdays"] = birthdays(session, now=now)
+        done["expiry_notices"] = expiring_notices(session, now=now)
+    return done
+
+
+def periodic(session: Session) -> None:
+    """For the worker's schedule: expiry on every run, the rest once an hour."""
+    global _next_hourly
+    hourly = time.monotonic() >= _next_hourly
+    if hourly:
+        _next_hourly = time.monotonic() + HOURLY_SECONDS
+    run(session, hourly=hourly)
+
+
+def pending_count(session: Session) -> int:
+    return int(session.scalar(select(func.count()).select_from(LoyaltyLot).where(LoyaltyLot.remaining > 0)) or 0)

@@ -1,0 +1,207 @@
+"""Rewards catalogue and redemptions.
+
+A redemption takes its points (the wallet lock), then one unit of stock (a conditional update), then issues
+its code, all in one transaction: a refusal anywhere leaves points, stock and codes as they were. Each
+redemption is keyed by the caller's ``request_id``; asking again returns the first answer.
+
+Vouchers become coupons through the :class:`CouponIssuer` registered with :func:`set_coupon_issuer`; the
+built-in one keeps the codes in ``loyalty_coupons`` until a promotions engine registers its own.
+"""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from omnicanal.db import utcnow, uuid7
+from omnicanal.errors import Conflict, NotFound, ValidationFailed
+from omnicanal.loyalty import ledger
+from omnicanal.loyalty.models import LoyaltyCoupon, LoyaltyRedemption, LoyaltyReward
+from omnicanal.loyalty.tiers import current_tiers
+
+_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: codes are read aloud at the counter
+
+
+def new_code(prefix: str, length: int = 10) -> str:
+    return prefix + "".join(secrets.choice(_ALPHABET) for _ in range(length))
+
+
+class OutOfStock(Conflict):
+    slug = "out-of-stock"
+    title = "Out of stock"
+
+
+class NotAvailable(Conflict):
+    slug = "reward-not-available"
+    title = "Reward not available"
+
+
+@dataclass(frozen=True)
+class Voucher:
+    redemption_id: uuid.UUID
+    customer_id: uuid.UUID
+    reward_name: str
+    value: dict[str, Any]  # {"amount": minor units, "currency": "EUR"} or {"percent": 10}
+
+
+class CouponIssuer(Protocol):
+    def issue(self, session: Session, voucher: Voucher) -> str:
+        """Create a single-use coupon worth ``voucher.value`` and return its code (same transaction)."""
+
+    def void(self, session: Session, code: str) -> bool:
+        """Cancel an unused coupon; False when it was used already."""
+
+
+class BuiltinCoupons:
+    def issue(self, session: Session, voucher: Voucher) -> str:
+        code = new_code("LV-")
+        session.add(LoyaltyCoupon(code=code, redemption_id=voucher.redemption_id, value=voucher.value))
+        return code
+
+    def void(self, session: Session, code: str) -> bool:
+        coupon = session.get(LoyaltyCoupon, code)
+        if coupon is None or coupon.used_at is not None:
+            return False
+        session.delete(coupon)
+        return True
+
+
+_issuer: CouponIssuer = BuiltinCoupons()
+
+
+def set_coupon_issuer(issuer: CouponIssuer) -> None:
+    global _issuer
+    _issuer = issuer
+
+
+def coupon_issuer() -> CouponIssuer:
+    return _issuer
+
+
+def validate_reward(data: dict[str, Any]) -> None:
+    kind = data["kind"]
+    value = data.get("value") or {}
+    if kind == "voucher":
+        amount, percent = value.get("amount"), value.get("percent")
+        if (amount is None) == (percent is None):
+            raise ValidationFailed.on_field("value", "a voucher has either an amount (with currency) or a percent")
+        if amount is not None and (not isinstance(amount, int) or amount <= 0 or not value.get("currency")):
+            raise ValidationFailed.on_field("value.amount", "a positive amount in minor units, with a currency")
+        if percent is not None and not (isinstance(percent, int | float) and 0 < percent <= 100):
+            raise ValidationFailed.on_field("value.percent", "between 0 and 100")
+    elif kind == "external" and not data.get("supplier_ref"):
+        raise ValidationFailed.on_field("supplier_ref", "an external reward needs the supplier's reference")
+    starts, ends = data.get("starts_at"), data.get("ends_at")
+    if starts is not None and ends is not None and ends <= starts:
+        raise ValidationFailed.on_field("ends_at", "must be after starts_at")
+
+
+def create_reward(session: Session, data: dict[str, Any]) -> LoyaltyReward:
+    validate_reward(data)
+    reward = LoyaltyReward(**data)
+    session.add(reward)
+    session.flush()
+    return reward
+
+
+def list_rewards(session: Session) -> list[LoyaltyReward]:
+    return list(session.scalars(select(LoyaltyReward).order_by(LoyaltyReward.cost_points, LoyaltyReward.name)))
+
+
+def redeem(
+    session: Session,
+    *,
+    customer_id: uuid.UUID,
+    reward_id: uuid.UUID,
+    request_id: str,
+    channel: str,
+    actor: str,
+    now: datetime | None = None,
+) -> tuple[LoyaltyRedemption, bool]:
+    """Returns the redemption and whether it is new (False: the answer to an earlier identical request)."""
+    now = now or utcnow()
+    if not ledger.claim(session, f"redeem:{request_id}", now=now):
+        earlier = session.scalar(select(LoyaltyRedemption).where(LoyaltyRedemption.request_id == request_id))
+        if earlier is None or earlier.reward_id != reward_id or earlier.source_customer_id != customer_id:
+            raise Conflict("this request_id was already used for a different redemption")
+        return earlier, False
+    reward = session.get(LoyaltyReward, reward_id)
+    if reward is None:
+        raise NotFound(f"reward {reward_id} not found")
+    if not reward.active or (reward.starts_at and now < reward.starts_at) or (reward.ends_at and now >= reward.ends_at):
+        raise NotAvailable(f"the reward {reward.name!r} is not available now")
+    if reward.tiers:
+        tier = current_tiers(session, [customer_id]).get(customer_id)
+        if tier is None or tier.name not in reward.tiers:
+            raise NotAvailable(f"the reward {reward.name!r} is for the tiers {', '.join(reward.tiers)}")
+    redemption_id = uuid7()
+    ledger.spend(
+        session,
+        customer_id=customer_id,
+        points=reward.cost_points,
+        reason="redeem",
+        source=f"redemption:{request_id}",
+        now=now,
+        actor=actor,
+        redemption_id=redemption_id,
+    )
+    if reward.stock is not None:
+        taken = session.execute(
+            update(LoyaltyReward)
+            .where(LoyaltyReward.id == reward.id, LoyaltyReward.stock > 0)
+            .values(stock=LoyaltyReward.stock - 1)
+        ).rowcount  # type: ignore[attr-defined]
+        if taken != 1:
+            raise OutOfStock(f"the reward {reward.name!r} is out of stock")
+    if reward.kind == "voucher":
+        code = _issuer.issue(session, Voucher(redemption_id, customer_id, reward.name, dict(reward.value)))
+    else:
+        code = new_code("LR-")
+    redemption = LoyaltyRedemption(
+        id=redemption_id,
+        customer_id=customer_id,
+        source_customer_id=customer_id,
+        reward_id=reward.id,
+        request_id=request_id,
+        points=reward.cost_points,
+        code=code,
+        status="issued",
+        channel=channel,
+        actor=actor,
+        created_at=now,
+    )
+    session.add(redemption)
+    session.flush()
+    from omnicanal.loyalty.notifications import notify, timeline
+
+    details = {"reward": reward.name, "points": reward.cost_points, "code": code, "channel": channel}
+    timeline(session, customer_id, "loyalty.reward_redeemed", {k: v for k, v in details.items() if k != "code"})
+    notify(session, customer_id, "reward_code", details)
+    return redemption, True
+
+
+def claw_back(session: Session, *, customer_id: uuid.UUID, points: int, source: str, now: datetime) -> int:
+    """Cancel the customer's unused rewards (newest first) until ``points`` are back; returns points refunded."""
+    refunded = 0
+    for redemption in session.scalars(
+        select(LoyaltyRedemption)
+        .where(LoyaltyRedemption.customer_id == customer_id, LoyaltyRedemption.status == "issued")
+        .order_by(LoyaltyRedemption.created_at.desc())
+    ).all():
+        if refunded >= points:
+            break
+        reward = session.get(LoyaltyReward, redemption.reward_id)
+        if reward is not None and reward.kind == "voucher" and not _issuer.void(session, redemption.code):
+            continue
+        if reward is not None and reward.kind != "voucher":
+            continue  # goods handed over cannot be taken back by the ledger
+        refunded += ledger.refund(session, redemption_id=redemption.id, reason="clawback", source=source, now=now)
+        redemption.status = "clawed_back"
+    session.flush()
+    return refunded

@@ -1,0 +1,200 @@
+"""Redemptions: points, stock and codes change together or not at all; races never overspend."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+
+from omnicanal.app import create_app
+from omnicanal.db import Database, create_database
+from omnicanal.loyalty.models import LoyaltyCoupon, LoyaltyRedemption, LoyaltyReward
+from omnicanal.settings import Settings
+from tests.loyalty.helpers import ledger_sum, new_customer, wallet
+
+
+def give(client: TestClient, customer: str, points: int, request_id: str | None = None) -> None:
+    body = {"points": points, "reason": "welcome gift", "request_id": request_id or uuid.uuid4().hex}
+    response = client.post(f"/api/v1/customers/{customer}/loyalty/adjustments", json=body)
+    assert response.status_code == 201, response.text
+
+
+def reward(client: TestClient, **body: Any) -> dict[str, Any]:
+    response = client.post(
+        "/api/v1/rewards",
+        json={
+            "name": "5 EUR voucher",
+            "kind": "voucher",
+            "cost_points": 100,
+            "value": {"amount": 500, "currency": "EUR"},
+            **body,
+        },
+    )
+    assert response.status_code == 201, response.text
+    return dict(response.json())
+
+
+def redeem(client: TestClient, customer: str, reward_id: str, request_id: str) -> Any:
+    return client.post(
+        f"/api/v1/customers/{customer}/redemptions", json={"reward_id": reward_id, "request_id": request_id}
+    )
+
+
+def test_redemption_issues_a_voucher_code_once_per_request(client: TestClient, db: Database) -> None:
+    customer = new_customer(client)
+    give(client, customer, 250)
+    voucher = reward(client)
+    first = redeem(client, customer, voucher["id"], "till-7-0001")
+    again = redeem(client, customer, voucher["id"], "till-7-0001")
+    assert first.status_code == 201 and again.status_code == 200
+    assert first.json()["code"] == again.json()["code"]
+    assert wallet(client, customer)["balance"] == 150
+    with db.read() as session:
+        coupon = session.get(LoyaltyCoupon, first.json()["code"])
+        assert coupon is not None and coupon.value == {"amount": 500, "currency": "EUR"}
+    other = client.post(
+        f"/api/v1/customers/{customer}/redemptions", json={"reward_id": str(uuid.uuid4()), "request_id": "till-7-0001"}
+    )
+    assert other.status_code == 409
+
+
+def test_bad_redemptions_are_refused_and_change_nothing(client: TestClient, db: Database) -> None:
+    customer = new_customer(client)
+    give(client, customer, 150)
+    expensive = reward(client, name="Big", cost_points=1000)
+    gone = reward(client, name="Sample", kind="product", value={}, cost_points=10, stock=0)
+    gold_only = reward(client, name="Gold gift", kind="product", value={}, cost_points=10, tiers=["Gold"])
+    before = client.get(f"/api/v1/customers/{customer}/loyalty/ledger").json()["items"]
+    too_much = redeem(client, customer, expensive["id"], "a")
+    assert too_much.status_code == 409 and too_much.json()["available"] == 150
+    assert too_much.headers["content-type"] == "application/problem+json"
+    assert redeem(client, customer, gone["id"], "b").status_code == 409
+    assert redeem(client, customer, gold_only["id"], "c").status_code == 409
+    assert redeem(client, customer, str(uuid.uuid4()), "d").status_code == 404
+    assert client.get(f"/api/v1/customers/{customer}/loyalty/ledger").json()["items"] == before
+    assert wallet(client, customer)["balance"] == 150
+    assert ledger_sum(db, customer) == (150, 150)
+
+
+def test_bad_rewards_and_rules_are_refused(client: TestClient) -> None:
+    assert client.post("/api/v1/rewards", json={"name": "x", "kind": "voucher", "cost_points": 5}).status_code == 422
+    assert client.post("/api/v1/rewards", json={"name": "x", "kind": "external", "cost_points": 5}).status_code == 422
+    contradictions = [
+        {"name": "r", "kind": "spend", "points": 1},
+        {"name": "r", "kind": "event", "points": 1},
+        {"name": "r", "kind": "event", "event_type": "visit", "points": 1, "caps": {"day": 10, "week": 5}},
+        {
+            "name": "r",
+            "kind": "event",
+            "event_type": "visit",
+            "points": 1,
+            "starts_at": "2026-02-01T00:00:00Z",
+            "ends_at": "2026-01-01T00:00:00Z",
+        },
+        {"name": "r", "kind": "spend", "points": 1, "per_amount": 100, "event_type": "visit"},
+    ]
+    for body in contradictions:
+        response = client.post("/api/v1/loyalty/rules", json=body)
+        assert response.status_code == 422, (body, response.text)
+        assert response.json()["errors"]
+    assert client.get("/api/v1/loyalty/rules").json() == []
+
+
+def test_manual_adjustment_needs_a_reason_and_a_permitted_role(
+    client: TestClient, client_as: Callable[[str], TestClient]
+) -> None:
+    customer = new_customer(client)
+    agent = client_as("agent")
+    body = {"points": 10, "reason": "goodwill", "request_id": "adj-1"}
+    assert agent.post(f"/api/v1/customers/{customer}/loyalty/adjustments", json=body).status_code == 403
+    supervisor = client_as("supervisor")
+    no_reason = supervisor.post(f"/api/v1/customers/{customer}/loyalty/adjustments", json={**body, "reason": ""})
+    assert no_reason.status_code == 422
+    assert supervisor.post(f"/api/v1/customers/{customer}/loyalty/adjustments", json=body).status_code == 201
+    assert supervisor.post(f"/api/v1/customers/{customer}/loyalty/adjustments", json=body).status_code == 201
+    taking = supervisor.post(
+        f"/api/v1/customers/{customer}/loyalty/adjustments",
+        json={"points": -50, "reason": "typo", "request_id": "adj-2"},
+    )
+    assert taking.status_code == 409
+    entries = client.get(f"/api/v1/customers/{customer}/loyalty/ledger").json()["items"]
+    assert [(e["points"], e["note"], e["reason"]) for e in entries] == [(10, "goodwill", "adjust")]
+    assert wallet(client, customer)["balance"] == 10
+
+
+@pytest.fixture
+def second_client(settings: Settings, make_key: Callable[[str], str]) -> Iterator[TestClient]:
+    """Another app instance (own engine and pool), as a second server process would be."""
+    database = create_database(settings)
+    try:
+        with TestClient(create_app(settings, database=database)) as other:
+            other.headers["Authorization"] = f"Bearer {make_key('admin')}"
+            yield other
+    finally:
+        database.dispose()
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_200_concurrent_redemptions_never_overspend(
+    client: TestClient, second_client: TestClient, db: Database
+) -> None:
+    customer = new_customer(client)
+    for n in range(5):  # several lots, so redemptions span lots
+        give(client, customer, 150, f"gift-{n}")
+    cheap = reward(client, name="Coffee", kind="product", value={}, cost_points=7)
+    limited = reward(client, name="Tote bag", kind="product", value={}, cost_points=1, stock=20)
+    clients = [client, second_client]
+    barrier = threading.Barrier(200)
+    statuses: Counter[tuple[str, int]] = Counter()
+    lock = threading.Lock()
+
+    def job(n: int) -> None:
+        k = n if n < 180 else n - 20  # the last 20 repeat earlier requests
+        target = limited if k % 4 == 0 else cheap
+        request_id = f"req-{k}"
+        barrier.wait()
+        response = redeem(clients[n % 2], customer, target["id"], request_id)
+        assert response.status_code in (200, 201, 409), response.text
+        with lock:
+            statuses[(target["name"], response.status_code)] += 1
+
+    with ThreadPoolExecutor(max_workers=200) as pool:
+        list(pool.map(job, range(200)))
+    with db.read() as session:
+        redemptions = Counter(
+            name
+            for (name,) in session.execute(
+                select(LoyaltyReward.name).join(LoyaltyRedemption, LoyaltyRedemption.reward_id == LoyaltyReward.id)
+            )
+        )
+        stock = session.scalar(select(LoyaltyReward.stock).where(LoyaltyReward.name == "Tote bag"))
+        spent = session.scalar(select(func.sum(LoyaltyRedemption.points)))
+    assert redemptions["Tote bag"] + stock == 20
+    state = wallet(client, customer)
+    assert state["balance"] == 750 - spent >= 0
+    assert ledger_sum(db, customer) == (state["balance"], state["balance"])
+    assert state["balance"] < 7, statuses  # everything that could be spent was
+
+
+def test_reward_dates_and_the_code_notice(client: TestClient, db: Database) -> None:
+    from omnicanal.outbox.models import OutboxItem
+
+    customer = new_customer(client)
+    client.put(
+        f"/api/v1/customers/{customer}/consents/email/transactional", json={"status": "granted", "source": "web"}
+    )
+    give(client, customer, 300)
+    ended = reward(client, name="Summer", ends_at="2020-09-01T00:00:00Z", starts_at="2020-06-01T00:00:00Z")
+    assert redeem(client, customer, ended["id"], "s1").status_code == 409
+    voucher = reward(client)
+    code = redeem(client, customer, voucher["id"], "s2").json()["code"]
+    with db.read() as session:
+        notices = [i for i in session.scalars(select(OutboxItem)) if i.payload.get("template") == "reward_code"]
+    assert [(n.channel, n.payload["data"]["code"]) for n in notices] == [("email", code)]
