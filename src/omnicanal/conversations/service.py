@@ -418,6 +418,15 @@ def outbound_sent(session: Session, item: Any) -> None:
         announce(session, "message.sent", message_data(message))
 
 
+def outbound_messages(session: Session, items: list[Any]) -> list[Message]:
+    """The messages of a batch of outbox outcomes, read at once for :func:`outbound_sent` and :func:`outbound_dead`."""
+    ids = sorted({item.message_id for item in items if item.kind == "message" and item.message_id is not None})
+    found: list[Message] = []
+    for start in range(0, len(ids), 500):
+        found.extend(session.scalars(select(Message).where(Message.id.in_(ids[start : start + 500]))))
+    return found
+
+
 def outbound_dead(session: Session, item: Any) -> None:
     if item.message_id is not None:
         update_delivery_status(session, message_id=item.message_id, status="failed", reason=item.last_error)

@@ -62,15 +62,20 @@ class HttpTransport:
 
     def __init__(self, url: str, *, timeout: float = 10.0, headers: dict[str, str] | None = None) -> None:
         self.url = url
-        self._local = threading.local()
+        self._lock = threading.Lock()
         self._timeout = timeout
         self._headers = headers or {}
+        self._shared: httpx.Client | None = None
 
     def _client(self) -> httpx.Client:
-        client: httpx.Client | None = getattr(self._local, "client", None)
+        # One client (thread-safe, with a keep-alive pool) for every sender thread: building one is costly
+        # (an SSL context each), and connections are reused across threads.
+        client = self._shared
         if client is None:
-            client = httpx.Client(timeout=self._timeout, headers=self._headers)
-            self._local.client = client
+            with self._lock:
+                client = self._shared
+                if client is None:
+                    client = self._shared = httpx.Client(timeout=self._timeout, headers=self._headers)
         return client
 
     def send(self, envelope: Envelope) -> Sent:
