@@ -30,7 +30,7 @@ from omnicanal.conversations.schemas import (
     StatusIn,
 )
 from omnicanal.customers.identities import normalize_identity
-from omnicanal.db import utcnow
+from omnicanal.db import Database, utcnow
 from omnicanal.errors import NotFound, ValidationFailed
 from omnicanal.idempotency import run_idempotent
 from omnicanal.storage import discard_attachments, store_attachments
@@ -153,7 +153,48 @@ def _principal_author(principal: Principal) -> tuple[str, str]:
     return ("agent", str(principal.id)) if principal.kind == "user" else ("agent", principal.label)
 
 
-@router.get("/conversations", response_model=ConversationPage)
+_QUERY_TYPES: dict[str, TypeAdapter[Any]] = {
+    "team": TypeAdapter(uuid.UUID | None),
+    "customer_id": TypeAdapter(uuid.UUID | None),
+    "limit": TypeAdapter(int),
+}
+
+
+def _inbox_json(db: Database, me: uuid.UUID | None, params: dict[str, Any]) -> bytes:
+    with db.read() as session:
+        items, next_cursor = service.inbox_page(session, me=me, **params)
+    # serialized as ConversationPage would be (UUIDs as text, datetimes in UTC with "Z")
+    return orjson.dumps({"items": items, "next_cursor": next_cursor}, option=orjson.OPT_UTC_Z)
+
+
+async def _serve_inbox(request: Request) -> Response:
+    # What FastAPI did for list_conversations below, in the same order: the caller (401/403), then the
+    # query parameters (the same 422s), then one thread hop for the whole read (session, query, JSON)
+    # inside the read gate that ReadSession uses. No ORM objects, no response-model revalidation (bench, C2).
+    principal = await authorize(request, Permission.CONVERSATIONS_READ)
+    query = request.query_params
+    params: dict[str, Any] = {
+        "status": query.get("status"), "assignee": query.get("assignee"), "channel": query.get("channel"),
+        "cursor": query.get("cursor"), "team_id": None, "customer_id": None, "limit": 25,
+    }  # fmt: skip
+    errors: list[Any] = []
+    for name, adapter in _QUERY_TYPES.items():
+        raw = query.get(name)
+        if raw is None:
+            continue
+        try:
+            params["team_id" if name == "team" else name] = adapter.validate_python(raw)
+        except ValidationError as exc:
+            errors += [{**error, "loc": ("query", name, *error["loc"])} for error in exc.errors(include_url=False)]
+    if errors:
+        raise RequestValidationError(errors)
+    db: Database = request.app.state.database
+    me = principal.id if principal.kind == "user" else None
+    async with db.read_gate():
+        body = await run_in_threadpool(_inbox_json, db, me, params)
+    return Response(body, media_type="application/json")
+
+
 def list_conversations(
     session: ReadSession,
     principal: Reader,
@@ -164,17 +205,22 @@ def list_conversations(
     customer_id: uuid.UUID | None = None,
     limit: int = 25,
     cursor: str | None = None,
-) -> Response:
-    # The page is built as plain data and serialized as ConversationPage would be (datetimes in UTC with
-    # "Z"): no ORM objects and no response-model revalidation on the inbox's hot path (bench, C2).
-    items, next_cursor = service.inbox_page(
+) -> ConversationPage:
+    # The documented signature (OpenAPI); requests are served by _serve_inbox.
+    items, next_cursor = service.list_conversations(
         session, status=status, assignee=assignee, team_id=team, channel=channel, customer_id=customer_id,
         me=principal.id if principal.kind == "user" else None, limit=limit, cursor=cursor,
     )  # fmt: skip
-    return Response(
-        orjson.dumps({"items": items, "next_cursor": next_cursor}, option=orjson.OPT_UTC_Z),
-        media_type="application/json",
-    )
+    return ConversationPage(items=items, next_cursor=next_cursor)
+
+
+router.add_api_route(
+    "/conversations",
+    list_conversations,
+    methods=["GET"],
+    response_model=ConversationPage,
+    route_class_override=served_by(_serve_inbox),
+)
 
 
 @router.get("/conversations/{conversation_id}", response_model=ConversationOut)
