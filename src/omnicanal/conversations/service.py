@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 import uuid
 from collections import defaultdict
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
@@ -188,6 +189,117 @@ def inbox_page(
             }
         )  # fmt: skip
     return items, next_cursor
+
+
+_SQLITE_INBOX = (
+    "SELECT c.id, c.customer_id, c.status, c.snooze_until, c.assignee_id, c.team_id, c.priority, c.labels, "
+    "c.language, c.last_channel, c.last_message_at, c.first_response_at, c.resolved_at, c.created_at, "
+    "c.first_response_due_at, c.resolution_due_at, cu.traits "
+    "FROM conversations AS c JOIN customers AS cu ON cu.id = c.customer_id"
+)
+
+
+def sqlite_inbox_page(
+    dbapi_connection: Any,
+    *,
+    status: str | None = None,
+    assignee: str | None = None,
+    team_id: uuid.UUID | None = None,
+    channel: str | None = None,
+    me: uuid.UUID | None = None,
+    limit: int = 25,
+    cursor: str | None = None,
+) -> tuple[list[dict[str, Any]], str | None]:
+    """SQLite only: :func:`inbox_page` (without ``customer_id``) on a driver connection (``Database.sqlite_read``).
+
+    The same query, filters, errors and values; the rows converted as the columns' types would
+    (UUIDs from hex, UTC datetimes, JSON), without SQLAlchemy's per-statement and per-value work.
+    """
+    limit = check_limit(limit)
+    where: list[str] = []
+    params: list[Any] = []
+    if status is not None:
+        if status not in STATUSES:
+            raise ValidationFailed.on_field("status", f"must be one of: {', '.join(STATUSES)}")
+        where.append("c.status = ?")
+        params.append(status)
+    if assignee == "none":
+        where.append("c.assignee_id IS NULL")
+    elif assignee == "me":
+        if me is None:
+            raise ValidationFailed.on_field("assignee", "'me' needs a staff user, not an API key")
+        where.append("c.assignee_id = ?")
+        params.append(me.hex)
+    elif assignee not in (None, "", "any"):
+        try:
+            params.append(uuid.UUID(assignee).hex)
+        except ValueError:
+            raise ValidationFailed.on_field("assignee", "must be an agent id, 'me', 'none' or 'any'") from None
+        where.append("c.assignee_id = ?")
+    if team_id is not None:
+        where.append("c.team_id = ?")
+        params.append(team_id.hex)
+    if channel:
+        where.append("c.last_channel = ?")
+        params.append(channel)
+    after = decode_cursor(cursor, size=2)
+    if after is not None:
+        try:
+            when, last_id = datetime.fromisoformat(str(after[0])), uuid.UUID(str(after[1]))
+        except ValueError:
+            raise ValidationFailed.on_field("cursor", "is not a cursor this API returned") from None
+        if when.tzinfo is None:
+            raise ValueError("naive datetimes are not stored; attach a timezone")  # as UTCDateTime would
+        stored_when = when.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+        where.append("(c.last_message_at < ? OR (c.last_message_at = ? AND c.id < ?))")
+        params += [stored_when, stored_when, last_id.hex]
+    sql = _SQLITE_INBOX + (" WHERE " + " AND ".join(where) if where else "")
+    sql += " ORDER BY c.last_message_at DESC, c.id DESC LIMIT ?"
+    rows = dbapi_connection.execute(sql, [*params, limit + 1]).fetchall()
+    next_cursor = None
+    if len(rows) > limit:
+        last = rows[limit - 1]
+        last_at = _sqlite_time(last[10])
+        assert last_at is not None
+        next_cursor = encode_cursor([last_at.isoformat(), str(uuid.UUID(last[0]))])
+    now = utcnow()
+    items = []
+    for row in rows[:limit]:
+        (id_, customer, state, snooze_until, assignee_id, team, priority, labels, language, last_channel,
+         last_message_at, first_response_at, resolved_at, created_at, first_due, resolution_due,
+         traits) = row  # fmt: skip
+        traits = orjson.loads(traits) if traits is not None else None
+        traits = traits or {}
+        name = " ".join(p for p in (traits.get("first_name"), traits.get("last_name")) if p)
+        first_response = _sqlite_time(first_response_at)
+        resolved = _sqlite_time(resolved_at)
+        first_due_at, resolution_due_at = _sqlite_time(first_due), _sqlite_time(resolution_due)
+        items.append(
+            {
+                "id": uuid.UUID(id_), "customer_id": uuid.UUID(customer), "customer_name": name or None,
+                "status": state, "snooze_until": _sqlite_time(snooze_until),
+                "assignee_id": uuid.UUID(assignee_id) if assignee_id is not None else None,
+                "team_id": uuid.UUID(team) if team is not None else None, "priority": priority,
+                "labels": list((orjson.loads(labels) if labels is not None else None) or []),
+                "language": language, "last_channel": last_channel,
+                "last_message_at": _sqlite_time(last_message_at), "first_response_at": first_response,
+                "resolved_at": resolved, "created_at": _sqlite_time(created_at),
+                "sla": {
+                    "first_response_due_at": first_due_at,
+                    "resolution_due_at": resolution_due_at,
+                    "first_response_breached": bool(first_due_at and ((first_response or now) > first_due_at)),
+                    "resolution_breached": bool(resolution_due_at and ((resolved or now) > resolution_due_at)),
+                },
+            }
+        )  # fmt: skip
+    return items, next_cursor
+
+
+def _sqlite_time(value: str | None) -> datetime | None:
+    """What UTCDateTime reads back from SQLite's text (stored in UTC, without offset)."""
+    if value is None:
+        return None
+    return datetime.fromisoformat(value).replace(tzinfo=UTC)
 
 
 def message_out(message: Message) -> MessageOut:
