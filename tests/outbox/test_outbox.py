@@ -197,3 +197,20 @@ def test_in_process_worker_delivers_right_after_commit(
             assert time.monotonic() < deadline, "the in-process worker did not deliver"
             time.sleep(0.05)
     assert len(provider.requests) == 1
+
+
+def test_an_unreachable_provider_is_a_failure_to_retry(provider: ProviderDouble) -> None:
+    import socket
+
+    from omnicanal.outbox.transports import DeliveryError, Envelope, HttpTransport
+
+    with socket.socket() as spare:
+        spare.bind(("127.0.0.1", 0))
+        closed_port = spare.getsockname()[1]
+    envelope = Envelope("k-1", "message", "sms", {"text": "hola"}, 1)
+    with pytest.raises(DeliveryError) as failure:
+        HttpTransport(f"http://127.0.0.1:{closed_port}/send", timeout=2).send(envelope)
+    assert not failure.value.permanent
+    # the same transport keeps its connection to a live provider between sends
+    transport = HttpTransport(provider.url, timeout=2)
+    assert transport.send(envelope).status_code == transport.send(envelope).status_code == 200

@@ -132,16 +132,30 @@ def record_sent(
     status_code: int | None = None, detail: str = "",
 ) -> None:  # fmt: skip
     item = session.get(OutboxItem, item_id)
+    if not _mark_sent(session, item, provider_id, started_at, duration_ms, status_code, detail):
+        return
+    assert item is not None
+    session.flush()
+    _run_handlers(session, item, "sent")
+
+
+def _mark_sent(
+    session: Session, item: OutboxItem | None, provider_id: str | None, started_at: datetime, duration_ms: int,
+    status_code: int | None, detail: str,
+) -> bool:  # fmt: skip
     if item is None or item.state == "sent":
-        return  # another worker (that took the item over after a lease ran out) recorded it already
+        return False  # another worker (that took the item over after a lease ran out) recorded it already
     item.state = "sent"
     item.provider_id = provider_id
     item.sent_at = utcnow()
     item.lease_until = None
     item.last_error = None
     _log_attempt(session, item, started_at, duration_ms, "sent", status_code, detail)
-    session.flush()
-    for handler in _on_sent.get(item.kind, []):
+    return True
+
+
+def _run_handlers(session: Session, item: OutboxItem, state: str) -> None:
+    for handler in (_on_sent if state == "sent" else _on_dead if state == "dead" else {}).get(item.kind, []):
         handler(session, item)
 
 
@@ -156,10 +170,22 @@ def record_failure(
     nothing: rescheduling it would send the item once more, or undo a delivery.
     """
     item = session.get(OutboxItem, item_id)
+    state, changed = _mark_failed(session, item, detail, permanent, started_at, duration_ms, status_code, attempt)
+    if changed:
+        assert item is not None
+        session.flush()
+        _run_handlers(session, item, state)
+    return state
+
+
+def _mark_failed(
+    session: Session, item: OutboxItem | None, detail: str, permanent: bool, started_at: datetime,
+    duration_ms: int, status_code: int | None, attempt: int | None,
+) -> tuple[str, bool]:  # fmt: skip
     if item is None:
-        return "missing"
+        return "missing", False
     if item.state != "sending" or (attempt is not None and attempt != item.attempts):
-        return item.state
+        return item.state, False
     dead = permanent or item.attempts >= item.max_attempts
     item.last_error = detail[:2000]
     item.lease_until = None
@@ -169,11 +195,70 @@ def record_failure(
         item.state = "pending"
         item.next_attempt_at = utcnow() + backoff(item.attempts)
     _log_attempt(session, item, started_at, duration_ms, "dead" if dead else "retry", status_code, detail[:2000])
+    return item.state, True
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one attempt at an item ended with: ``sent``, else a failure (``detail``, ``permanent``)."""
+
+    item_id: uuid.UUID
+    attempt: int
+    started_at: datetime
+    duration_ms: int
+    sent: bool
+    provider_id: str | None = None
+    status_code: int | None = None
+    detail: str = ""
+    permanent: bool = False
+
+
+def record_outcomes(session: Session, outcomes: list[Outcome]) -> list[str]:
+    """Record many attempts at once: each exactly as :func:`record_sent` / :func:`record_failure` would.
+
+    One read of the items (and one flush) for all of them instead of one each; the outcome handlers
+    then run per item, in order. Returns each item's state afterwards.
+    """
+    ids = sorted({outcome.item_id for outcome in outcomes})
+    items: dict[uuid.UUID, OutboxItem] = {}
+    for start in range(0, len(ids), 500):
+        for found in session.scalars(select(OutboxItem).where(OutboxItem.id.in_(ids[start : start + 500]))):
+            items[found.id] = found
+    changed: list[tuple[OutboxItem, str]] = []
+    states: list[str] = []
+    with session.no_autoflush:
+        for outcome in outcomes:
+            item = items.get(outcome.item_id)
+            if outcome.sent:
+                if _mark_sent(session, item, outcome.provider_id, outcome.started_at, outcome.duration_ms,
+                              outcome.status_code, outcome.detail):  # fmt: skip
+                    assert item is not None
+                    changed.append((item, "sent"))
+                states.append(item.state if item is not None else "missing")
+            else:
+                state, did = _mark_failed(session, item, outcome.detail, outcome.permanent, outcome.started_at,
+                                          outcome.duration_ms, outcome.status_code, outcome.attempt)  # fmt: skip
+                if did:
+                    assert item is not None
+                    changed.append((item, state))
+                states.append(state)
     session.flush()
-    if dead:
-        for handler in _on_dead.get(item.kind, []):
-            handler(session, item)
-    return item.state
+    # held while the handlers run: the identity map alone may drop unchanged rows
+    prefetched = [prefetch(session, [item for item, _ in changed]) for prefetch in _prefetchers]
+    for item, state in changed:
+        _run_handlers(session, item, state)
+    del prefetched
+    return states
+
+
+_prefetchers: list[Callable[[Session, list[OutboxItem]], Any]] = []
+
+
+def on_outcomes_prefetch(prefetch: Callable[[Session, list[OutboxItem]], Any]) -> None:
+    """Let a domain read, in one query, the rows its outcome handlers will need for a batch of items
+    (:func:`record_outcomes`); ``prefetch`` returns them, so that they stay loaded while the handlers run."""
+    if prefetch not in _prefetchers:
+        _prefetchers.append(prefetch)
 
 
 def retry(session: Session, *, item_id: uuid.UUID) -> OutboxItem:

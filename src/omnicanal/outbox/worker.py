@@ -9,6 +9,7 @@ as the idempotency key, so even then the provider can recognise the repeat.
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable
@@ -21,7 +22,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from omnicanal.db import Database, utcnow
-from omnicanal.outbox.service import Claimed, claim_due, record_failure, record_sent
+from omnicanal.outbox.service import Claimed, Outcome, claim_due, record_outcomes
 from omnicanal.outbox.transports import DeliveryError, Envelope, Sent, TransportRegistry
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,20 @@ class _Outcome:
     duration_ms: int
     sent: Sent | None
     error: DeliveryError | None
+
+    def as_recorded(self) -> Outcome:
+        if self.sent is not None:
+            return Outcome(
+                item_id=self.item.id, attempt=self.item.attempt, started_at=self.started_at,
+                duration_ms=self.duration_ms, sent=True, provider_id=self.sent.provider_id,
+                status_code=self.sent.status_code, detail=self.sent.detail,
+            )  # fmt: skip
+        assert self.error is not None
+        return Outcome(
+            item_id=self.item.id, attempt=self.item.attempt, started_at=self.started_at,
+            duration_ms=self.duration_ms, sent=False, status_code=self.error.status_code, detail=self.error.detail,
+            permanent=self.error.permanent,
+        )  # fmt: skip
 
 
 class OutboxWorker:
@@ -138,50 +153,58 @@ class OutboxWorker:
             bucket = self._buckets.get(item.channel)
             if bucket is not None:
                 bucket.take(1)
-        # Each outcome is recorded as soon as it is known, not when the whole batch is done: a worker
-        # that dies mid-batch leaves only the items still in flight to be tried again.
-        list(self._pool.map(self._deliver, claimed))
+        # Senders hand each outcome over as soon as it is known; this thread records whatever has arrived
+        # in one transaction while the rest are still being sent. A worker that dies mid-batch leaves
+        # only the items in flight (or in the last unrecorded handful) to be tried again, with the same key.
+        arrived: queue.SimpleQueue[_Outcome | None] = queue.SimpleQueue()
+        sends = [self._pool.submit(self._send_into, item, arrived) for item in claimed]
+        left = len(claimed)
+        while left:
+            batch = [arrived.get()]
+            while len(batch) < left:
+                try:
+                    batch.append(arrived.get_nowait())
+                except queue.Empty:
+                    break
+            left -= len(batch)
+            outcomes = [outcome for outcome in batch if outcome is not None]
+            if outcomes:
+                self._record_batch(outcomes)
+        for send in sends:
+            send.result()
         return len(claimed)
 
-    def _deliver(self, item: Claimed) -> None:
-        outcome = self._attempt(item)
+    def _send_into(self, item: Claimed, arrived: queue.SimpleQueue[_Outcome | None]) -> None:
+        outcome = None  # nothing to record if the attempt itself blew up: the lease brings the item back
+        try:
+            outcome = self._attempt(item)
+        finally:
+            arrived.put(outcome)
+
+    def _record_batch(self, batch: list[_Outcome]) -> None:
         for retry in range(3):
             try:
-                self._record(outcome)
+                self._record(batch)
                 return
             except OperationalError:
-                log.warning("outbox: database busy recording an outcome (try %d)", retry + 1, exc_info=True)
+                log.warning("outbox: database busy recording outcomes (try %d)", retry + 1, exc_info=True)
                 time.sleep(0.2 * (retry + 1))
             except Exception:
-                log.exception("outbox: could not record the outcome of %s", item.id)
+                if len(batch) > 1:
+                    # one outcome that cannot be recorded must not hold back the others
+                    for outcome in batch:
+                        self._record_batch([outcome])
+                    return
+                log.exception("outbox: could not record the outcome of %s", batch[0].item.id)
                 return
-        # Not recorded: the lease runs out and the item goes again, with the same idempotency key.
-        log.error("outbox: could not record the outcome of %s; it is tried again when its lease ends", item.id)
+        # Not recorded: the lease runs out and the items go again, with the same idempotency keys.
+        for outcome in batch:
+            log.error("outbox: could not record the outcome of %s; it is tried again when its lease ends",
+                      outcome.item.id)  # fmt: skip
 
-    def _record(self, outcome: _Outcome) -> None:
+    def _record(self, batch: list[_Outcome]) -> None:
         with self.database.write() as session:
-            if outcome.sent is not None:
-                record_sent(
-                    session,
-                    item_id=outcome.item.id,
-                    provider_id=outcome.sent.provider_id,
-                    started_at=outcome.started_at,
-                    duration_ms=outcome.duration_ms,
-                    status_code=outcome.sent.status_code,
-                    detail=outcome.sent.detail,
-                )
-            else:
-                assert outcome.error is not None
-                record_failure(
-                    session,
-                    item_id=outcome.item.id,
-                    detail=outcome.error.detail,
-                    permanent=outcome.error.permanent,
-                    started_at=outcome.started_at,
-                    duration_ms=outcome.duration_ms,
-                    status_code=outcome.error.status_code,
-                    attempt=outcome.item.attempt,
-                )
+            record_outcomes(session, [outcome.as_recorded() for outcome in batch])
 
     def _attempt(self, item: Claimed) -> _Outcome:
         started_at = utcnow()

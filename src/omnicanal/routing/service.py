@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import unicodedata
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select, update
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from omnicanal.conversations.models import Conversation
@@ -48,11 +49,18 @@ def rule_matches(conditions: dict[str, Any], *, channel: str, language: str | No
     return True
 
 
-def pick_team(session: Session, *, channel: str, language: str | None, tier: str | None, text: str) -> Team | None:
-    rules = session.scalars(
-        select(RoutingRule).where(RoutingRule.active.is_(True)).order_by(RoutingRule.position, RoutingRule.created_at)
+def _active_rules(session: Session) -> list[RoutingRule]:
+    return list(
+        session.scalars(
+            select(RoutingRule)
+            .where(RoutingRule.active.is_(True))
+            .order_by(RoutingRule.position, RoutingRule.created_at)
+        )
     )
-    for rule in rules:
+
+
+def pick_team(session: Session, *, channel: str, language: str | None, tier: str | None, text: str) -> Team | None:
+    for rule in _active_rules(session):
         if rule_matches(rule.conditions or {}, channel=channel, language=language, tier=tier, text=text):
             return session.get(Team, rule.team_id)
     return None
@@ -84,6 +92,18 @@ def _free_slot(session: Session, user_id: uuid.UUID) -> None:
     )
 
 
+@dataclass
+class _Agent:
+    user_id: uuid.UUID
+    online: bool
+    open_count: int
+    capacity: int
+    languages: list[str]
+
+
+_Member = TypeVar("_Member", AgentProfile, _Agent)
+
+
 def _candidates(session: Session, team: Team, language: str | None) -> list[AgentProfile]:
     agents = list(
         session.scalars(
@@ -97,6 +117,11 @@ def _candidates(session: Session, team: Team, language: str | None) -> list[Agen
             .order_by(AgentProfile.user_id)
         )
     )
+    return _in_turn(agents, team, language)
+
+
+def _in_turn(agents: list[_Member], team: Team, language: str | None) -> list[_Member]:
+    """Free agents (in user id order) in the order the team's strategy offers them the conversation."""
     if language:
         speakers = [a for a in agents if not a.languages or language in a.languages]
         agents = speakers or agents
@@ -129,14 +154,102 @@ def apply_sla(conversation: Conversation, team: Team | None, *, now: datetime) -
 
 
 def route_new(
-    session: Session, conversation: Conversation, *, channel: str, text: str, tier: str | None, now: datetime
+    session: Session,
+    conversation: Conversation,
+    *,
+    channel: str,
+    text: str,
+    tier: str | None,
+    now: datetime,
+    batch: BatchRouting | None = None,
 ) -> Team | None:
+    """``batch``: routing many new conversations in one transaction (see :class:`BatchRouting`)."""
+    if batch is not None:
+        return batch.route(conversation, channel=channel, text=text, tier=tier, now=now)
     team = pick_team(session, channel=channel, language=conversation.language, tier=tier, text=text)
     if team is None:
         return None
     assign_within_team(session, conversation, team)
     apply_sla(conversation, team, now=now)
     return team
+
+
+_agent_profiles = cast(Table, AgentProfile.__table__)
+# Core statements (no ORM synchronization): BatchRouting keeps its own copy of the counters.
+_TAKE_FREE_SLOT = (
+    update(_agent_profiles)
+    .where(
+        _agent_profiles.c.user_id == bindparam("agent_id"),
+        _agent_profiles.c.online.is_(True),
+        _agent_profiles.c.open_count < _agent_profiles.c.capacity,
+    )
+    .values(open_count=_agent_profiles.c.open_count + 1)
+)
+
+
+class BatchRouting:
+    """Routing many new conversations in one transaction: rules, teams and members read once.
+
+    Same decisions as :func:`route_new` one conversation after the other. The members' rows are read
+    once per team; the conditional update of ``take_slot`` stays the authority (it rechecks online and
+    capacity in the database), and a slot taken here is counted in the copy, so later conversations of
+    the batch see it. Call with autoflush off: nothing read here depends on the batch's pending rows.
+    """
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self._rules: list[RoutingRule] | None = None
+        self._teams: dict[uuid.UUID, Team] = {}  # strong references: the identity map alone may drop them
+        self._members: dict[uuid.UUID, list[_Agent]] = {}
+
+    def team(self, team_id: uuid.UUID) -> Team | None:
+        team = self._teams.get(team_id)
+        if team is None:
+            team = self.session.get(Team, team_id)
+            if team is not None:
+                self._teams[team_id] = team
+        return team
+
+    def route(self, conversation: Conversation, *, channel: str, text: str, tier: str | None,
+              now: datetime) -> Team | None:  # fmt: skip
+        if self._rules is None:
+            self._rules = _active_rules(self.session)
+        team = None
+        for rule in self._rules:
+            if rule_matches(rule.conditions or {}, channel=channel, language=conversation.language, tier=tier,
+                            text=text):  # fmt: skip
+                team = self.team(rule.team_id)
+                break
+        if team is None:
+            return None
+        conversation.team_id = team.id
+        for agent in self._candidates(team, conversation.language):
+            if self.session.execute(_TAKE_FREE_SLOT, {"agent_id": agent.user_id}).rowcount:  # type: ignore[attr-defined]
+                agent.open_count += 1
+                conversation.assignee_id = agent.user_id
+                team.last_assigned_user_id = agent.user_id
+                break
+            agent.online = False  # busy or offline in the database: not offered again in this batch
+        apply_sla(conversation, team, now=now)
+        return team
+
+    def _candidates(self, team: Team, language: str | None) -> list[_Agent]:
+        members = self._members.get(team.id)
+        if members is None:
+            rows = self.session.execute(
+                select(
+                    AgentProfile.user_id, AgentProfile.online, AgentProfile.open_count, AgentProfile.capacity,
+                    AgentProfile.languages,
+                )
+                .join(TeamMember, TeamMember.user_id == AgentProfile.user_id)
+                .where(TeamMember.team_id == team.id, AgentProfile.online.is_(True))
+                .order_by(AgentProfile.user_id)
+            )  # fmt: skip
+            members = self._members[team.id] = [_Agent(*row) for row in rows]
+            for agent in members:
+                agent.languages = agent.languages or []
+        free = [a for a in members if a.online and a.open_count < a.capacity]
+        return _in_turn(free, team, language)
 
 
 def release(session: Session, conversation: Conversation) -> None:
