@@ -14,6 +14,8 @@ from sqlalchemy.orm import Session
 from omnicanal import __version__, handlers
 from omnicanal.access.api import router as access_router
 from omnicanal.answers.api import router as answers_router
+from omnicanal.commerce.api import router as commerce_router
+from omnicanal.commerce.orders import expire_due
 from omnicanal.consent.api import router as consent_router
 from omnicanal.conversations.api import router as conversations_router
 from omnicanal.conversations.inbound import receive
@@ -39,7 +41,7 @@ log = logging.getLogger(__name__)
 # The ingest paths first: routes are matched in order, and these take the most requests.
 ROUTERS = (
     timeline_router, conversations_router, customers_router, access_router, consent_router, privacy_router,
-    answers_router, routing_router, outbox_router, stream_router, webhooks_router,
+    answers_router, routing_router, outbox_router, stream_router, webhooks_router, commerce_router,
 )  # fmt: skip
 
 
@@ -55,7 +57,7 @@ def build_runtime(settings: Settings, db: Database) -> tuple[Runtime, OutboxWork
         wakeup=runtime.outbox_wakeup,
         senders=settings.outbox_senders,
         rate_limits=settings.channel_rate_limits,
-        periodic=[wake_snoozed],
+        periodic=[wake_snoozed, expire_due],
     )
     return runtime, worker
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from omnicanal.access import models as access_models
 from omnicanal.answers import models as answer_models
+from omnicanal.commerce import models as commerce_models
 from omnicanal.consent import models as consent_models
 from omnicanal.conversations import models as conversation_models
 from omnicanal.customers import models as customer_models
@@ -20,6 +21,7 @@ __all__ = [
     "IdempotentRequest",
     "access_models",
     "answer_models",
+    "commerce_models",
     "consent_models",
     "conversation_models",
     "customer_models",

@@ -32,15 +32,28 @@ class Permission(StrEnum):
     ROUTING_MANAGE = "routing:manage"
     OUTBOX_MANAGE = "outbox:manage"
     WEBHOOKS_MANAGE = "webhooks:manage"
+    CATALOG_READ = "catalog:read"
+    CATALOG_MANAGE = "catalog:manage"
+    PROMOTIONS_MANAGE = "promotions:manage"
+    STOCK_WRITE = "stock:write"
+    ORDERS_READ = "orders:read"
+    ORDERS_WRITE = "orders:write"
 
 
-_READ = {Permission.CUSTOMERS_READ, Permission.CONSENTS_READ, Permission.CONVERSATIONS_READ}
+_READ = {
+    Permission.CUSTOMERS_READ,
+    Permission.CONSENTS_READ,
+    Permission.CONVERSATIONS_READ,
+    Permission.CATALOG_READ,
+    Permission.ORDERS_READ,
+}
 _FRONT_LINE = _READ | {
     Permission.CUSTOMERS_WRITE,
     Permission.EVENTS_WRITE,
     Permission.CONSENTS_WRITE,
     Permission.CONVERSATIONS_WRITE,
     Permission.MESSAGES_INBOUND,
+    Permission.ORDERS_WRITE,
 }
 _SUPERVISION = {
     Permission.MERGES_MANAGE,
@@ -49,14 +62,17 @@ _SUPERVISION = {
     Permission.CONVERSATIONS_ASSIGN,
     Permission.ROUTING_MANAGE,
     Permission.OUTBOX_MANAGE,
+    Permission.CATALOG_MANAGE,
+    Permission.PROMOTIONS_MANAGE,
+    Permission.STOCK_WRITE,
 }
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.ADMIN: frozenset(Permission),
     Role.SUPERVISOR: frozenset(_FRONT_LINE | _SUPERVISION),
     Role.AGENT: frozenset(_FRONT_LINE),
-    Role.STORE_CLERK: frozenset(_FRONT_LINE),
-    Role.MARKETER: frozenset(_READ | {Permission.EVENTS_WRITE, Permission.ANSWERS_WRITE}),
+    Role.STORE_CLERK: frozenset(_FRONT_LINE | {Permission.STOCK_WRITE}),
+    Role.MARKETER: frozenset(_READ | {Permission.EVENTS_WRITE, Permission.ANSWERS_WRITE, Permission.PROMOTIONS_MANAGE}),
     Role.ANALYST: frozenset(_READ),
 }
 
