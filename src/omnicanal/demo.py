@@ -136,8 +136,13 @@ def load_demo(db: Database, settings: Settings) -> list[str]:
         )  # fmt: skip
     with db.write() as session:
         inbox = load_demo_inbox(session, settings, people)
+    with db.write() as session:
+        from omnicanal.commerce.demo import load_demo_shop
+
+        shop = load_demo_shop(session, settings, people)
     return [
         inbox,
+        shop,
         "Demo data loaded: 40 customers across web, app, store, WhatsApp, call center, email and SMS.",
         f"Console logins (password {DEMO_PASSWORD}): " + ", ".join(email for email, _, _ in DEMO_USERS),
         f"API key (admin): {token}",
