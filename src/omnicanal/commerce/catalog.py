@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import uuid
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import Engine, delete, select, update
 from sqlalchemy.orm import Session
 
 from omnicanal.commerce.models import CatalogVersion, Category, Price, Product, Variant
@@ -17,7 +18,7 @@ from omnicanal.pagination import check_limit, decode_cursor, encode_cursor
 
 
 def bump_version(session: Session, name: str = "promotions") -> None:
-    """Tell every process that its cached promotions (and category tree) are stale."""
+    """Tell every process that its cached promotions (``promotions``) or catalog rows (``catalog``) are stale."""
     updated = session.execute(
         update(CatalogVersion).where(CatalogVersion.name == name).values(version=CatalogVersion.version + 1)
     )
@@ -102,6 +103,7 @@ def save_product(session: Session, data: ProductIn, *, product_id: uuid.UUID | N
     product.tax_class = data.tax_class
     product.updated_at = now
     session.flush()
+    bump_version(session, "catalog")
     skus = [variant.sku for variant in data.variants]
     existing = set(session.scalars(select(Variant.sku).where(Variant.product_id == product.id)))
     session.execute(delete(Price).where(Price.sku.in_(existing | set(skus))))
@@ -223,10 +225,34 @@ class CatalogItem:
     prices: dict[tuple[str, str], int]  # (currency, channel) -> amount
 
 
-def catalog_items(session: Session, skus: Sequence[str]) -> dict[str, CatalogItem]:
-    """What pricing needs to know about these SKUs, in one query."""
+def versions(session: Session) -> dict[str, int]:
+    """The change counters of the cached data, in one query."""
+    return dict(session.execute(select(CatalogVersion.name, CatalogVersion.version)).all())
+
+
+# Every process keeps the catalog rows it has priced (a few hundred bytes a SKU), dropped at the next change.
+_items_cache: weakref.WeakKeyDictionary[Engine, tuple[int, dict[str, CatalogItem]]] = weakref.WeakKeyDictionary()
+_CACHE_LIMIT = 200_000
+
+
+def catalog_items(session: Session, skus: Sequence[str], *, version: int | None = None) -> dict[str, CatalogItem]:
+    """What pricing needs to know about these SKUs: from this process's cache, else in one query."""
     if not skus:
         return {}
+    if version is None:
+        version = versions(session).get("catalog", 0)
+    engine = session.get_bind().engine
+    cached = _items_cache.get(engine)
+    if cached is None or cached[0] != version or len(cached[1]) > _CACHE_LIMIT:
+        cached = _items_cache[engine] = (version, {})
+    known = cached[1]
+    missing = [sku for sku in set(skus) if sku not in known]
+    if missing:
+        known.update(_load_items(session, missing))
+    return {sku: known[sku] for sku in skus if sku in known}
+
+
+def _load_items(session: Session, skus: Sequence[str]) -> dict[str, CatalogItem]:
     rows = session.execute(
         select(
             Variant.sku,

@@ -9,15 +9,16 @@ order stores exactly that result, so a customer is charged what they were quoted
 from __future__ import annotations
 
 import uuid
+import weakref
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from omnicanal.commerce import promotions as promo
-from omnicanal.commerce.catalog import CatalogItem, catalog_items
+from omnicanal.commerce.catalog import CatalogItem, catalog_items, versions
 from omnicanal.commerce.models import Location
 from omnicanal.commerce.pricing import Context, Item, Quote, price_cart
 from omnicanal.commerce.schemas import CartIn, LineOut, QuoteOut
@@ -51,6 +52,7 @@ class PreparedCart:
     quote: Quote
     holds: list[Hold] = field(default_factory=list)
     location: Location | None = None
+    limited: set[str] = field(default_factory=set)  # promotions among the candidates with a usage limit
 
 
 def identity_keys(data: CartIn, settings: Settings) -> list[tuple[str, str]]:
@@ -101,8 +103,31 @@ def _price(item: CatalogItem, currency: str, channel: str) -> tuple[int, str] | 
     return (base, "") if base is not None else None
 
 
+@dataclass(frozen=True)
+class Source:
+    """A location that ships, as allocation sees it (cached per process until the catalog changes)."""
+
+    id: uuid.UUID
+    kind: str
+    code: str
+
+
+_sources_cache: weakref.WeakKeyDictionary[Engine, tuple[int, list[Source]]] = weakref.WeakKeyDictionary()
+
+
+def shipping_sources(session: Session, version: int) -> list[Source]:
+    engine = session.get_bind().engine
+    cached = _sources_cache.get(engine)
+    if cached is None or cached[0] != version:
+        rows = session.execute(
+            select(Location.id, Location.kind, Location.code).where(Location.active.is_(True), Location.ships.is_(True))
+        )
+        cached = _sources_cache[engine] = (version, [Source(*row) for row in rows])
+    return cached[1]
+
+
 def _allocate(
-    session: Session, data: CartIn, items: list[Item], errors: list[FieldError]
+    session: Session, data: CartIn, items: list[Item], errors: list[FieldError], *, version: int
 ) -> tuple[list[Hold], Location | None]:
     """Where each line's units come from; a line that cannot be served gets an error."""
     fulfillment = data.fulfillment
@@ -122,10 +147,7 @@ def _allocate(
             errors.append(FieldError("fulfillment.store_id", f"{location.name} does not ship"))
             return [], None
     levels = availability(session, [item.sku for item in items])
-    sources = {
-        loc.id: loc
-        for loc in session.scalars(select(Location).where(Location.active.is_(True), Location.ships.is_(True)))
-    }
+    sources = {source.id: source for source in shipping_sources(session, version)}
     # warehouses first, then the stores that ship; most stock first
     holds: list[Hold] = []
     taken: dict[tuple[uuid.UUID, str], int] = {}
@@ -151,7 +173,7 @@ def _allocate(
             key=lambda loc: (loc.kind != "warehouse", -free(loc.id), loc.code),
         )
         if location is not None:  # pickup with transfer: what the store has first, the rest from elsewhere
-            order.insert(0, location)
+            order.insert(0, Source(location.id, location.kind, location.code))
         remaining = wanted
         planned: list[Hold] = []
         for source in order:
@@ -186,7 +208,8 @@ def prepare_cart(
     errors: list[FieldError] = []
     if not data.lines:
         errors.append(FieldError("lines", "a cart needs at least one line"))
-    catalog = catalog_items(session, [line.sku for line in data.lines])
+    version = versions(session)
+    catalog = catalog_items(session, [line.sku for line in data.lines], version=version.get("catalog", 0))
     items: list[Item] = []
     for index, line in enumerate(data.lines):
         here = f"lines[{index}]"
@@ -221,10 +244,10 @@ def prepare_cart(
     holds: list[Hold] = []
     location: Location | None = None
     if not errors:
-        holds, location = _allocate(session, data, items, errors)
+        holds, location = _allocate(session, data, items, errors, version=version.get("catalog", 0))
 
     # coupons: each one names its promotion; a code that cannot apply is an error, not a silent no-op
-    promotion_index = promo.active_index(session)
+    promotion_index = promo.active_index(session, version=version.get("promotions", 0))
     codes = [promo.normalize_code(code) for code in data.coupon_codes]
     coupons = promo.coupons_by_code(session, codes)
     coupon_for: dict[str, str] = {}
@@ -245,7 +268,8 @@ def prepare_cart(
         raise CartRefused("; ".join(f"{e.field}: {e.message}" for e in errors), errors=errors)
 
     rules = promotion_index.candidates(items)
-    spent = promo.exhausted(session, [rule.id for rule in rules], customer_key=customer.id if customer else None)
+    limited = {rule.id for rule in rules if rule.limited}
+    spent = promo.exhausted(session, sorted(limited), customer_key=customer.id if customer else None)
     for promotion_id, why in spent.items():
         spent_code = coupon_for.get(promotion_id)
         if spent_code is not None:
@@ -280,6 +304,7 @@ def prepare_cart(
         quote=quote,
         holds=holds,
         location=location,
+        limited=limited,
     )
 
 

@@ -108,7 +108,7 @@ def create_order(session: Session, data: CartIn, *, settings: Settings, actor: s
     session.flush()
     expires = now + timedelta(minutes=settings.commerce_reservation_minutes) if quote.total > 0 else None
     stores.reserve(session, cart.holds, order_id=order.id, expires_at=expires)
-    promotions.claim(session, quote.promotions, customer_key=customer.id)
+    promotions.claim(session, quote.promotions, customer_key=customer.id, limited=cart.limited)
     session.execute(
         update(Cart)
         .where(Cart.customer_id == customer.id, Cart.status == "open")

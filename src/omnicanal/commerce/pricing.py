@@ -66,6 +66,7 @@ class Rule:
     order: int = 0
     stackable: bool = True
     requires_coupon: bool = False
+    limited: bool = False  # has a usage limit (in total or per customer): counted at checkout
     segments: frozenset[str] = frozenset()
     channels: frozenset[str] = frozenset()
 

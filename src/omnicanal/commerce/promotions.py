@@ -249,14 +249,16 @@ def rule_of(promotion: Promotion, tree: dict[str, set[str]], order: int) -> Rule
         order=order,
         stackable=promotion.stackable,
         requires_coupon=promotion.requires_coupon,
+        limited=promotion.usage_limit is not None or promotion.usage_limit_per_customer is not None,
         segments=frozenset(rules.get("segments", [])),
         channels=frozenset(rules.get("channels", [])),
     )
 
 
-def active_index(session: Session) -> PromotionIndex:
+def active_index(session: Session, *, version: int | None = None) -> PromotionIndex:
     """The active promotions, indexed; rebuilt only after a promotion or category changed."""
-    version = session.scalar(select(CatalogVersion.version).where(CatalogVersion.name == "promotions")) or 0
+    if version is None:
+        version = session.scalar(select(CatalogVersion.version).where(CatalogVersion.name == "promotions")) or 0
     engine = session.get_bind().engine
     index = _cache.get(engine)
     if index is not None and index.version == version:
@@ -316,17 +318,26 @@ def exhausted(session: Session, promotion_ids: list[str], *, customer_key: uuid.
     return result
 
 
-def claim(session: Session, applied: list[dict[str, Any]], *, customer_key: uuid.UUID) -> None:
-    """Count one use of every applied promotion and coupon, or raise if a limit was reached meanwhile."""
-    ids = sorted({uuid.UUID(entry["promotion_id"]) for entry in applied})
-    if not ids:
-        return
-    limits = {
-        row[0]: row[1:]
-        for row in session.execute(
-            select(Promotion.id, Promotion.usage_limit, Promotion.usage_limit_per_customer).where(Promotion.id.in_(ids))
-        )
-    }
+def claim(
+    session: Session, applied: list[dict[str, Any]], *, customer_key: uuid.UUID, limited: set[str] | None = None
+) -> None:
+    """Count one use of every applied promotion and coupon, or raise if a limit was reached meanwhile.
+
+    ``limited``: the applied promotions known to have a usage limit (None: look them all up).
+    """
+    ids = sorted({uuid.UUID(e["promotion_id"]) for e in applied if limited is None or e["promotion_id"] in limited})
+    limits = (
+        {}
+        if not ids
+        else {
+            row[0]: row[1:]
+            for row in session.execute(
+                select(Promotion.id, Promotion.usage_limit, Promotion.usage_limit_per_customer).where(
+                    Promotion.id.in_(ids)
+                )
+            )
+        }
+    )
     for promotion_id in ids:
         limit, per_customer = limits.get(promotion_id, (None, None))
         name = next(e["name"] for e in applied if e["promotion_id"] == str(promotion_id))
@@ -359,6 +370,10 @@ def claim(session: Session, applied: list[dict[str, Any]], *, customer_key: uuid
                     f"the promotion {name!r} can be used {per_customer} time(s) per customer, and was",
                     promotion_id=str(promotion_id),
                 )
+    _claim_coupons(session, applied)
+
+
+def _claim_coupons(session: Session, applied: list[dict[str, Any]]) -> None:
     for code in sorted({entry["coupon_code"] for entry in applied if entry.get("coupon_code")}):
         result = session.execute(
             update(Coupon)

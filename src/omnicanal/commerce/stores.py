@@ -30,6 +30,9 @@ def create_store(session: Session, data: StoreIn) -> Location:
         raise ValidationFailed.on_field("timezone", f"unknown IANA time zone {data.timezone!r}")
     if session.scalar(select(Location.id).where(Location.code == data.code)) is not None:
         raise Conflict(f"a location with the code {data.code!r} exists already")
+    from omnicanal.commerce.catalog import bump_version
+
+    bump_version(session, "catalog")
     location = Location(
         code=data.code,
         name=data.name,
