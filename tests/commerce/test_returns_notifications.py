@@ -196,3 +196,22 @@ def test_no_transactional_consent_no_notification(client: TestClient, db: Databa
     with db.read() as session:
         assert list(session.scalars(select(Message).where(Message.customer_id == uuid.UUID(silent["id"])))) == []
     assert data
+
+
+def test_carts_on_the_timeline_and_for_the_agent_and_privacy(client: TestClient) -> None:
+    data = shop(client)
+    customer = data["customer"]["id"]
+    ok(client.post(f"{API}/carts/quote", json=cart(customer, [("TEE-M", 2)], channel="app")))
+    carts = ok(client.get(f"{API}/customers/{customer}/carts"))
+    assert [(c["channel"], c["lines"]) for c in carts] == [("app", [{"sku": "TEE-M", "quantity": 2}])]
+    timeline = ok(client.get(f"{API}/customers/{customer}/timeline", params={"type": "cart.updated"}))
+    assert len(timeline["items"]) == 1
+    order = ok(client.post(f"{API}/orders", json=cart(customer, [("TEE-M", 2)], channel="app")), 201)
+    assert ok(client.get(f"{API}/customers/{customer}/carts")) == []  # ordered: no longer open
+    link = ok(client.post(f"{API}/orders/{order['id']}/payments", json={"method": "payment_link", "amount": 100}), 201)
+    qr = client.get(f"{API}/payments/{link['id']}/qr.svg")
+    assert qr.status_code == 200 and b"<svg" in qr.content
+    exported = ok(client.get(f"{API}/customers/{customer}/export"))
+    assert exported["commerce"]["orders"][0]["address"] == {"line1": "Gran Via 1", "city": "Madrid"}
+    assert client.delete(f"{API}/customers/{customer}").status_code in (200, 204)
+    assert ok(client.get(f"{API}/orders/{order['id']}"))["fulfillment"]["address"] is None

@@ -316,6 +316,41 @@ def pickup(
     return orders.order_out(session, order, settings=settings)
 
 
+@router.get("/customers/{customer_id}/carts")
+def customer_carts(customer_id: uuid.UUID, session: ReadSession, _: OrderReader) -> list[dict[str, Any]]:
+    """The carts a customer left open on the web or in the app (what a clerk or an agent picks up)."""
+    return [
+        {
+            "id": str(c.id),
+            "channel": c.channel,
+            "lines": c.request.get("lines", []),
+            "coupon_codes": c.request.get("coupon_codes", []),
+            "total": c.total,
+            "currency": c.currency,
+            "updated_at": c.updated_at.isoformat(),
+        }
+        for c in orders.open_carts(session, customer_id)
+    ]
+
+
+@router.get("/payments/{payment_id}/qr.svg", response_class=Response)
+def payment_link_qr(payment_id: uuid.UUID, session: ReadSession, settings: AppSettings, _: OrderReader) -> Response:
+    """The payment link as a QR code, for a screen at the counter or a message."""
+    import io
+
+    import segno
+
+    from omnicanal.commerce.models import Payment
+
+    payment = session.get(Payment, payment_id)
+    if payment is None or payment.link_token is None:
+        raise NotFound(f"payment link {payment_id} not found")
+    link = orders.payment_out(payment, settings).link_url or ""
+    buffer = io.BytesIO()
+    segno.make(link, error="m").save(buffer, kind="svg", scale=6, border=2)
+    return Response(buffer.getvalue(), media_type="image/svg+xml")
+
+
 @router.get("/orders/{order_id}/pickup/qr.svg", response_class=Response)
 def pickup_qr(order_id: uuid.UUID, session: ReadSession, _: OrderReader) -> Response:
     order = orders.get_order(session, order_id)

@@ -21,6 +21,7 @@ from omnicanal.db import utcnow, uuid7
 from omnicanal.errors import NotFound, ValidationFailed
 from omnicanal.pagination import check_limit, decode_cursor, encode_cursor
 from omnicanal.settings import Settings
+from omnicanal.timeline.service import record_event
 
 NUMBER_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 
@@ -326,6 +327,13 @@ def save_cart(session: Session, data: CartIn, *, settings: Settings, total: int,
     cart.total = total
     cart.currency = currency
     cart.updated_at = utcnow()
+    record_event(
+        session,
+        customer_id=customer.id,
+        type="cart.updated",
+        channel=data.channel,
+        properties={"lines": request["lines"], "total": total, "currency": currency},
+    )
 
 
 def open_carts(session: Session, customer_id: uuid.UUID) -> list[Cart]:
