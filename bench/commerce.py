@@ -107,6 +107,7 @@ def quote_inproc(url: str, skus: list[str], customers: list[str], calls: int) ->
     """``orders.quote`` exactly as the endpoint runs it (read session, JSON-ready output), one at a time."""
     sys.path.insert(0, str(ROOT / "src"))
     from omnicanal.commerce import orders
+    from omnicanal.commerce.catalog import catalog_items
     from omnicanal.commerce.checkout import quote_out
     from omnicanal.commerce.schemas import CartIn
     from omnicanal.db import create_database
@@ -115,7 +116,11 @@ def quote_inproc(url: str, skus: list[str], customers: list[str], calls: int) ->
     rng = random.Random(11)
     settings = Settings(database_url=url)
     db = create_database(settings)
+    with db.read() as session:  # a running server soon holds every SKU it sells in its catalog cache
+        for start in range(0, len(skus), 500):
+            catalog_items(session, skus[start : start + 500])
     timings = []
+    cpu = []
     discounted = 0
     for n in range(calls + 500):
         body = CartIn.model_validate({
@@ -123,16 +128,19 @@ def quote_inproc(url: str, skus: list[str], customers: list[str], calls: int) ->
             "lines": [{"sku": sku, "quantity": rng.randint(1, 3)} for sku in rng.sample(skus, rng.randint(3, 5))],
             "fulfillment": {"type": "delivery"},
         })  # fmt: skip
-        started = time.perf_counter()
+        started, started_cpu = time.perf_counter(), time.process_time()
         with db.read() as session:
             out = quote_out(orders.quote(session, body, settings=settings)).model_dump(mode="json")
         elapsed = (time.perf_counter() - started) * 1000
         if n >= 500:  # warm-up
             timings.append(elapsed)
+            cpu.append((time.process_time() - started_cpu) * 1000)
             discounted += bool(out["discount"] or out["shipping_discount"])
     db.dispose()
     timings.sort()
+    cpu.sort()
     return {
+        "cpu_p50_ms": cpu[len(cpu) // 2], "cpu_p99_ms": cpu[int(len(cpu) * 0.99) - 1],
         "calls": calls, "p50_ms": timings[len(timings) // 2], "p99_ms": timings[int(len(timings) * 0.99) - 1],
         "max_ms": timings[-1], "mean_ms": statistics.fmean(timings), "with_discount": discounted,
     }  # fmt: skip
@@ -213,7 +221,8 @@ def k2(plan: Plan, workdir: Path) -> dict[str, Any]:
     inproc = quote_inproc(data["url"], data["skus"], data["customers"], calls)
     say(
         f"  in process ({calls:,} carts of 3-5 lines, one at a time): p50 {inproc['p50_ms']:.2f} ms  "
-        f"p99 {inproc['p99_ms']:.2f} ms  max {inproc['max_ms']:.1f} ms  ({inproc['with_discount']:,} discounted)"
+        f"p99 {inproc['p99_ms']:.2f} ms  max {inproc['max_ms']:.1f} ms  ({inproc['with_discount']:,} discounted); "
+        f"CPU p50 {inproc['cpu_p50_ms']:.2f} ms p99 {inproc['cpu_p99_ms']:.2f} ms"
     )
     out: dict[str, Any] = {"products": products, "promotions": 200, "inproc": inproc}
     body_file = workdir / "quote.json"
