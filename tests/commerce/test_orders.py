@@ -160,3 +160,16 @@ def test_channel_price_used_at_checkout_and_marked(client: TestClient) -> None:
     web_body = cart(data["customer"]["id"], [("MUG-1", 1)])
     line = ok(client.post(f"{API}/carts/quote", json=web_body))["lines"][0]
     assert (line["unit_price"], line["price_channel"]) == (1200, None)
+
+
+def test_an_order_can_insist_on_the_quoted_total(client: TestClient) -> None:
+    data = shop(client)
+    body = cart(data["customer"]["id"], [("TEE-M", 1)])
+    quote = ok(client.post(f"{API}/carts/quote", json=body))
+    make_promotion(client, name="Flash", kind="percentage", percent=50)  # the price changes after the quote
+    response = client.post(f"{API}/orders", json=body | {"expected_total": quote["total"]})
+    assert response.status_code == 409 and response.json()["expected_total"] == quote["total"]
+    assert ok(client.get(f"{API}/orders"))["items"] == []
+    fresh = ok(client.post(f"{API}/carts/quote", json=body))
+    order = ok(client.post(f"{API}/orders", json=body | {"expected_total": fresh["total"]}), 201)
+    assert order["total"] == fresh["total"] < quote["total"]

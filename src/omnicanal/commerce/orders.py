@@ -18,7 +18,7 @@ from omnicanal.customers.models import Customer
 from omnicanal.customers.resolution import Resolver
 from omnicanal.customers.service import get_customer
 from omnicanal.db import utcnow, uuid7
-from omnicanal.errors import NotFound, ValidationFailed
+from omnicanal.errors import Conflict, NotFound, ValidationFailed
 from omnicanal.pagination import check_limit, decode_cursor, encode_cursor
 from omnicanal.settings import Settings
 from omnicanal.timeline.service import record_event
@@ -56,6 +56,13 @@ def create_order(session: Session, data: CartIn, *, settings: Settings, actor: s
     now = utcnow()
     cart = prepare_cart(session, data, settings=settings, customer=customer, now=now, for_order=True)
     quote = cart.quote
+    if data.expected_total is not None and data.expected_total != quote.total:
+        raise Conflict(
+            f"the total is now {quote.total} {quote.currency}, not the {data.expected_total} quoted "
+            "(a price, promotion or stock changed); nothing was ordered",
+            total=quote.total,
+            expected_total=data.expected_total,
+        )
     order = Order(
         id=uuid7(),
         number=_number(now),

@@ -153,6 +153,9 @@ class CartIn(Strict):
     lines: list[LineIn] = Field(max_length=200)
     coupon_codes: list[str] = Field(default_factory=list, max_length=10)
     fulfillment: FulfillmentIn
+    expected_total: int | None = Field(
+        default=None, description="orders: the quoted total; refused (409) if checkout would charge anything else"
+    )
 
 
 class LineOut(BaseModel):
