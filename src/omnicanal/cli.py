@@ -31,6 +31,8 @@ def _add_loyalty() -> None:
 
 
 _add_loyalty()
+catalog_app = typer.Typer(help="The product catalog as CSV.", no_args_is_help=True)
+app.add_typer(catalog_app, name="catalog")
 err = Console(stderr=True)
 
 
@@ -195,6 +197,51 @@ def apikey_create(
         err.print(f"[red]{exc.detail}[/red]")
         raise typer.Exit(1) from None
     sys.stdout.write(token + "\n")
+
+
+@catalog_app.command("import")
+def catalog_import(path: Annotated[str, typer.Argument(help="CSV file, one row per variant")]) -> None:
+    """Import products from CSV (see commerce/catalog_csv.py); reports the rows it rejected and why."""
+    from rich.progress import Progress
+
+    from omnicanal.commerce.catalog_csv import import_csv
+    from omnicanal.db import create_database
+
+    db = create_database(_settings())
+    try:
+        source = open(path, newline="", encoding="utf-8-sig")  # noqa: SIM115 - closed below
+    except OSError as exc:
+        err.print(f"[red]Cannot read {path}: {exc}[/red]")
+        raise typer.Exit(2) from None
+    with source, Progress(console=err) as progress, db.write() as session:
+        task = progress.add_task("Importing products", total=None)
+        report = import_csv(
+            session, source, progress=lambda done, total: progress.update(task, completed=done, total=total)
+        )
+    err.print(f"Imported {report.products} products ({report.variants} rows).")
+    for line, why in report.rejected:
+        err.print(f"[yellow]line {line}:[/yellow] {why}")
+    db.dispose()
+    if report.rejected:
+        err.print(f"[red]{len(report.rejected)} rows rejected.[/red]")
+        raise typer.Exit(1)
+
+
+@catalog_app.command("export")
+def catalog_export(path: Annotated[str, typer.Argument(help="CSV file to write ('-' for stdout)")]) -> None:
+    """Export every product as CSV, in the format ``catalog import`` reads."""
+    from omnicanal.commerce.catalog_csv import export_csv
+    from omnicanal.db import create_database
+
+    db = create_database(_settings())
+    with db.read() as session:
+        if path == "-":
+            count = export_csv(session, sys.stdout)
+        else:
+            with open(path, "w", newline="", encoding="utf-8") as target:
+                count = export_csv(session, target)
+    err.print(f"Exported {count} rows.")
+    db.dispose()
 
 
 def main() -> None:

@@ -140,6 +140,10 @@ def load_demo(db: Database, settings: Settings) -> list[str]:
     with db.write() as session:
         inbox = load_demo_inbox(session, settings, people)
     with db.write() as session:
+        from omnicanal.commerce.demo import load_demo_shop
+
+        shop = load_demo_shop(session, settings, people)
+    with db.write() as session:
         channels = load_demo_channels(session, settings)
     with db.write() as session:
         webchat, email = load_demo_webchat(session, settings), load_demo_email(session, settings)
@@ -149,6 +153,7 @@ def load_demo(db: Database, settings: Settings) -> list[str]:
         loyalty = load_demo_loyalty(session)
     return [
         inbox,
+        shop,
         channels,
         webchat,
         email,

@@ -88,6 +88,9 @@ def register() -> None:
     set_conversation_context_provider(_conversation_context)
     privacy.register("conversations", exporter=export_conversations, eraser=_erase_conversations)
     privacy.register("deliveries", exporter=None, eraser=erase_outbox)
+    from omnicanal.commerce.privacy import erase_commerce, export_commerce
+
+    privacy.register("commerce", exporter=export_commerce, eraser=erase_commerce)
     on_outcome("message", sent=outbound_sent, dead=outbound_dead)
     on_outcomes_prefetch(outbound_messages)
     webhooks.register()

@@ -6,6 +6,7 @@ from omnicanal.access import models as access_models
 from omnicanal.answers import models as answer_models
 from omnicanal.channels import models as channel_models
 from omnicanal.channels.email import models as email_models
+from omnicanal.commerce import models as commerce_models
 from omnicanal.consent import models as consent_models
 from omnicanal.conversations import models as conversation_models
 from omnicanal.customers import models as customer_models
@@ -24,6 +25,7 @@ __all__ = [
     "access_models",
     "answer_models",
     "channel_models",
+    "commerce_models",
     "consent_models",
     "conversation_models",
     "customer_models",

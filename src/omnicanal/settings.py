@@ -70,6 +70,22 @@ class Settings(BaseSettings):
     webhooks_allow_private_targets: bool | None = None
     outbox_lease_seconds: float = 60.0  # a sender silent this long is presumed dead; its items go again
 
+    # Commerce
+    commerce_currency: str = "EUR"  # the price list used when a cart names no currency
+    commerce_prices_include_tax: bool = True
+    commerce_tax_rates: dict[str, int] = Field(  # basis points per tax class
+        default_factory=lambda: {"standard": 2100, "reduced": 1000, "super_reduced": 400, "zero": 0}
+    )
+    # shipping per fulfillment type, in minor units of the cart's currency (a currency may override)
+    commerce_shipping: dict[str, int] = Field(
+        default_factory=lambda: {"delivery": 499, "ship_from_store": 499, "pickup": 0}
+    )
+    commerce_reservation_minutes: int = 30  # unpaid orders release their stock after this
+    commerce_pickup_days: int = 7  # uncollected pickups expire after this
+    commerce_return_days: int = 30
+    commerce_return_exclusions: list[str] = Field(default_factory=list)  # SKUs or category slugs
+    commerce_public_url: str = "http://localhost:8000"  # where payment links point
+
     # Database tuning
     db_pool_size: int = 20
     sqlite_busy_timeout_ms: int = 30000

@@ -38,6 +38,12 @@ class Permission(StrEnum):
     LOYALTY_REDEEM = "loyalty:redeem"
     LOYALTY_ADJUST = "loyalty:adjust"  # manual corrections of a wallet
     LOYALTY_MANAGE = "loyalty:manage"  # rules, tiers, rewards, code batches
+    CATALOG_READ = "catalog:read"
+    CATALOG_MANAGE = "catalog:manage"
+    PROMOTIONS_MANAGE = "promotions:manage"
+    STOCK_WRITE = "stock:write"
+    ORDERS_READ = "orders:read"
+    ORDERS_WRITE = "orders:write"
 
 
 _READ = {
@@ -45,6 +51,8 @@ _READ = {
     Permission.CONSENTS_READ,
     Permission.CONVERSATIONS_READ,
     Permission.LOYALTY_READ,
+    Permission.CATALOG_READ,
+    Permission.ORDERS_READ,
 }
 _FRONT_LINE = _READ | {
     Permission.CUSTOMERS_WRITE,
@@ -54,6 +62,7 @@ _FRONT_LINE = _READ | {
     Permission.MESSAGES_INBOUND,
     Permission.LOYALTY_EARN,
     Permission.LOYALTY_REDEEM,
+    Permission.ORDERS_WRITE,
 }
 _SUPERVISION = {
     Permission.MERGES_MANAGE,
@@ -63,14 +72,20 @@ _SUPERVISION = {
     Permission.ROUTING_MANAGE,
     Permission.OUTBOX_MANAGE,
     Permission.LOYALTY_ADJUST,
+    Permission.CATALOG_MANAGE,
+    Permission.PROMOTIONS_MANAGE,
+    Permission.STOCK_WRITE,
 }
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.ADMIN: frozenset(Permission),
     Role.SUPERVISOR: frozenset(_FRONT_LINE | _SUPERVISION),
     Role.AGENT: frozenset(_FRONT_LINE),
-    Role.STORE_CLERK: frozenset(_FRONT_LINE),
-    Role.MARKETER: frozenset(_READ | {Permission.EVENTS_WRITE, Permission.ANSWERS_WRITE, Permission.LOYALTY_MANAGE}),
+    Role.STORE_CLERK: frozenset(_FRONT_LINE | {Permission.STOCK_WRITE}),
+    Role.MARKETER: frozenset(
+        _READ
+        | {Permission.EVENTS_WRITE, Permission.ANSWERS_WRITE, Permission.LOYALTY_MANAGE, Permission.PROMOTIONS_MANAGE}
+    ),
     Role.ANALYST: frozenset(_READ),
 }
 

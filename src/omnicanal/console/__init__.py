@@ -22,6 +22,7 @@ def mount_console(app: FastAPI) -> None:
     from omnicanal.console.loyalty import router as loyalty_router
     from omnicanal.console.review import router as review_router
     from omnicanal.console.routes import router
+    from omnicanal.console.shop import router as shop_router
     from omnicanal.console.supervision import router as supervision_router
 
     i18n.load_all()
@@ -47,4 +48,5 @@ def mount_console(app: FastAPI) -> None:
     app.include_router(supervision_router)
     app.include_router(channel_setup_router)
     app.include_router(loyalty_router)
+    app.include_router(shop_router)
     app.mount("/console/static", StaticFiles(directory=STATIC_DIR), name="console-static")

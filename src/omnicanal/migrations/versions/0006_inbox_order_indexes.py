@@ -1,7 +1,7 @@
 """Inbox indexes end in (last_message_at, id), the listing's order
 
-Revision ID: 0005
-Revises: 0007
+Revision ID: 0006
+Revises: 0005
 Create Date: 2026-11-23
 """
 
@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from alembic import op
 
-revision = "0005"
-down_revision = "0007"
+revision = "0006"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 

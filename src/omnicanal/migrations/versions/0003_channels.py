@@ -1,6 +1,6 @@
 """Channels: configured channel instances, push tokens, callback tasks, and the instance each message used
 
-Revision ID: 0004
+Revision ID: 0003
 Revises: 0002
 Create Date: 2026-11-23
 """
@@ -13,7 +13,7 @@ from sqlalchemy.dialects import postgresql
 
 import omnicanal.db
 
-revision = "0004"
+revision = "0003"
 down_revision = "0002"
 branch_labels = None
 depends_on = None

@@ -1,7 +1,7 @@
 """Loyalty: wallets, lots, ledger, rules, tiers, rewards, redemptions, codes
 
-Revision ID: 0007
-Revises: 0006
+Revision ID: 0005
+Revises: 0004
 Create Date: 2026-11-23
 """
 
@@ -13,8 +13,8 @@ from sqlalchemy.dialects import postgresql
 
 import omnicanal.db
 
-revision = "0007"
-down_revision = "0006"
+revision = "0005"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 

@@ -1,7 +1,7 @@
 """Email: the Message-ID and subject of each email message, for threading
 
-Revision ID: 0006
-Revises: 0004
+Revision ID: 0004
+Revises: 0003
 Create Date: 2026-11-23
 """
 
@@ -12,8 +12,8 @@ from alembic import op
 
 import omnicanal.db
 
-revision = "0006"
-down_revision = "0004"  # after the channels base (merged into this branch)
+revision = "0004"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 

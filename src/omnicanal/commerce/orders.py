@@ -1,0 +1,356 @@
+"""Orders from every channel: placed from a prepared cart, read back, cancelled, expired."""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from omnicanal.commerce import lifecycle, promotions, stores
+from omnicanal.commerce.checkout import PreparedCart, identity_keys, known_customer, line_out, prepare_cart
+from omnicanal.commerce.models import Cart, Fulfillment, Order, OrderLine, Payment
+from omnicanal.commerce.schemas import CartIn, FulfillmentOut, OrderOut, PaymentOut
+from omnicanal.customers.models import Customer
+from omnicanal.customers.resolution import Resolver
+from omnicanal.customers.service import get_customer
+from omnicanal.db import utcnow, uuid7
+from omnicanal.errors import Conflict, NotFound, ValidationFailed
+from omnicanal.pagination import check_limit, decode_cursor, encode_cursor
+from omnicanal.settings import Settings
+from omnicanal.timeline.service import record_event
+
+NUMBER_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+
+
+def resolve_customer(session: Session, data: CartIn, settings: Settings) -> Customer:
+    """The ordering customer: by id, or found (or created) from identities by identity resolution."""
+    if data.customer_id is None and not data.identities:
+        raise ValidationFailed.on_field("customer_id", "an order needs a customer_id or identities")
+    keys = identity_keys(data, settings)
+    if data.customer_id is not None and not keys:
+        try:
+            return get_customer(session, data.customer_id, follow_merges=True)
+        except NotFound:
+            raise ValidationFailed.on_field("customer_id", f"customer {data.customer_id} not found") from None
+    resolver = Resolver(session, settings, now=utcnow())
+    try:
+        resolution = resolver.resolve(keys, customer_id=data.customer_id, source=f"order:{data.channel}")
+    except NotFound as exc:
+        raise ValidationFailed.on_field("customer_id", exc.detail) from None
+    resolver.flush()
+    session.flush()
+    return get_customer(session, resolution.customer_id, follow_merges=True)
+
+
+def _number(now: datetime) -> str:
+    return f"{now:%y%m%d}-" + "".join(secrets.choice(NUMBER_ALPHABET) for _ in range(6))
+
+
+def create_order(session: Session, data: CartIn, *, settings: Settings, actor: str) -> Order:
+    """Place an order: price it as the quote does, reserve its stock, count its promotions. All or nothing."""
+    customer = resolve_customer(session, data, settings)
+    now = utcnow()
+    cart = prepare_cart(session, data, settings=settings, customer=customer, now=now, for_order=True)
+    quote = cart.quote
+    if data.expected_total is not None and data.expected_total != quote.total:
+        raise Conflict(
+            f"the total is now {quote.total} {quote.currency}, not the {data.expected_total} quoted "
+            "(a price, promotion or stock changed); nothing was ordered",
+            total=quote.total,
+            expected_total=data.expected_total,
+        )
+    order = Order(
+        id=uuid7(),
+        number=_number(now),
+        customer_id=customer.id,
+        source_customer_id=customer.id,
+        channel=data.channel,
+        status="pending",
+        payment_status="unpaid",
+        currency=quote.currency,
+        subtotal=quote.subtotal,
+        discount=quote.discount,
+        tax=quote.tax,
+        shipping=quote.shipping,
+        total=quote.total,
+        paid_amount=0,
+        refunded_amount=0,
+        prices_include_tax=quote.prices_include_tax,
+        fulfillment_type=data.fulfillment.type,
+        location_id=cart.location.id if cart.location else None,
+        address=data.fulfillment.address or {},
+        coupon_codes=[promotions.normalize_code(c) for c in data.coupon_codes],
+        promotions=quote.promotions,
+        shipping_discount=quote.shipping_discount,
+        created_by=actor,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(order)
+    for position, (item, line) in enumerate(zip(cart.items, quote.lines, strict=True)):
+        session.add(
+            OrderLine(
+                id=uuid7(),
+                order_id=order.id,
+                position=position,
+                sku=line.sku,
+                product_id=uuid.UUID(item.product_id),
+                name=line.name,
+                quantity=line.quantity,
+                unit_price=line.unit_price,
+                price_channel=line.price_channel,
+                subtotal=line.subtotal,
+                discount=line.discount,
+                tax=line.tax,
+                tax_rate=line.tax_rate,
+                total=line.total,
+                discounts=line.discounts,
+                fulfilled_quantity=0,
+                returned_quantity=0,
+            )
+        )
+    session.flush()
+    expires = now + timedelta(minutes=settings.commerce_reservation_minutes) if quote.total > 0 else None
+    stores.reserve(session, cart.holds, order_id=order.id, expires_at=expires)
+    promotions.claim(session, quote.promotions, customer_key=customer.id, limited=cart.limited)
+    session.execute(
+        update(Cart)
+        .where(Cart.customer_id == customer.id, Cart.status == "open")
+        .values(status="ordered", updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    lifecycle.announce(session, order, "order.placed", actor=actor, lines=len(quote.lines))
+    if quote.total == 0:
+        order.payment_status = "paid"
+        lifecycle.move(session, order, "paid", action="mark the order paid", actor=actor)
+    return order
+
+
+def get_order(session: Session, order_id: uuid.UUID, *, for_update: bool = False) -> Order:
+    stmt = select(Order).where(Order.id == order_id)
+    if for_update and session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update()
+    order = session.scalar(stmt)
+    if order is None:
+        raise NotFound(f"order {order_id} not found")
+    return order
+
+
+def lines_of(session: Session, order_id: uuid.UUID) -> list[OrderLine]:
+    return list(session.scalars(select(OrderLine).where(OrderLine.order_id == order_id).order_by(OrderLine.position)))
+
+
+def payment_out(payment: Payment, settings: Settings | None = None) -> PaymentOut:
+    link = None
+    if payment.link_token and settings is not None:
+        link = f"{settings.commerce_public_url.rstrip('/')}/pay/{payment.link_token}"
+    return PaymentOut(
+        id=payment.id,
+        kind=payment.kind,
+        method=payment.method,
+        status=payment.status,
+        amount=payment.amount,
+        currency=payment.currency,
+        reference=payment.reference,
+        refund_of=payment.refund_of,
+        link_url=link,
+        created_at=payment.created_at,
+    )
+
+
+def order_out(session: Session, order: Order, *, settings: Settings | None = None) -> OrderOut:
+    lines = lines_of(session, order.id)
+    payments = list(session.scalars(select(Payment).where(Payment.order_id == order.id).order_by(Payment.created_at)))
+    fulfillments = list(
+        session.scalars(select(Fulfillment).where(Fulfillment.order_id == order.id).order_by(Fulfillment.created_at))
+    )
+    pickup = None
+    if order.fulfillment_type == "pickup":
+        pickup = {
+            "store_id": str(order.location_id),
+            "ready": order.pickup_code is not None,
+            "expires_at": order.pickup_expires_at.isoformat() if order.pickup_expires_at else None,
+        }
+    return OrderOut(
+        id=order.id,
+        number=order.number,
+        status=order.status,
+        payment_status=order.payment_status,
+        customer_id=order.customer_id,
+        channel=order.channel,
+        currency=order.currency,
+        lines=[line_out(_line_values(line)) for line in lines],
+        subtotal=order.subtotal,
+        discount=order.discount,
+        tax=order.tax,
+        shipping=order.shipping,
+        shipping_discount=order.shipping_discount,
+        total=order.total,
+        prices_include_tax=order.prices_include_tax,
+        promotions=order.promotions or [],
+        paid_amount=order.paid_amount,
+        refunded_amount=order.refunded_amount,
+        balance_due=order.total - order.paid_amount,
+        fulfillment={
+            "type": order.fulfillment_type,
+            "store_id": str(order.location_id) if order.location_id else None,
+            "address": order.address or None,
+        },
+        coupon_codes=order.coupon_codes or [],
+        payments=[payment_out(p, settings) for p in payments],
+        fulfillments=[
+            FulfillmentOut(
+                id=f.id,
+                type=f.type,
+                status=f.status,
+                location_id=f.location_id,
+                carrier=f.carrier,
+                tracking_number=f.tracking_number,
+                lines=f.lines or [],
+                created_at=f.created_at,
+            )
+            for f in fulfillments
+        ],
+        pickup=pickup,
+        created_at=order.created_at,
+        updated_at=order.updated_at,
+    )
+
+
+def _line_values(line: OrderLine) -> dict[str, Any]:
+    return {
+        "sku": line.sku,
+        "name": line.name,
+        "quantity": line.quantity,
+        "unit_price": line.unit_price,
+        "price_channel": line.price_channel,
+        "subtotal": line.subtotal,
+        "discount": line.discount,
+        "discounts": line.discounts or [],
+        "tax": line.tax,
+        "tax_rate": line.tax_rate,
+        "total": line.total,
+    }
+
+
+def list_orders(
+    session: Session,
+    *,
+    customer_id: uuid.UUID | None = None,
+    status: str | None = None,
+    store_id: uuid.UUID | None = None,
+    limit: int = 25,
+    cursor: str | None = None,
+) -> tuple[list[Order], str | None]:
+    """Newest first."""
+    limit = check_limit(limit)
+    stmt = select(Order)
+    if customer_id is not None:
+        stmt = stmt.where(Order.customer_id == customer_id)
+    if status:
+        if status not in lifecycle.STATUSES:
+            raise ValidationFailed.on_field("status", f"unknown status; one of: {', '.join(lifecycle.STATUSES)}")
+        stmt = stmt.where(Order.status == status)
+    if store_id is not None:
+        stmt = stmt.where(Order.location_id == store_id)
+    after = decode_cursor(cursor, size=1)
+    if after is not None:
+        try:
+            stmt = stmt.where(Order.id < uuid.UUID(str(after[0])))
+        except ValueError:
+            raise ValidationFailed.on_field("cursor", "is not a cursor this API returned") from None
+    rows = list(session.scalars(stmt.order_by(Order.id.desc()).limit(limit + 1)))
+    next_cursor = encode_cursor([str(rows[limit - 1].id)]) if len(rows) > limit else None
+    return rows[:limit], next_cursor
+
+
+def cancel_order(session: Session, order_id: uuid.UUID, *, actor: str, reason: str = "") -> Order:
+    """Cancel before anything left the building: stock goes back, promotion uses are given back, payments refunded."""
+    from omnicanal.commerce.payments import refund_everything
+
+    order = get_order(session, order_id, for_update=True)
+    lifecycle.check(order, "cancelled", action="cancel the order")
+    stores.release(session, order.id)
+    promotions.release_claims(session, order.promotions or [], customer_key=order.customer_id)
+    refund_everything(session, order, actor=actor, reason="order cancelled")
+    lifecycle.move(session, order, "cancelled", action="cancel the order", actor=actor, reason=reason)
+    return order
+
+
+def expire_due(session: Session, *, now: datetime | None = None) -> int:
+    """Unpaid orders past their reservation and pickups not collected in time: stock goes back on the shelf."""
+    from omnicanal.commerce.models import Reservation
+    from omnicanal.commerce.payments import refund_everything
+
+    now = now or utcnow()
+    unpaid = set(
+        session.scalars(
+            select(Reservation.order_id)
+            .join(Order, Order.id == Reservation.order_id)
+            .where(Reservation.state == "held", Reservation.expires_at < now, Order.status == "pending")
+            .limit(200)
+        )
+    )
+    uncollected = set(
+        session.scalars(
+            select(Order.id).where(Order.status == "ready_for_pickup", Order.pickup_expires_at < now).limit(200)
+        )
+    )
+    for order_id in sorted(unpaid | uncollected):
+        order = get_order(session, order_id, for_update=True)
+        if order.status not in ("pending", "ready_for_pickup"):
+            continue
+        stores.release(session, order.id)
+        if order.status == "pending":
+            promotions.release_claims(session, order.promotions or [], customer_key=order.customer_id)
+        refund_everything(session, order, actor="system", reason="not collected in time")
+        for fulfillment in session.scalars(
+            select(Fulfillment).where(Fulfillment.order_id == order.id, Fulfillment.status == "ready_for_pickup")
+        ):
+            fulfillment.status = "expired"
+        lifecycle.move(session, order, "expired", action="expire the order", actor="system")
+    return len(unpaid | uncollected)
+
+
+def save_cart(session: Session, data: CartIn, *, settings: Settings, total: int, currency: str) -> None:
+    """Remember the customer's latest cart on this channel, so the store or an agent can pick it up."""
+    customer = known_customer(session, data, settings)
+    if customer is None:
+        return
+    request = data.model_dump(mode="json", exclude={"customer_id", "identities"})
+    cart = session.scalar(
+        select(Cart).where(Cart.customer_id == customer.id, Cart.channel == data.channel, Cart.status == "open")
+    )
+    if cart is not None and cart.request == request:
+        return
+    if cart is None:
+        cart = Cart(customer_id=customer.id, source_customer_id=customer.id, channel=data.channel, status="open")
+        session.add(cart)
+    cart.request = request
+    cart.total = total
+    cart.currency = currency
+    cart.updated_at = utcnow()
+    record_event(
+        session,
+        customer_id=customer.id,
+        type="cart.updated",
+        channel=data.channel,
+        properties={"lines": request["lines"], "total": total, "currency": currency},
+    )
+
+
+def open_carts(session: Session, customer_id: uuid.UUID) -> list[Cart]:
+    return list(
+        session.scalars(
+            select(Cart).where(Cart.customer_id == customer_id, Cart.status == "open").order_by(Cart.updated_at.desc())
+        )
+    )
+
+
+def quote(session: Session, data: CartIn, *, settings: Settings) -> PreparedCart:
+    customer = known_customer(session, data, settings)
+    return prepare_cart(session, data, settings=settings, customer=customer)

@@ -1,0 +1,214 @@
+"""Payments and refunds recorded against an order: card, cash, bank transfer, payment link, wallet.
+
+``paid_amount`` and ``refunded_amount`` change only by conditional updates, so two payments racing
+for the last euro of an order cannot both be taken, nor can refunds exceed what was paid.
+"""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from datetime import timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from omnicanal.commerce import lifecycle, stores
+from omnicanal.commerce.models import Order, Payment
+from omnicanal.commerce.orders import get_order
+from omnicanal.commerce.schemas import PaymentIn
+from omnicanal.db import utcnow, uuid7
+from omnicanal.errors import Conflict, NotFound, ValidationFailed
+from omnicanal.settings import Settings
+
+
+def _payment_status(order: Order) -> str:
+    if order.refunded_amount > 0:
+        return "refunded" if order.refunded_amount >= order.paid_amount else "partially_refunded"
+    if order.paid_amount >= order.total:
+        return "paid"
+    return "partially_paid" if order.paid_amount > 0 else "unpaid"
+
+
+def record_payment(
+    session: Session, *, order_id: uuid.UUID, data: PaymentIn, settings: Settings, actor: str
+) -> Payment:
+    if data.kind == "refund":
+        return refund(
+            session,
+            order_id=order_id,
+            amount=data.amount,
+            refund_of=data.refund_of,
+            actor=actor,
+            reference=data.reference,
+        )
+    if data.method is None:
+        raise ValidationFailed.on_field("method", "a payment needs its method")
+    order = get_order(session, order_id, for_update=True)
+    if order.status in ("cancelled", "expired"):
+        raise lifecycle.IllegalTransition(f"cannot take a payment: the order is {order.status}", status=order.status)
+    due = order.total - order.paid_amount
+    if data.amount > due:
+        raise ValidationFailed.on_field("amount", f"is more than the balance due ({due} {order.currency})")
+    payment = Payment(
+        id=uuid7(),
+        order_id=order.id,
+        customer_id=order.customer_id,
+        source_customer_id=order.customer_id,
+        kind="payment",
+        method=data.method,
+        status="captured",
+        amount=data.amount,
+        currency=order.currency,
+        reference=data.reference,
+        created_by=actor,
+        created_at=utcnow(),
+    )
+    if data.method == "payment_link":
+        payment.status = "pending"
+        payment.link_token = secrets.token_urlsafe(24)
+        session.add(payment)
+        session.flush()
+        lifecycle.announce(
+            session,
+            order,
+            "order.payment_requested",
+            actor=actor,
+            amount=data.amount,
+            link=f"{settings.commerce_public_url.rstrip('/')}/pay/{payment.link_token}",
+        )
+        return payment
+    session.add(payment)
+    _capture(session, order, payment, settings=settings, actor=actor)
+    return payment
+
+
+def capture_link(session: Session, *, payment_id: uuid.UUID, settings: Settings, actor: str) -> Payment:
+    """The customer paid through the link (the provider said so): the payment counts now."""
+    payment = session.get(Payment, payment_id)
+    if payment is None:
+        raise NotFound(f"payment {payment_id} not found")
+    if payment.status != "pending":
+        raise Conflict(f"this payment is {payment.status}, not waiting for the customer")
+    order = get_order(session, payment.order_id, for_update=True)
+    payment.status = "captured"
+    _capture(session, order, payment, settings=settings, actor=actor)
+    return payment
+
+
+def _capture(session: Session, order: Order, payment: Payment, *, settings: Settings, actor: str) -> None:
+    result = session.execute(
+        update(Order)
+        .where(Order.id == order.id, Order.paid_amount + payment.amount <= Order.total)
+        .values(paid_amount=Order.paid_amount + payment.amount, updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    if getattr(result, "rowcount", 0) != 1:
+        raise Conflict("another payment has just settled this order; nothing was charged")
+    session.flush()
+    session.refresh(order)
+    order.payment_status = _payment_status(order)
+    if order.paid_amount >= order.total and order.status == "pending":
+        # paid: the stock stays reserved until it leaves (a pickup's hold gets its own deadline when ready)
+        stores.set_expiry(session, order.id, None)
+        lifecycle.move(
+            session,
+            order,
+            "paid",
+            action="mark the order paid",
+            actor=actor,
+            method=payment.method,
+            amount=payment.amount,
+        )
+    else:
+        lifecycle.announce(
+            session, order, "order.payment_received", actor=actor, method=payment.method, amount=payment.amount
+        )
+    if order.paid_amount < order.total and order.status == "pending":
+        # a partial payment keeps the hold alive a while longer
+        stores.set_expiry(session, order.id, utcnow() + timedelta(minutes=settings.commerce_reservation_minutes))
+
+
+def refund(
+    session: Session,
+    *,
+    order_id: uuid.UUID,
+    amount: int,
+    actor: str,
+    refund_of: uuid.UUID | None = None,
+    reference: str = "",
+    announce: bool = True,
+) -> Payment:
+    """Money back to the payment it came from (the latest payments first unless one is named)."""
+    order = get_order(session, order_id, for_update=True)
+    refundable = order.paid_amount - order.refunded_amount
+    if amount > refundable:
+        raise ValidationFailed.on_field("amount", f"is more than what can be refunded ({refundable} {order.currency})")
+    captured = list(
+        session.scalars(
+            select(Payment)
+            .where(Payment.order_id == order.id, Payment.kind == "payment", Payment.status == "captured")
+            .order_by(Payment.created_at.desc())
+        )
+    )
+    refunded_per: dict[uuid.UUID, int] = {}
+    for row in session.scalars(select(Payment).where(Payment.order_id == order.id, Payment.kind == "refund")):
+        if row.refund_of is not None:
+            refunded_per[row.refund_of] = refunded_per.get(row.refund_of, 0) + row.amount
+    if refund_of is not None:
+        captured = [p for p in captured if p.id == refund_of]
+        if not captured:
+            raise ValidationFailed.on_field("refund_of", "is not a captured payment of this order")
+    result = session.execute(
+        update(Order)
+        .where(Order.id == order.id, Order.refunded_amount + amount <= Order.paid_amount)
+        .values(refunded_amount=Order.refunded_amount + amount, updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    if getattr(result, "rowcount", 0) != 1:
+        raise Conflict("another refund has just been taken on this order; nothing was refunded")
+    remaining = amount
+    first: Payment | None = None
+    now = utcnow()
+    for payment in captured:
+        room = payment.amount - refunded_per.get(payment.id, 0)
+        take = min(room, remaining)
+        if take <= 0:
+            continue
+        row = Payment(
+            id=uuid7(),
+            order_id=order.id,
+            customer_id=order.customer_id,
+            source_customer_id=order.customer_id,
+            kind="refund",
+            method=payment.method,
+            status="captured",
+            amount=take,
+            currency=order.currency,
+            reference=reference,
+            refund_of=payment.id,
+            created_by=actor,
+            created_at=now,
+        )
+        session.add(row)
+        first = first or row
+        remaining -= take
+        if remaining == 0:
+            break
+    if remaining > 0 or first is None:
+        raise ValidationFailed.on_field("refund_of", "that payment has less left to refund")
+    session.flush()
+    session.refresh(order)
+    order.payment_status = _payment_status(order)
+    if announce:
+        lifecycle.announce(session, order, "order.refunded", actor=actor, amount=amount)
+    return first
+
+
+def refund_everything(session: Session, order: Order, *, actor: str, reason: str) -> int:
+    refundable = order.paid_amount - order.refunded_amount
+    if refundable > 0:
+        refund(session, order_id=order.id, amount=refundable, actor=actor, reference=reason, announce=False)
+    for pending in session.scalars(select(Payment).where(Payment.order_id == order.id, Payment.status == "pending")):
+        pending.status = "cancelled"
+    return refundable
