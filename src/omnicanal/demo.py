@@ -139,6 +139,13 @@ def load_demo(db: Database, settings: Settings) -> list[str]:
         )  # fmt: skip
     with db.write() as session:
         inbox = load_demo_inbox(session, settings, people)
+    from omnicanal.handlers import register
+    from omnicanal.loyalty.demo import load_demo_loyalty
+
+    # The programme first, and domains wired as in the running app, so the shop's paid orders earn points.
+    with db.write() as session:
+        loyalty = load_demo_loyalty(session)
+    register()
     with db.write() as session:
         from omnicanal.commerce.demo import load_demo_shop
 
@@ -147,10 +154,6 @@ def load_demo(db: Database, settings: Settings) -> list[str]:
         channels = load_demo_channels(session, settings)
     with db.write() as session:
         webchat, email = load_demo_webchat(session, settings), load_demo_email(session, settings)
-    from omnicanal.loyalty.demo import load_demo_loyalty
-
-    with db.write() as session:
-        loyalty = load_demo_loyalty(session)
     return [
         inbox,
         shop,

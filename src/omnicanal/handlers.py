@@ -99,3 +99,6 @@ def register() -> None:
     dispatch.subscribe("customer.merged", _merged)
     dispatch.subscribe("customer.merge_undone", _merge_undone)
     register_loyalty()
+    from omnicanal.loyalty.commerce_adapter import register as register_loyalty_commerce
+
+    register_loyalty_commerce()

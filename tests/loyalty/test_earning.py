@@ -5,8 +5,9 @@ from __future__ import annotations
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from omnicanal.commerce.models import Coupon
 from omnicanal.db import Database
-from omnicanal.loyalty.models import LoyaltyCoupon, LoyaltyRedemption
+from omnicanal.loyalty.models import LoyaltyRedemption
 from omnicanal.settings import Settings
 from tests.loyalty.helpers import (
     event_rule,
@@ -126,7 +127,7 @@ def test_clawback_policy_cancels_an_unused_voucher_before_going_negative(
     assert wallet(client, customer)["balance"] == 0
     assert ledger_sum(db, customer) == (0, 0)
     with db.read() as session:
-        assert session.get(LoyaltyCoupon, code.json()["code"]) is None
+        assert session.get(Coupon, code.json()["code"]) is None  # the unused coupon is gone
         assert session.scalar(select(LoyaltyRedemption.status)) == "clawed_back"
 
 

@@ -14,8 +14,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from omnicanal.app import create_app
+from omnicanal.commerce.models import Coupon, Promotion
 from omnicanal.db import Database, create_database
-from omnicanal.loyalty.models import LoyaltyCoupon, LoyaltyRedemption, LoyaltyReward
+from omnicanal.loyalty.models import LoyaltyRedemption, LoyaltyReward
 from omnicanal.settings import Settings
 from tests.loyalty.helpers import ledger_sum, new_customer, wallet
 
@@ -57,8 +58,10 @@ def test_redemption_issues_a_voucher_code_once_per_request(client: TestClient, d
     assert first.json()["code"] == again.json()["code"]
     assert wallet(client, customer)["balance"] == 150
     with db.read() as session:
-        coupon = session.get(LoyaltyCoupon, first.json()["code"])
-        assert coupon is not None and coupon.value == {"amount": 500, "currency": "EUR"}
+        coupon = session.get(Coupon, first.json()["code"])  # a coupon of the promotions engine
+        promotion = session.get(Promotion, coupon.promotion_id) if coupon is not None else None
+        assert coupon is not None and coupon.usage_limit == 1
+        assert promotion is not None and (promotion.rules["amount"], promotion.rules["currency"]) == (500, "EUR")
     other = client.post(
         f"/api/v1/customers/{customer}/redemptions", json={"reward_id": str(uuid.uuid4()), "request_id": "till-7-0001"}
     )

@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form
+from fastapi import APIRouter, Form, Query
 from pydantic import ValidationError
 from starlette.responses import Response
 
@@ -23,7 +23,9 @@ LEDGER_SHOWN = 20
 
 
 @router.get("/customers/{customer_id}/loyalty")
-def wallet_panel(console: StaffConsole, customer_id: str) -> Response:
+def wallet_panel(
+    console: StaffConsole, customer_id: str, back: Annotated[str, Query()] = "", store: Annotated[str, Query()] = ""
+) -> Response:
     console.require(Permission.LOYALTY_READ)
     cid = parse_id(console, customer_id, console._("There is no customer with this id."))
     with console.db.read() as session:
@@ -35,7 +37,15 @@ def wallet_panel(console: StaffConsole, customer_id: str) -> Response:
         "_loyalty_wallet.html", partial=True, customer_id=customer.id, wallet=wallet, entries=entries,
         more=more is not None, rewards=catalogue, request_id=uuid.uuid4().hex,
         can_adjust=console.can(Permission.LOYALTY_ADJUST), can_redeem=console.can(Permission.LOYALTY_REDEEM),
+        back=f"/console/counter?customer={customer.id}&store={_uuid_or_empty(store)}" if back == "counter" else "",
     )  # fmt: skip
+
+
+def _uuid_or_empty(value: str) -> str:
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        return ""
 
 
 @router.post("/customers/{customer_id}/loyalty/adjust")
@@ -74,11 +84,13 @@ def redeem(
     customer_id: str,
     reward_id: Annotated[str, Form()] = "",
     request_id: Annotated[str, Form()] = "",
+    back: Annotated[str, Form()] = "",
 ) -> Response:
     user = console.require(Permission.LOYALTY_REDEEM)
     cid = parse_id(console, customer_id, console._("There is no customer with this id."))
     rid = parse_id(console, reward_id, console._("There is no reward with this id."))
-    target = f"/console/customers/{cid}"
+    # redeemed at the store counter: back to the counter (only there, never to an address from outside)
+    target = back if back.startswith("/console/counter?") else f"/console/customers/{cid}"
     try:
         with console.db.write() as session:
             redemption, _ = rewards.redeem(session, customer_id=cid, reward_id=rid,

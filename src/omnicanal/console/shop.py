@@ -320,8 +320,14 @@ def _customer_context(session: Any, customer: Customer, console: Console) -> dic
     cart_lines = ""
     if carts:
         cart_lines = "\n".join(f"{line['sku']} {line['quantity']}" for line in carts[0].request.get("lines", []))
+    points = None
+    if console.can(Permission.LOYALTY_READ):
+        from omnicanal.loyalty.service import wallet_out
+
+        points = wallet_out(session, customer.id)
     return {"carts": carts, "recent": recent, "awaiting": awaiting, "returns": past_returns, "credit": credit,
-            "cart_lines": cart_lines, "customer_name": _names_of([customer]).get(customer.id)}  # fmt: skip
+            "cart_lines": cart_lines, "customer_name": _names_of([customer]).get(customer.id),
+            "points": points}  # fmt: skip
 
 
 @router.post("/counter/orders")

@@ -19,7 +19,7 @@ from omnicanal.loyalty.schemas import RuleIn
 def load_demo_loyalty(session: Session) -> str:
     rules: list[dict[str, Any]] = [
         {"name": "1 punto por euro", "kind": "spend", "points": 1, "per_amount": 100,
-         "category_multipliers": {"belleza": 2}},
+         "category_multipliers": {"ropa": 2}},
         {"name": "Alta en email o SMS", "kind": "event", "event_type": "consent.granted", "points": 50,
          "once_per": ["channel"], "conditions": {"purpose": "marketing"}},
         {"name": "Encuesta respondida", "kind": "event", "event_type": "survey.answered", "points": 20},
@@ -55,7 +55,7 @@ def load_demo_loyalty(session: Session) -> str:
                 "order_id": f"demo-{index}-{n}", "customer_id": str(customer_id),
                 "channel": ("web", "pos", "app")[n % 3], "currency": "EUR",
                 "paid_at": (now - timedelta(days=40 - 10 * n)).isoformat(),
-                "lines": [{"line_id": "1", "sku": "CREMA-50", "product_id": "crema", "category_ids": ["belleza"],
+                "lines": [{"line_id": "TEE-M", "sku": "TEE-M", "product_id": "camiseta", "category_ids": ["ropa"],
                            "quantity": 1, "amount": amount}],
             })  # fmt: skip
     earning.earn_paid_orders(session, orders)

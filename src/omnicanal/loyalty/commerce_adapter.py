@@ -1,0 +1,135 @@
+"""Loyalty wired to commerce: the lines a paid order earns on, and vouchers as coupons of the promotions engine.
+
+Registered from :func:`omnicanal.handlers.register`. Commerce keys returns by SKU, so an order's lines are
+given per SKU (lines sharing a SKU add up) and a return's ``sku`` finds the points that line earned. A line's
+``category_ids`` hold the product's category and every ancestor, each by id and by slug, so a multiplier set
+on "clothing" also pays on "shoes" below it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from omnicanal import dispatch
+from omnicanal.commerce import promotions
+from omnicanal.commerce.models import Category, Coupon, Order, OrderLine, Product, Promotion
+from omnicanal.commerce.schemas import PromotionIn
+from omnicanal.loyalty import earning, rewards
+from omnicanal.loyalty.earning import WHOLE_ORDER
+
+VOUCHER_PROMOTION_PREFIX = "Loyalty reward: "
+
+
+def _category_paths(session: Session, category_ids: set[uuid.UUID]) -> dict[uuid.UUID, list[str]]:
+    """Category id -> the ids and slugs of it and all its ancestors."""
+    if not category_ids:
+        return {}
+    tree = {cid: (parent, slug) for cid, parent, slug in session.execute(select(Category.id, Category.parent_id,
+                                                                                 Category.slug))}  # fmt: skip
+    paths: dict[uuid.UUID, list[str]] = {}
+    for start in category_ids:
+        path: list[str] = []
+        current: uuid.UUID | None = start
+        while current is not None and current in tree and str(current) not in path:
+            parent, slug = tree[current]
+            path += [str(current), slug]
+            current = parent
+        paths[start] = path
+    return paths
+
+
+def order_lines(session: Session, payload: Mapping[str, Any]) -> Sequence[Mapping[str, Any]]:
+    """The lines of a commerce order, one per SKU, worth what the customer paid for them (no shipping)."""
+    try:
+        order_id = uuid.UUID(str(payload["order_id"]))
+    except (KeyError, ValueError):
+        order_id = None
+    order = session.get(Order, order_id) if order_id is not None else None
+    if order is None:  # not a commerce order: it earns as a whole, on what was paid
+        amount = int(payload.get("paid_amount") or payload.get("total") or 0)
+        return [{"line_id": WHOLE_ORDER, "quantity": amount, "amount": amount, "category_ids": []}]
+    rows = list(session.scalars(select(OrderLine).where(OrderLine.order_id == order.id).order_by(OrderLine.position)))
+    products = {row.product_id for row in rows}
+    category_of = dict(session.execute(select(Product.id, Product.category_id).where(Product.id.in_(products))).all())
+    paths = _category_paths(session, {c for c in category_of.values() if c is not None})
+    by_sku: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        category = category_of.get(row.product_id)
+        line = by_sku.setdefault(
+            row.sku,
+            {
+                "line_id": row.sku,
+                "sku": row.sku,
+                "product_id": str(row.product_id),
+                "category_ids": paths.get(category, []) if category is not None else [],
+                "quantity": 0,
+                "amount": 0,
+            },
+        )
+        line["quantity"] += row.quantity
+        line["amount"] += row.total
+    return list(by_sku.values())
+
+
+def _voucher_promotion(session: Session, voucher: rewards.Voucher) -> Promotion:
+    """The promotion behind a voucher reward: found by name and value, or created (cart-wide, coupon only)."""
+    name = (VOUCHER_PROMOTION_PREFIX + voucher.reward_name)[:200]
+    value = voucher.value
+    if value.get("percent") is not None:
+        data = PromotionIn(name=name, kind="percentage", percent=float(value["percent"]), requires_coupon=True)
+    else:
+        data = PromotionIn(
+            name=name, kind="fixed", amount=int(value["amount"]), currency=str(value["currency"]), requires_coupon=True
+        )
+    wanted = (
+        {"percent_bp": round(data.percent * 100)}
+        if data.percent is not None
+        else {"amount": data.amount, "currency": data.currency}
+    )
+    for promotion in session.scalars(
+        select(Promotion).where(Promotion.name == name, Promotion.kind == data.kind, Promotion.active.is_(True))
+    ):
+        rules = promotion.rules or {}
+        unconditional = not any(rules.get(k) for k in ("skus", "product_ids", "categories", "segments", "channels",
+                                                      "min_subtotal", "min_quantity"))  # fmt: skip
+        same = all(rules.get(k) == v for k, v in wanted.items())
+        if promotion.scope == "cart" and promotion.requires_coupon and unconditional and same:
+            return promotion
+    return promotions.save_promotion(session, data)
+
+
+class CommerceCoupons:
+    """Vouchers as single-use coupons, so the code works in every channel's quote and checkout."""
+
+    def issue(self, session: Session, voucher: rewards.Voucher) -> str:
+        promotion = _voucher_promotion(session, voucher)
+        code = rewards.new_code("LV-")
+        promotions.add_coupons(session, promotion, [code], usage_limit=1)
+        return code
+
+    def void(self, session: Session, code: str) -> bool:
+        coupon = session.get(Coupon, promotions.normalize_code(code))
+        if coupon is None:  # issued before the wiring, by the built-in issuer
+            return rewards.BuiltinCoupons().void(session, code)
+        if coupon.used_count > 0:
+            return False
+        session.delete(coupon)
+        session.flush()
+        return True
+
+
+def _collected(session: Session, payload: dict[str, Any]) -> None:
+    # A pickup paid at the counter after it was made ready never passes through "paid": it earns when collected
+    # (an order that earned when paid earns nothing more: its key is taken).
+    earning.earn_paid_orders(session, [payload])
+
+
+def register() -> None:
+    earning.set_order_lines_provider(order_lines)
+    rewards.set_coupon_issuer(CommerceCoupons())
+    dispatch.subscribe("order.collected", _collected)
