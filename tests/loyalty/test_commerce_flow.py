@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import re
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
+from omnicanal.commerce.models import Coupon
 from omnicanal.db import Database
 from omnicanal.settings import Settings
 from tests.commerce.helpers import API, cart, ok, shop
 from tests.console.helpers import log_in
-from tests.loyalty.helpers import event_rule, make_available, spend_rule, wallet
+from tests.loyalty.helpers import event_rule, make_available, new_customer, spend_rule, wallet
 
 
 def paid_order(client: TestClient, customer_id: str, lines: list[tuple[str, int]], **kw: Any) -> dict[str, Any]:
@@ -208,3 +213,26 @@ def test_clawback_cancels_the_unused_voucher_coupon(client: TestClient, db: Data
     assert wallet(client, customer)["balance"] == 0
     refused = client.post(f"{API}/carts/quote", json=cart(customer, [("TEE-M", 1)], coupons=[code]))
     assert refused.status_code == 422  # the coupon is gone with the points it cost
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_concurrent_first_redemptions_of_a_voucher_share_one_promotion(client: TestClient, db: Database) -> None:
+    shop(client)
+    reward = ok(client.post(f"{API}/rewards", json={"name": "3 EUR off", "kind": "voucher", "cost_points": 10,
+                                                     "value": {"amount": 300, "currency": "EUR"}}), 201)  # fmt: skip
+    customers = [new_customer(client) for _ in range(12)]
+    for n, customer in enumerate(customers):
+        ok(client.post(f"{API}/customers/{customer}/loyalty/adjustments",
+                       json={"points": 10, "reason": "gift", "request_id": f"gift-{n}"}), 201)  # fmt: skip
+    barrier = threading.Barrier(len(customers))
+
+    def redeem(n: int) -> int:
+        barrier.wait()
+        body = {"reward_id": reward["id"], "request_id": f"r-{n}"}
+        return client.post(f"{API}/customers/{customers[n]}/redemptions", json=body).status_code
+
+    with ThreadPoolExecutor(max_workers=len(customers)) as pool:
+        assert set(pool.map(redeem, range(len(customers)))) == {201}
+    with db.read() as session:
+        promotion_ids = set(session.scalars(select(Coupon.promotion_id)))
+    assert len(promotion_ids) == 1

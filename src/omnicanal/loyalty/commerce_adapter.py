@@ -21,6 +21,7 @@ from omnicanal.commerce.models import Category, Coupon, Order, OrderLine, Produc
 from omnicanal.commerce.schemas import PromotionIn
 from omnicanal.loyalty import earning, rewards
 from omnicanal.loyalty.earning import WHOLE_ORDER
+from omnicanal.loyalty.models import LoyaltyReward
 
 VOUCHER_PROMOTION_PREFIX = "Loyalty reward: "
 
@@ -91,8 +92,20 @@ def _voucher_promotion(session: Session, voucher: rewards.Voucher) -> Promotion:
         if data.percent is not None
         else {"amount": data.amount, "currency": data.currency}
     )
+    found = _find_promotion(session, name, data.kind, wanted)
+    if found is None and session.get_bind().dialect.name == "postgresql":
+        # Two first redemptions of a reward at once would create two promotions: the second waits on the
+        # reward's row, then finds the first one's. Later redemptions find it without waiting.
+        session.execute(select(LoyaltyReward.id).where(LoyaltyReward.name == voucher.reward_name).with_for_update())
+        found = _find_promotion(session, name, data.kind, wanted)
+    if found is not None:
+        return found
+    return promotions.save_promotion(session, data)
+
+
+def _find_promotion(session: Session, name: str, kind: str, wanted: Mapping[str, Any]) -> Promotion | None:
     for promotion in session.scalars(
-        select(Promotion).where(Promotion.name == name, Promotion.kind == data.kind, Promotion.active.is_(True))
+        select(Promotion).where(Promotion.name == name, Promotion.kind == kind, Promotion.active.is_(True))
     ):
         rules = promotion.rules or {}
         unconditional = not any(rules.get(k) for k in ("skus", "product_ids", "categories", "segments", "channels",
@@ -100,7 +113,7 @@ def _voucher_promotion(session: Session, voucher: rewards.Voucher) -> Promotion:
         same = all(rules.get(k) == v for k, v in wanted.items())
         if promotion.scope == "cart" and promotion.requires_coupon and unconditional and same:
             return promotion
-    return promotions.save_promotion(session, data)
+    return None
 
 
 class CommerceCoupons:
