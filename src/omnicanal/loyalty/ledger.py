@@ -14,11 +14,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, case, func, or_, select, update
+from sqlalchemy import and_, bindparam, case, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
+from omnicanal.customers.models import Customer
 from omnicanal.db import bulk_insert, utcnow, uuid7
 from omnicanal.errors import Conflict, ValidationFailed
 from omnicanal.loyalty.models import LoyaltyEntry, LoyaltyKey, LoyaltyLot, LoyaltyWallet
@@ -40,10 +41,20 @@ def is_postgres(session: Session) -> bool:
     return session.get_bind().dialect.name == "postgresql"
 
 
+_CLAIM = {
+    dialect: module.insert(LoyaltyKey)
+    .values(key=bindparam("key"), created_at=bindparam("created_at"))
+    .on_conflict_do_nothing()
+    .returning(LoyaltyKey.key)
+    for dialect, module in (("postgresql", postgresql), ("sqlite", sqlite))
+}
+
+
 def claim(session: Session, key: str, *, now: datetime | None = None) -> bool:
     """Claim ``key`` for this transaction; False when an earlier (or concurrent, committed) one holds it."""
-    stmt = _insert(session, LoyaltyKey).values(key=key, created_at=now or utcnow()).on_conflict_do_nothing()
-    return session.execute(stmt.returning(LoyaltyKey.key)).scalar() is not None
+    connection = session.connection()
+    stmt = _CLAIM[connection.dialect.name]
+    return connection.execute(stmt, {"key": key, "created_at": now or utcnow()}).scalar() is not None
 
 
 def claim_many(session: Session, keys: Sequence[str], *, now: datetime) -> set[str]:
@@ -322,6 +333,123 @@ def spend(
             redemption_id=redemption_id,
         )
         left -= take
+
+
+# Statements of the redemption path, built once: building and compiling a statement cost more CPU than
+# running it (docs/benchmarks-loyalty.md, L2). Executed on the session's Core connection, no ORM objects.
+_LIVE_WALLETS = (
+    select(LoyaltyWallet.id)
+    .join(Customer, Customer.id == LoyaltyWallet.customer_id)
+    .where(
+        LoyaltyWallet.customer_id == bindparam("customer_id"),
+        Customer.erased_at.is_(None),
+        Customer.merged_into_id.is_(None),
+    )
+    .order_by(LoyaltyWallet.id)
+)
+_LOCK_LIVE_WALLETS = _LIVE_WALLETS.with_for_update(of=LoyaltyWallet)
+_SPENDABLE = (
+    select(
+        LoyaltyLot.id,
+        LoyaltyLot.customer_id,
+        LoyaltyLot.source_customer_id,
+        LoyaltyLot.remaining,
+        LoyaltyLot.available_from,
+        LoyaltyLot.expires_at,
+    )
+    .where(
+        LoyaltyLot.customer_id == bindparam("customer_id"),
+        or_(
+            LoyaltyLot.remaining < 0,
+            and_(
+                LoyaltyLot.remaining > 0,
+                LoyaltyLot.available_from <= bindparam("now"),
+                or_(LoyaltyLot.expires_at.is_(None), LoyaltyLot.expires_at > bindparam("now")),
+            ),
+        ),
+    )
+    .order_by(
+        case((LoyaltyLot.expires_at.is_(None), 1), else_=0),
+        LoyaltyLot.expires_at,
+        LoyaltyLot.earned_at,
+        LoyaltyLot.id,
+    )
+)
+_SET_REMAINING = (
+    update(LoyaltyLot)
+    .where(LoyaltyLot.id == bindparam("lot_id"))
+    .values(remaining=bindparam("remaining"))
+    .execution_options(synchronize_session=False)
+)
+
+
+def lock_live_wallets(session: Session, customer_id: uuid.UUID) -> bool:
+    """Lock the wallet rows of a live (not merged, not erased) customer; False when there are none.
+
+    One statement that both checks the customer and takes the wallet lock :func:`spend` relies on.
+    """
+    stmt = _LOCK_LIVE_WALLETS if is_postgres(session) else _LIVE_WALLETS
+    return session.connection().execute(stmt, {"customer_id": customer_id}).first() is not None
+
+
+def spend_locked(
+    session: Session,
+    *,
+    customer_id: uuid.UUID,
+    points: int,
+    reason: str,
+    source: str,
+    now: datetime,
+    actor: str = "system",
+    redemption_id: uuid.UUID | None = None,
+) -> None:
+    """:func:`spend` for a customer whose wallets this transaction has locked: one read, one executemany of lot
+    updates, one of entries. A wallet with debts takes the general path (which settles them first)."""
+    if points <= 0:
+        raise ValidationFailed.on_field("points", "must be positive")
+    connection = session.connection()
+    rows = connection.execute(_SPENDABLE, {"customer_id": customer_id, "now": now}).all()
+    if any(row.remaining < 0 for row in rows):
+        spend(
+            session,
+            customer_id=customer_id,
+            points=points,
+            reason=reason,
+            source=source,
+            now=now,
+            actor=actor,
+            redemption_id=redemption_id,
+        )
+        return
+    available = sum(row.remaining for row in rows)
+    if available < points:
+        raise InsufficientPoints(f"{points} points asked, {available} available", available=available, asked=points)
+    left = points
+    changes: list[dict[str, Any]] = []
+    entries: list[dict[str, Any]] = []
+    for row in rows:
+        if left == 0:
+            break
+        take = min(row.remaining, left)
+        left -= take
+        changes.append({"lot_id": row.id, "remaining": row.remaining - take})
+        entries.append(
+            _entry_row(
+                row.id,
+                row.source_customer_id,
+                -take,
+                reason,
+                source,
+                now,
+                row.available_from,
+                row.expires_at,
+                customer_id=row.customer_id,
+                actor=actor,
+                redemption_id=redemption_id,
+            )
+        )
+    connection.execute(_SET_REMAINING, changes)
+    bulk_insert(session, LoyaltyEntry, entries)
 
 
 def take_back(

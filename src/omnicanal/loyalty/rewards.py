@@ -16,10 +16,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
-from omnicanal.db import utcnow, uuid7
+from omnicanal.customers.service import get_customer
+from omnicanal.db import bulk_insert, utcnow, uuid7
 from omnicanal.errors import Conflict, NotFound, ValidationFailed
 from omnicanal.loyalty import ledger
 from omnicanal.loyalty.models import LoyaltyCoupon, LoyaltyRedemption, LoyaltyReward
@@ -114,6 +115,25 @@ def list_rewards(session: Session) -> list[LoyaltyReward]:
     return list(session.scalars(select(LoyaltyReward).order_by(LoyaltyReward.cost_points, LoyaltyReward.name)))
 
 
+_REWARD = select(
+    LoyaltyReward.id,
+    LoyaltyReward.name,
+    LoyaltyReward.kind,
+    LoyaltyReward.cost_points,
+    LoyaltyReward.value,
+    LoyaltyReward.stock,
+    LoyaltyReward.active,
+    LoyaltyReward.starts_at,
+    LoyaltyReward.ends_at,
+    LoyaltyReward.tiers,
+).where(LoyaltyReward.id == bindparam("reward_id"))
+_TAKE_STOCK = (
+    update(LoyaltyReward)
+    .where(LoyaltyReward.id == bindparam("reward_id"), LoyaltyReward.stock > 0)
+    .values(stock=LoyaltyReward.stock - 1)
+)
+
+
 def redeem(
     session: Session,
     *,
@@ -124,14 +144,22 @@ def redeem(
     actor: str,
     now: datetime | None = None,
 ) -> tuple[LoyaltyRedemption, bool]:
-    """Returns the redemption and whether it is new (False: the answer to an earlier identical request)."""
+    """Returns the redemption and whether it is new (False: the answer to an earlier identical request).
+
+    An unknown, erased or merged-away customer is refused (404, or 301 to the survivor) before anything else.
+    """
     now = now or utcnow()
+    # The wallet lock comes first and doubles as the check that the customer is live.
+    if not ledger.lock_live_wallets(session, customer_id):
+        get_customer(session, customer_id)  # raises NotFound / Moved
+        ledger.lock_wallets(session, customer_id)  # a live customer without a wallet yet
     if not ledger.claim(session, f"redeem:{request_id}", now=now):
         earlier = session.scalar(select(LoyaltyRedemption).where(LoyaltyRedemption.request_id == request_id))
         if earlier is None or earlier.reward_id != reward_id or earlier.source_customer_id != customer_id:
             raise Conflict("this request_id was already used for a different redemption")
         return earlier, False
-    reward = session.get(LoyaltyReward, reward_id)
+    connection = session.connection()
+    reward = connection.execute(_REWARD, {"reward_id": reward_id}).first()
     if reward is None:
         raise NotFound(f"reward {reward_id} not found")
     if not reward.active or (reward.starts_at and now < reward.starts_at) or (reward.ends_at and now >= reward.ends_at):
@@ -141,7 +169,7 @@ def redeem(
         if tier is None or tier.name not in reward.tiers:
             raise NotAvailable(f"the reward {reward.name!r} is for the tiers {', '.join(reward.tiers)}")
     redemption_id = uuid7()
-    ledger.spend(
+    ledger.spend_locked(
         session,
         customer_id=customer_id,
         points=reward.cost_points,
@@ -152,32 +180,28 @@ def redeem(
         redemption_id=redemption_id,
     )
     if reward.stock is not None:
-        taken = session.execute(
-            update(LoyaltyReward)
-            .where(LoyaltyReward.id == reward.id, LoyaltyReward.stock > 0)
-            .values(stock=LoyaltyReward.stock - 1)
-        ).rowcount  # type: ignore[attr-defined]
+        taken = connection.execute(_TAKE_STOCK, {"reward_id": reward.id}).rowcount
         if taken != 1:
             raise OutOfStock(f"the reward {reward.name!r} is out of stock")
     if reward.kind == "voucher":
         code = _issuer.issue(session, Voucher(redemption_id, customer_id, reward.name, dict(reward.value)))
     else:
         code = new_code("LR-")
-    redemption = LoyaltyRedemption(
-        id=redemption_id,
-        customer_id=customer_id,
-        source_customer_id=customer_id,
-        reward_id=reward.id,
-        request_id=request_id,
-        points=reward.cost_points,
-        code=code,
-        status="issued",
-        channel=channel,
-        actor=actor,
-        created_at=now,
-    )
-    session.add(redemption)
-    session.flush()
+    row = {
+        "id": redemption_id,
+        "customer_id": customer_id,
+        "source_customer_id": customer_id,
+        "reward_id": reward.id,
+        "request_id": request_id,
+        "points": reward.cost_points,
+        "code": code,
+        "status": "issued",
+        "channel": channel,
+        "actor": actor,
+        "created_at": now,
+    }
+    bulk_insert(session, LoyaltyRedemption, [row])
+    redemption = LoyaltyRedemption(**row)  # the answer; the row is written above, this object is not added
     from omnicanal.loyalty.notifications import notify, timeline
 
     details = {"reward": reward.name, "points": reward.cost_points, "code": code, "channel": channel}
