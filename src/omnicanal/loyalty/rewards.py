@@ -200,8 +200,13 @@ def redeem(
         "actor": actor,
         "created_at": now,
     }
-    bulk_insert(session, LoyaltyRedemption, [row])
-    redemption = LoyaltyRedemption(**row)  # the answer; the row is written above, this object is not added
+    redemption = LoyaltyRedemption(**row)
+    if reward.kind == "voucher":
+        # the issuer's rows may refer to the redemption: the unit of work writes them in order
+        session.add(redemption)
+        session.flush()
+    else:
+        bulk_insert(session, LoyaltyRedemption, [row])  # the object is only the answer; it is not added
     from omnicanal.loyalty.notifications import notify, timeline
 
     details = {"reward": reward.name, "points": reward.cost_points, "code": code, "channel": channel}
