@@ -19,7 +19,6 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
-from omnicanal.customers.models import Customer
 from omnicanal.db import bulk_insert, utcnow, uuid7
 from omnicanal.errors import Conflict, ValidationFailed
 from omnicanal.loyalty.models import LoyaltyEntry, LoyaltyKey, LoyaltyLot, LoyaltyWallet
@@ -337,17 +336,6 @@ def spend(
 
 # Statements of the redemption path, built once: building and compiling a statement cost more CPU than
 # running it (docs/benchmarks-loyalty.md, L2). Executed on the session's Core connection, no ORM objects.
-_LIVE_WALLETS = (
-    select(LoyaltyWallet.id)
-    .join(Customer, Customer.id == LoyaltyWallet.customer_id)
-    .where(
-        LoyaltyWallet.customer_id == bindparam("customer_id"),
-        Customer.erased_at.is_(None),
-        Customer.merged_into_id.is_(None),
-    )
-    .order_by(LoyaltyWallet.id)
-)
-_LOCK_LIVE_WALLETS = _LIVE_WALLETS.with_for_update(of=LoyaltyWallet)
 _SPENDABLE = (
     select(
         LoyaltyLot.id,
@@ -381,15 +369,6 @@ _SET_REMAINING = (
     .values(remaining=bindparam("remaining"))
     .execution_options(synchronize_session=False)
 )
-
-
-def lock_live_wallets(session: Session, customer_id: uuid.UUID) -> bool:
-    """Lock the wallet rows of a live (not merged, not erased) customer; False when there are none.
-
-    One statement that both checks the customer and takes the wallet lock :func:`spend` relies on.
-    """
-    stmt = _LOCK_LIVE_WALLETS if is_postgres(session) else _LIVE_WALLETS
-    return session.connection().execute(stmt, {"customer_id": customer_id}).first() is not None
 
 
 def spend_locked(

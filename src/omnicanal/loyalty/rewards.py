@@ -19,11 +19,12 @@ from typing import Any, Protocol
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
+from omnicanal.customers.models import Customer
 from omnicanal.customers.service import get_customer
 from omnicanal.db import bulk_insert, utcnow, uuid7
 from omnicanal.errors import Conflict, NotFound, ValidationFailed
 from omnicanal.loyalty import ledger
-from omnicanal.loyalty.models import LoyaltyCoupon, LoyaltyRedemption, LoyaltyReward
+from omnicanal.loyalty.models import LoyaltyCoupon, LoyaltyRedemption, LoyaltyReward, LoyaltyWallet
 from omnicanal.loyalty.tiers import current_tiers
 
 _ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: codes are read aloud at the counter
@@ -117,7 +118,7 @@ def list_rewards(session: Session) -> list[LoyaltyReward]:
     return list(session.scalars(select(LoyaltyReward).order_by(LoyaltyReward.cost_points, LoyaltyReward.name)))
 
 
-_REWARD = select(
+_REWARD_COLUMNS = (
     LoyaltyReward.id,
     LoyaltyReward.name,
     LoyaltyReward.kind,
@@ -128,7 +129,23 @@ _REWARD = select(
     LoyaltyReward.starts_at,
     LoyaltyReward.ends_at,
     LoyaltyReward.tiers,
-).where(LoyaltyReward.id == bindparam("reward_id"))
+)
+_REWARD = select(*_REWARD_COLUMNS).where(LoyaltyReward.id == bindparam("reward_id"))
+# The wallet rows of a live (not merged, not erased) customer, with the reward beside them (NULLs when it
+# does not exist): one round trip checks the customer, takes the wallet lock spending relies on, and reads
+# the reward. Only the wallet rows are locked; stock is taken by a conditional update.
+_WALLETS_AND_REWARD = (
+    select(LoyaltyWallet.id.label("wallet_id"), *_REWARD_COLUMNS)
+    .join(Customer, Customer.id == LoyaltyWallet.customer_id)
+    .outerjoin(LoyaltyReward, LoyaltyReward.id == bindparam("reward_id"))
+    .where(
+        LoyaltyWallet.customer_id == bindparam("customer_id"),
+        Customer.erased_at.is_(None),
+        Customer.merged_into_id.is_(None),
+    )
+    .order_by(LoyaltyWallet.id)
+)
+_LOCK_WALLETS_AND_REWARD = _WALLETS_AND_REWARD.with_for_update(of=LoyaltyWallet)
 _TAKE_STOCK = (
     update(LoyaltyReward)
     .where(LoyaltyReward.id == bindparam("reward_id"), LoyaltyReward.stock > 0)
@@ -151,18 +168,20 @@ def redeem(
     An unknown, erased or merged-away customer is refused (404, or 301 to the survivor) before anything else.
     """
     now = now or utcnow()
+    connection = session.connection()
     # The wallet lock comes first and doubles as the check that the customer is live.
-    if not ledger.lock_live_wallets(session, customer_id):
+    stmt = _LOCK_WALLETS_AND_REWARD if ledger.is_postgres(session) else _WALLETS_AND_REWARD
+    reward: Any = connection.execute(stmt, {"customer_id": customer_id, "reward_id": reward_id}).first()
+    if reward is None:
         get_customer(session, customer_id)  # raises NotFound / Moved
         ledger.lock_wallets(session, customer_id)  # a live customer without a wallet yet
+        reward = connection.execute(_REWARD, {"reward_id": reward_id}).first()
     if not ledger.claim(session, f"redeem:{request_id}", now=now):
         earlier = session.scalar(select(LoyaltyRedemption).where(LoyaltyRedemption.request_id == request_id))
         if earlier is None or earlier.reward_id != reward_id or earlier.source_customer_id != customer_id:
             raise Conflict("this request_id was already used for a different redemption")
         return earlier, False
-    connection = session.connection()
-    reward = connection.execute(_REWARD, {"reward_id": reward_id}).first()
-    if reward is None:
+    if reward is None or reward.id is None:
         raise NotFound(f"reward {reward_id} not found")
     if not reward.active or (reward.starts_at and now < reward.starts_at) or (reward.ends_at and now >= reward.ends_at):
         raise NotAvailable(f"the reward {reward.name!r} is not available now")
