@@ -25,6 +25,12 @@ from pathlib import Path
 from typing import Any
 
 BENCH = Path(__file__).resolve().parent
+# bench/email.py (the email benchmark) would shadow the standard library's email package, which
+# urllib (imported by bench/run.py) needs: import it before bench/ goes on the path.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != BENCH]
+import email.message  # noqa: E402, F401
+import urllib.request  # noqa: E402, F401
+
 sys.path.insert(0, str(BENCH))
 
 import run  # noqa: E402  (bench/run.py: servers, wrk, formatting)
@@ -282,6 +288,8 @@ def _l2_seed(url: str, customers: int) -> tuple[list[str], str]:
     ids = [uuid7() for _ in range(customers)]
     with db.write() as session:
         bulk_insert(session, Customer, [{"id": c, "traits": {}, "created_at": now, "updated_at": now} for c in ids])
+        # customers with points have wallets (earning makes them); add_lots alone does not
+        ledger.ensure_wallets(session, ids, now=now)
         ledger.add_lots(
             session,
             [
