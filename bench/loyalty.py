@@ -25,12 +25,6 @@ from pathlib import Path
 from typing import Any
 
 BENCH = Path(__file__).resolve().parent
-# bench/email_inbound.py (the email benchmark) would shadow the standard library's email package, which
-# urllib (imported by bench/run.py) needs: import it before bench/ goes on the path.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != BENCH]
-import email.message  # noqa: E402, F401
-import urllib.request  # noqa: E402, F401
-
 sys.path.insert(0, str(BENCH))
 
 import run  # noqa: E402  (bench/run.py: servers, wrk, formatting)
