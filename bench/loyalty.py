@@ -282,6 +282,8 @@ def _l2_seed(url: str, customers: int) -> tuple[list[str], str]:
     ids = [uuid7() for _ in range(customers)]
     with db.write() as session:
         bulk_insert(session, Customer, [{"id": c, "traits": {}, "created_at": now, "updated_at": now} for c in ids])
+        # customers with points have wallets (earning makes them); add_lots alone does not
+        ledger.ensure_wallets(session, ids, now=now)
         ledger.add_lots(
             session,
             [

@@ -201,3 +201,49 @@ def test_reward_dates_and_the_code_notice(client: TestClient, db: Database) -> N
     with db.read() as session:
         notices = [i for i in session.scalars(select(OutboxItem)) if i.payload.get("template") == "reward_code"]
     assert [(n.channel, n.payload["data"]["code"]) for n in notices] == [("email", code)]
+
+
+def test_the_redemption_endpoint_checks_the_caller_the_request_and_the_customer(
+    client: TestClient, client_as: Callable[[str], TestClient], db: Database
+) -> None:
+    from omnicanal.customers.models import Customer
+    from omnicanal.db import utcnow
+
+    customer = new_customer(client)
+    give(client, customer, 100)
+    coffee = reward(client, name="Coffee", kind="product", value={}, cost_points=10)
+    url = f"/api/v1/customers/{customer}/redemptions"
+    anonymous = client.post(url, json={"reward_id": coffee["id"], "request_id": "x"}, headers={"Authorization": ""})
+    assert anonymous.status_code == 401
+    assert client_as("analyst").post(url, json={"reward_id": coffee["id"], "request_id": "x"}).status_code == 403
+    bad = client.post("/api/v1/customers/not-a-uuid/redemptions", json={"request_id": "", "extra": 1})
+    assert bad.status_code == 422
+    assert {e["field"] for e in bad.json()["errors"]} == {"customer_id", "reward_id", "request_id", "extra"}
+    assert client.post(url, content=b"{", headers={"content-type": "application/json"}).status_code == 422
+    unknown = f"/api/v1/customers/{uuid.uuid4()}/redemptions"
+    assert client.post(unknown, json={"reward_id": coffee["id"], "request_id": "u"}).status_code == 404
+
+    answer = client.post(url, json={"reward_id": coffee["id"], "request_id": "r1", "channel": "pos"})
+    assert answer.status_code == 201
+    body = answer.json()
+    assert body["customer_id"] == customer and body["points"] == 10 and body["channel"] == "pos"
+    assert body["status"] == "issued" and body["created_at"].endswith("Z")
+    assert client.post(url, json={"reward_id": coffee["id"], "request_id": "r1"}).json() == body
+
+    other = new_customer(client)
+    merged = client.post(f"/api/v1/customers/{customer}/merge", json={"other_customer_id": other})
+    assert merged.status_code == 201, merged.text
+    gone = other if merged.json()["customer_id"] == customer else customer
+    moved = client.post(
+        f"/api/v1/customers/{gone}/redemptions",
+        json={"reward_id": coffee["id"], "request_id": "m1"},
+        follow_redirects=False,
+    )
+    assert moved.status_code == 308
+    survivor = merged.json()["customer_id"]
+    with db.write() as session:
+        erased = session.get(Customer, uuid.UUID(survivor))
+        assert erased is not None
+        erased.erased_at = utcnow()
+    url = f"/api/v1/customers/{survivor}/redemptions"
+    assert client.post(url, json={"reward_id": coffee["id"], "request_id": "e1"}).status_code == 404

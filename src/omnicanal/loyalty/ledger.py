@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, case, func, or_, select, update
+from sqlalchemy import and_, bindparam, case, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
@@ -40,10 +40,20 @@ def is_postgres(session: Session) -> bool:
     return session.get_bind().dialect.name == "postgresql"
 
 
+_CLAIM = {
+    dialect: module.insert(LoyaltyKey)
+    .values(key=bindparam("key"), created_at=bindparam("created_at"))
+    .on_conflict_do_nothing()
+    .returning(LoyaltyKey.key)
+    for dialect, module in (("postgresql", postgresql), ("sqlite", sqlite))
+}
+
+
 def claim(session: Session, key: str, *, now: datetime | None = None) -> bool:
     """Claim ``key`` for this transaction; False when an earlier (or concurrent, committed) one holds it."""
-    stmt = _insert(session, LoyaltyKey).values(key=key, created_at=now or utcnow()).on_conflict_do_nothing()
-    return session.execute(stmt.returning(LoyaltyKey.key)).scalar() is not None
+    connection = session.connection()
+    stmt = _CLAIM[connection.dialect.name]
+    return connection.execute(stmt, {"key": key, "created_at": now or utcnow()}).scalar() is not None
 
 
 def claim_many(session: Session, keys: Sequence[str], *, now: datetime) -> set[str]:
@@ -322,6 +332,103 @@ def spend(
             redemption_id=redemption_id,
         )
         left -= take
+
+
+# Statements of the redemption path, built once: building and compiling a statement cost more CPU than
+# running it (docs/benchmarks-loyalty.md, L2). Executed on the session's Core connection, no ORM objects.
+_SPENDABLE = (
+    select(
+        LoyaltyLot.id,
+        LoyaltyLot.customer_id,
+        LoyaltyLot.source_customer_id,
+        LoyaltyLot.remaining,
+        LoyaltyLot.available_from,
+        LoyaltyLot.expires_at,
+    )
+    .where(
+        LoyaltyLot.customer_id == bindparam("customer_id"),
+        or_(
+            LoyaltyLot.remaining < 0,
+            and_(
+                LoyaltyLot.remaining > 0,
+                LoyaltyLot.available_from <= bindparam("now"),
+                or_(LoyaltyLot.expires_at.is_(None), LoyaltyLot.expires_at > bindparam("now")),
+            ),
+        ),
+    )
+    .order_by(
+        case((LoyaltyLot.expires_at.is_(None), 1), else_=0),
+        LoyaltyLot.expires_at,
+        LoyaltyLot.earned_at,
+        LoyaltyLot.id,
+    )
+)
+_SET_REMAINING = (
+    update(LoyaltyLot)
+    .where(LoyaltyLot.id == bindparam("lot_id"))
+    .values(remaining=bindparam("remaining"))
+    .execution_options(synchronize_session=False)
+)
+
+
+def spend_locked(
+    session: Session,
+    *,
+    customer_id: uuid.UUID,
+    points: int,
+    reason: str,
+    source: str,
+    now: datetime,
+    actor: str = "system",
+    redemption_id: uuid.UUID | None = None,
+) -> None:
+    """:func:`spend` for a customer whose wallets this transaction has locked: one read, one executemany of lot
+    updates, one of entries. A wallet with debts takes the general path (which settles them first)."""
+    if points <= 0:
+        raise ValidationFailed.on_field("points", "must be positive")
+    connection = session.connection()
+    rows = connection.execute(_SPENDABLE, {"customer_id": customer_id, "now": now}).all()
+    if any(row.remaining < 0 for row in rows):
+        spend(
+            session,
+            customer_id=customer_id,
+            points=points,
+            reason=reason,
+            source=source,
+            now=now,
+            actor=actor,
+            redemption_id=redemption_id,
+        )
+        return
+    available = sum(row.remaining for row in rows)
+    if available < points:
+        raise InsufficientPoints(f"{points} points asked, {available} available", available=available, asked=points)
+    left = points
+    changes: list[dict[str, Any]] = []
+    entries: list[dict[str, Any]] = []
+    for row in rows:
+        if left == 0:
+            break
+        take = min(row.remaining, left)
+        left -= take
+        changes.append({"lot_id": row.id, "remaining": row.remaining - take})
+        entries.append(
+            _entry_row(
+                row.id,
+                row.source_customer_id,
+                -take,
+                reason,
+                source,
+                now,
+                row.available_from,
+                row.expires_at,
+                customer_id=row.customer_id,
+                actor=actor,
+                redemption_id=redemption_id,
+            )
+        )
+    connection.execute(_SET_REMAINING, changes)
+    bulk_insert(session, LoyaltyEntry, entries)
 
 
 def take_back(

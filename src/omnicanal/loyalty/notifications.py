@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from omnicanal.consent.models import ConsentChange
@@ -65,12 +65,45 @@ def channels_for(
     return found
 
 
+# One customer and purpose (a redemption's notice): statements built once, no IN lists to build.
+_CONSENTS_OF_ONE = (
+    select(ConsentChange.channel, ConsentChange.status)
+    .where(
+        ConsentChange.customer_id == bindparam("customer_id"),
+        ConsentChange.purpose == bindparam("purpose"),
+        ConsentChange.channel.in_(CHANNELS),
+    )
+    .order_by(ConsentChange.changed_at, ConsentChange.id)
+)
+_TRAITS_OF_ONE = select(Customer.traits).where(Customer.id == bindparam("customer_id"))
+
+
+def channel_for(session: Session, customer_id: uuid.UUID, purpose: str) -> str | None:
+    """What :func:`channels_for` answers for one customer and purpose."""
+    connection = session.connection()
+    latest = dict(connection.execute(_CONSENTS_OF_ONE, {"customer_id": customer_id, "purpose": purpose}).all())
+    if not latest:
+        return None
+    traits = connection.execute(_TRAITS_OF_ONE, {"customer_id": customer_id}).scalar()
+    preferred = ((traits or {}).get("attributes") or {}).get("preferred_channel")
+    for candidate in (preferred, *CHANNELS):
+        if candidate and latest.get(candidate) == "granted":
+            return str(candidate)
+    return None
+
+
 def notify_many(session: Session, notices: Sequence[tuple[uuid.UUID, str, Mapping[str, Any]]]) -> int:
     """Queue ``(customer_id, template, data)`` notices; returns how many could be sent."""
     if not notices:
         return 0
     purposes = {PURPOSE.get(template, "marketing") for _, template, _ in notices}
-    channels = channels_for(session, [c for c, _, _ in notices], purposes)
+    if len(notices) == 1:
+        ((customer_id, template, _),) = notices
+        purpose = PURPOSE.get(template, "marketing")
+        found = channel_for(session, customer_id, purpose)
+        channels = {} if found is None else {(customer_id, purpose): found}
+    else:
+        channels = channels_for(session, [c for c, _, _ in notices], purposes)
     now = utcnow()
     rows = []
     for customer_id, template, data in notices:

@@ -16,20 +16,24 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
-from omnicanal.db import utcnow, uuid7
+from omnicanal.customers.models import Customer
+from omnicanal.customers.service import get_customer
+from omnicanal.db import bulk_insert, utcnow, uuid7
 from omnicanal.errors import Conflict, NotFound, ValidationFailed
 from omnicanal.loyalty import ledger
-from omnicanal.loyalty.models import LoyaltyCoupon, LoyaltyRedemption, LoyaltyReward
+from omnicanal.loyalty.models import LoyaltyCoupon, LoyaltyRedemption, LoyaltyReward, LoyaltyWallet
 from omnicanal.loyalty.tiers import current_tiers
 
 _ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: codes are read aloud at the counter
 
 
 def new_code(prefix: str, length: int = 10) -> str:
-    return prefix + "".join(secrets.choice(_ALPHABET) for _ in range(length))
+    # one read of the system's random source for the whole code; 32 letters divide 256, so every letter
+    # is as likely as with secrets.choice
+    return prefix + "".join(_ALPHABET[byte % 32] for byte in secrets.token_bytes(length))
 
 
 class OutOfStock(Conflict):
@@ -114,6 +118,41 @@ def list_rewards(session: Session) -> list[LoyaltyReward]:
     return list(session.scalars(select(LoyaltyReward).order_by(LoyaltyReward.cost_points, LoyaltyReward.name)))
 
 
+_REWARD_COLUMNS = (
+    LoyaltyReward.id,
+    LoyaltyReward.name,
+    LoyaltyReward.kind,
+    LoyaltyReward.cost_points,
+    LoyaltyReward.value,
+    LoyaltyReward.stock,
+    LoyaltyReward.active,
+    LoyaltyReward.starts_at,
+    LoyaltyReward.ends_at,
+    LoyaltyReward.tiers,
+)
+_REWARD = select(*_REWARD_COLUMNS).where(LoyaltyReward.id == bindparam("reward_id"))
+# The wallet rows of a live (not merged, not erased) customer, with the reward beside them (NULLs when it
+# does not exist): one round trip checks the customer, takes the wallet lock spending relies on, and reads
+# the reward. Only the wallet rows are locked; stock is taken by a conditional update.
+_WALLETS_AND_REWARD = (
+    select(LoyaltyWallet.id.label("wallet_id"), *_REWARD_COLUMNS)
+    .join(Customer, Customer.id == LoyaltyWallet.customer_id)
+    .outerjoin(LoyaltyReward, LoyaltyReward.id == bindparam("reward_id"))
+    .where(
+        LoyaltyWallet.customer_id == bindparam("customer_id"),
+        Customer.erased_at.is_(None),
+        Customer.merged_into_id.is_(None),
+    )
+    .order_by(LoyaltyWallet.id)
+)
+_LOCK_WALLETS_AND_REWARD = _WALLETS_AND_REWARD.with_for_update(of=LoyaltyWallet)
+_TAKE_STOCK = (
+    update(LoyaltyReward)
+    .where(LoyaltyReward.id == bindparam("reward_id"), LoyaltyReward.stock > 0)
+    .values(stock=LoyaltyReward.stock - 1)
+)
+
+
 def redeem(
     session: Session,
     *,
@@ -124,15 +163,25 @@ def redeem(
     actor: str,
     now: datetime | None = None,
 ) -> tuple[LoyaltyRedemption, bool]:
-    """Returns the redemption and whether it is new (False: the answer to an earlier identical request)."""
+    """Returns the redemption and whether it is new (False: the answer to an earlier identical request).
+
+    An unknown, erased or merged-away customer is refused (404, or 301 to the survivor) before anything else.
+    """
     now = now or utcnow()
+    connection = session.connection()
+    # The wallet lock comes first and doubles as the check that the customer is live.
+    stmt = _LOCK_WALLETS_AND_REWARD if ledger.is_postgres(session) else _WALLETS_AND_REWARD
+    reward: Any = connection.execute(stmt, {"customer_id": customer_id, "reward_id": reward_id}).first()
+    if reward is None:
+        get_customer(session, customer_id)  # raises NotFound / Moved
+        ledger.lock_wallets(session, customer_id)  # a live customer without a wallet yet
+        reward = connection.execute(_REWARD, {"reward_id": reward_id}).first()
     if not ledger.claim(session, f"redeem:{request_id}", now=now):
         earlier = session.scalar(select(LoyaltyRedemption).where(LoyaltyRedemption.request_id == request_id))
         if earlier is None or earlier.reward_id != reward_id or earlier.source_customer_id != customer_id:
             raise Conflict("this request_id was already used for a different redemption")
         return earlier, False
-    reward = session.get(LoyaltyReward, reward_id)
-    if reward is None:
+    if reward is None or reward.id is None:
         raise NotFound(f"reward {reward_id} not found")
     if not reward.active or (reward.starts_at and now < reward.starts_at) or (reward.ends_at and now >= reward.ends_at):
         raise NotAvailable(f"the reward {reward.name!r} is not available now")
@@ -141,7 +190,7 @@ def redeem(
         if tier is None or tier.name not in reward.tiers:
             raise NotAvailable(f"the reward {reward.name!r} is for the tiers {', '.join(reward.tiers)}")
     redemption_id = uuid7()
-    ledger.spend(
+    ledger.spend_locked(
         session,
         customer_id=customer_id,
         points=reward.cost_points,
@@ -152,32 +201,33 @@ def redeem(
         redemption_id=redemption_id,
     )
     if reward.stock is not None:
-        taken = session.execute(
-            update(LoyaltyReward)
-            .where(LoyaltyReward.id == reward.id, LoyaltyReward.stock > 0)
-            .values(stock=LoyaltyReward.stock - 1)
-        ).rowcount  # type: ignore[attr-defined]
+        taken = connection.execute(_TAKE_STOCK, {"reward_id": reward.id}).rowcount
         if taken != 1:
             raise OutOfStock(f"the reward {reward.name!r} is out of stock")
     if reward.kind == "voucher":
         code = _issuer.issue(session, Voucher(redemption_id, customer_id, reward.name, dict(reward.value)))
     else:
         code = new_code("LR-")
-    redemption = LoyaltyRedemption(
-        id=redemption_id,
-        customer_id=customer_id,
-        source_customer_id=customer_id,
-        reward_id=reward.id,
-        request_id=request_id,
-        points=reward.cost_points,
-        code=code,
-        status="issued",
-        channel=channel,
-        actor=actor,
-        created_at=now,
-    )
-    session.add(redemption)
-    session.flush()
+    row = {
+        "id": redemption_id,
+        "customer_id": customer_id,
+        "source_customer_id": customer_id,
+        "reward_id": reward.id,
+        "request_id": request_id,
+        "points": reward.cost_points,
+        "code": code,
+        "status": "issued",
+        "channel": channel,
+        "actor": actor,
+        "created_at": now,
+    }
+    redemption = LoyaltyRedemption(**row)
+    if reward.kind == "voucher":
+        # the issuer's rows may refer to the redemption: the unit of work writes them in order
+        session.add(redemption)
+        session.flush()
+    else:
+        bulk_insert(session, LoyaltyRedemption, [row])  # the object is only the answer; it is not added
     from omnicanal.loyalty.notifications import notify, timeline
 
     details = {"reward": reward.name, "points": reward.cost_points, "code": code, "channel": channel}
