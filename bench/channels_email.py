@@ -1,4 +1,4 @@
-"""Inbound email benchmark: ``python bench/email.py [--quick] [--connections N] [--seconds S]``.
+"""Inbound email benchmark: ``python bench/channels_email.py [--quick] [--connections N] [--seconds S]``.
 
 E1: emails per second taken in by the built-in receiver (``omnicanal email receive``, its own process, SQLite):
 each one parsed, threaded, stored with its customer, conversation, timeline event and files, and committed
