@@ -11,10 +11,11 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import or_, select, text
+from sqlalchemy import Table, bindparam, or_, select, text, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from omnicanal.conversations.models import Conversation, Message
 from omnicanal.conversations.notify import announce, conversation_data
@@ -58,11 +59,14 @@ class InboundResult:
 def _known_messages(session: Session, items: Sequence[InboundInput]) -> dict[tuple[str, str], InboundResult]:
     known: dict[tuple[str, str], InboundResult] = {}
     external_ids = sorted({item.external_id for item in items})
+    # Both columns of uq_messages_channel_external_id: with the external ids alone the lookup cannot use
+    # the index and reads every message (bench, C1).
+    channels = sorted({item.channel for item in items})
     for start in range(0, len(external_ids), 500):
         rows = session.execute(
             select(
                 Message.channel, Message.external_id, Message.id, Message.conversation_id, Message.customer_id
-            ).where(Message.external_id.in_(external_ids[start : start + 500]))
+            ).where(Message.channel.in_(channels), Message.external_id.in_(external_ids[start : start + 500]))
         )
         for channel, external_id, message_id, conversation_id, customer_id in rows:
             if external_id is not None:
@@ -159,6 +163,8 @@ def receive(session: Session, items: Sequence[InboundInput], *, settings: Settin
     messages: list[dict[str, Any]] = []
     stored: list[tuple[InboundResult, dict[str, Any]]] = []
     started: list[tuple[InboundInput, Conversation, str | None]] = []
+    opened: set[uuid.UUID] = set()
+    touched: dict[uuid.UUID, str] = {}  # existing conversation -> channel of its last message in this batch
     for item, result in fresh:
         assert result.customer_id is not None
         conversation = threads.get(result.customer_id)
@@ -172,6 +178,7 @@ def receive(session: Session, items: Sequence[InboundInput], *, settings: Settin
             result.new_conversation = True
             attributes = customer_traits.get("attributes") or {}
             started.append((item, conversation, attributes.get("tier") if isinstance(attributes, dict) else None))
+            opened.add(conversation.id)
         elif item.reopens:
             _continue(session, conversation, now=now)
         message_id = uuid7()
@@ -185,10 +192,18 @@ def receive(session: Session, items: Sequence[InboundInput], *, settings: Settin
                 "occurred_at": item.occurred_at, "created_at": now, "updated_at": now,
             }
         )  # fmt: skip
-        conversation.last_channel = item.channel
-        conversation.last_message_at = now
-        conversation.last_inbound_at = now
-        conversation.updated_at = now
+        if conversation.id in opened:
+            conversation.last_channel = item.channel
+            conversation.last_message_at = now
+            conversation.last_inbound_at = now
+            conversation.updated_at = now
+        else:
+            # Stored by one executemany after the loop; the object shows the values without the ORM
+            # flushing each conversation (bench, C1).
+            for name, value in (("last_channel", item.channel), ("last_message_at", now),
+                                ("last_inbound_at", now), ("updated_at", now)):  # fmt: skip
+                set_committed_value(conversation, name, value)
+            touched[conversation.id] = item.channel
         result.message_id = message_id
         stored.append((result, messages[-1]))
         result.conversation_id = conversation.id
@@ -220,6 +235,11 @@ def receive(session: Session, items: Sequence[InboundInput], *, settings: Settin
                     session, conversation, channel=item.channel, text=item.text, tier=tier, now=now, batch=batch
                 )
     bulk_insert(session, Message, messages)  # flushes the conversations first (messages refer to them)
+    if touched:
+        session.connection().execute(
+            _TOUCH,
+            [{"conversation_id": cid, "channel": channel, "now": now} for cid, channel in touched.items()],
+        )
     bulk_insert(session, Event, events)
     for repeat, first in repeats:
         repeat.message_id, repeat.conversation_id = first.message_id, first.conversation_id
@@ -243,6 +263,19 @@ def receive(session: Session, items: Sequence[InboundInput], *, settings: Settin
                 announce(session, "conversation.assigned", conversation_data(conversation) | {"actor": "routing"})
             _out_of_hours_reply(session, conversation, now=now, batch=batch)
     return results
+
+
+_conversations = cast(Table, Conversation.__table__)
+_TOUCH = (
+    update(_conversations)
+    .where(_conversations.c.id == bindparam("conversation_id"))
+    .values(
+        last_channel=bindparam("channel"),
+        last_message_at=bindparam("now"),
+        last_inbound_at=bindparam("now"),
+        updated_at=bindparam("now"),
+    )
+)
 
 
 def _open(session: Session, item: InboundInput, customer_id: uuid.UUID, traits: dict[str, Any], *,
