@@ -30,6 +30,11 @@ from pathlib import Path
 from typing import Any
 
 BENCH = Path(__file__).resolve().parent
+# bench/email.py would shadow the standard library's email package (which urllib needs): import it first
+sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != BENCH]
+import email.message  # noqa: E402, F401
+import urllib.request  # noqa: E402, F401
+
 sys.path.insert(0, str(BENCH))
 
 import run  # noqa: E402  (bench/run.py: servers, wrk, ceilings, formatting)
@@ -166,11 +171,11 @@ def k1(plan: Plan, workdir: Path, *, url: str | None = None, backend: str = "sql
         f"wrk -t{plan.threads} -c{plan.connections} -d{plan.duration}s")  # fmt: skip
     out: dict[str, Any] = {"backend": backend}
     if backend == "sqlite":
-        with serve("bare", *run.ceiling_server("bare")) as server:
+        with serve("bare", *_ceiling_server("bare")) as server:
             out["ceiling_bare"] = run.wrk(server, "ingest.lua", plan)
         say(fmt_http("ceiling: bare Starlette POST", out["ceiling_bare"]))
         say(f"    = {out['ceiling_bare']['requests_per_s'] / 3:,.0f} orders/s at three requests an order")
-        with serve("sqlite", *run.ceiling_server("sqlite", workdir / "ceiling-k1.db")) as server:
+        with serve("sqlite", *_ceiling_server("sqlite", workdir / "ceiling-k1.db")) as server:
             out["ceiling_sqlite_insert"] = run.wrk(server, "ingest.lua", plan)
         say(fmt_http("ceiling: Starlette + 1 sqlite3 insert", out["ceiling_sqlite_insert"]))
     data = seeded(workdir, "k1.db", 30, 0, url=url)
@@ -193,6 +198,12 @@ def k1(plan: Plan, workdir: Path, *, url: str | None = None, backend: str = "sql
         out["target_met"] = rate >= 500
         say(f"  target >= 500 orders/s: {verdict(out['target_met'])}")
     return out
+
+
+def _ceiling_server(kind: str, db: Path | None = None) -> tuple[list[str], dict[str, str], int]:
+    """``run.ceiling_server`` run with ``-P``: bench/ on the path would shadow the standard library's email."""
+    cmd, env, port = run.ceiling_server(kind, db)
+    return [cmd[0], "-P", *cmd[1:]], env, port
 
 
 def _orders_line(result: dict[str, Any]) -> dict[str, int]:
@@ -233,7 +244,7 @@ def k2(plan: Plan, workdir: Path) -> dict[str, Any]:
         for _ in range(200)
     ]  # fmt: skip
     body_file.write_text("\n".join(json.dumps(c) for c in carts))
-    with serve("bare", *run.ceiling_server("bare")) as server:
+    with serve("bare", *_ceiling_server("bare")) as server:
         out["ceiling_bare"] = run.wrk(server, "ingest.lua", plan, connections=4)
     say(fmt_http("ceiling: bare Starlette POST (-c4)", out["ceiling_bare"]))
     env = {"BENCH_TOKEN": data["token"], "BENCH_QUOTES": str(body_file)}

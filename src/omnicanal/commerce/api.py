@@ -12,7 +12,7 @@ from omnicanal.access.roles import Permission
 from omnicanal.access.service import Principal
 from omnicanal.commerce import catalog, fulfillment, orders, payments, promotions, returns, stores
 from omnicanal.commerce.checkout import quote_out
-from omnicanal.commerce.models import Promotion
+from omnicanal.commerce.models import Order, Promotion
 from omnicanal.commerce.schemas import (
     CartIn,
     CategoryIn,
@@ -200,7 +200,14 @@ def quote_cart(data: CartIn, db: DB, settings: AppSettings, _: OrderReader) -> R
         body = quote_out(cart).model_dump(mode="json")
     if cart.customer_id is not None and data.channel in ("web", "app"):
         with db.write() as session:
-            orders.save_cart(session, data, settings=settings, total=cart.quote.total, currency=cart.currency)
+            orders.save_cart(
+                session,
+                data,
+                settings=settings,
+                total=cart.quote.total,
+                currency=cart.currency,
+                customer_id=cart.customer_id,
+            )
     return FastJSONResponse(body)
 
 
@@ -211,8 +218,9 @@ def create_order(
     """Place an order from any channel. Retrying with the same ``Idempotency-Key`` places it once."""
 
     def produce() -> tuple[int, Any]:
-        order = orders.create_order(session, data, settings=settings, actor=principal.label)
-        return 201, orders.order_out(session, order, settings=settings).model_dump(mode="json")
+        order, lines = orders.place_order(session, data, settings=settings, actor=principal.label)
+        out = orders.order_out(session, order, settings=settings, placed_lines=lines)
+        return 201, out.model_dump(mode="json")
 
     return run_idempotent(
         request, session, principal, data.model_dump(mode="json"), produce, customer_of=lambda c: c["customer_id"]
@@ -263,7 +271,7 @@ def add_payment(
             session, order_id=order_id, data=data, settings=settings, actor=principal.label
         )
         out = orders.payment_out(payment, settings).model_dump(mode="json")
-        order = orders.get_order(session, order_id)
+        order = session.get(Order, order_id) or orders.get_order(session, order_id)
         return 201, out | {
             "order_status": order.status,
             "payment_status": order.payment_status,

@@ -52,6 +52,11 @@ def _number(now: datetime) -> str:
 
 def create_order(session: Session, data: CartIn, *, settings: Settings, actor: str) -> Order:
     """Place an order: price it as the quote does, reserve its stock, count its promotions. All or nothing."""
+    return place_order(session, data, settings=settings, actor=actor)[0]
+
+
+def place_order(session: Session, data: CartIn, *, settings: Settings, actor: str) -> tuple[Order, list[OrderLine]]:
+    """:func:`create_order`, also handing back the lines (so the answer needs not read them again)."""
     customer = resolve_customer(session, data, settings)
     now = utcnow()
     cart = prepare_cart(session, data, settings=settings, customer=customer, now=now, for_order=True)
@@ -91,8 +96,9 @@ def create_order(session: Session, data: CartIn, *, settings: Settings, actor: s
         updated_at=now,
     )
     session.add(order)
+    order_lines = []
     for position, (item, line) in enumerate(zip(cart.items, quote.lines, strict=True)):
-        session.add(
+        order_lines.append(
             OrderLine(
                 id=uuid7(),
                 order_id=order.id,
@@ -113,6 +119,7 @@ def create_order(session: Session, data: CartIn, *, settings: Settings, actor: s
                 returned_quantity=0,
             )
         )
+    session.add_all(order_lines)
     session.flush()
     expires = now + timedelta(minutes=settings.commerce_reservation_minutes) if quote.total > 0 else None
     stores.reserve(session, cart.holds, order_id=order.id, expires_at=expires)
@@ -127,7 +134,7 @@ def create_order(session: Session, data: CartIn, *, settings: Settings, actor: s
     if quote.total == 0:
         order.payment_status = "paid"
         lifecycle.move(session, order, "paid", action="mark the order paid", actor=actor)
-    return order
+    return order, order_lines
 
 
 def get_order(session: Session, order_id: uuid.UUID, *, for_update: bool = False) -> Order:
@@ -162,12 +169,24 @@ def payment_out(payment: Payment, settings: Settings | None = None) -> PaymentOu
     )
 
 
-def order_out(session: Session, order: Order, *, settings: Settings | None = None) -> OrderOut:
-    lines = lines_of(session, order.id)
-    payments = list(session.scalars(select(Payment).where(Payment.order_id == order.id).order_by(Payment.created_at)))
-    fulfillments = list(
-        session.scalars(select(Fulfillment).where(Fulfillment.order_id == order.id).order_by(Fulfillment.created_at))
-    )
+def order_out(
+    session: Session, order: Order, *, settings: Settings | None = None, placed_lines: list[OrderLine] | None = None
+) -> OrderOut:
+    """``placed_lines``: the lines of an order placed in this transaction (nothing paid or fulfilled yet)."""
+    payments: list[Payment] = []
+    fulfillments: list[Fulfillment] = []
+    if placed_lines is not None and order.paid_amount == 0:
+        lines = placed_lines
+    else:
+        lines = lines_of(session, order.id)
+        payments = list(
+            session.scalars(select(Payment).where(Payment.order_id == order.id).order_by(Payment.created_at))
+        )
+        fulfillments = list(
+            session.scalars(
+                select(Fulfillment).where(Fulfillment.order_id == order.id).order_by(Fulfillment.created_at)
+            )
+        )
     pickup = None
     if order.fulfillment_type == "pickup":
         pickup = {
@@ -316,19 +335,32 @@ def expire_due(session: Session, *, now: datetime | None = None) -> int:
     return len(unpaid | uncollected)
 
 
-def save_cart(session: Session, data: CartIn, *, settings: Settings, total: int, currency: str) -> None:
-    """Remember the customer's latest cart on this channel, so the store or an agent can pick it up."""
-    customer = known_customer(session, data, settings)
-    if customer is None:
-        return
+def save_cart(
+    session: Session,
+    data: CartIn,
+    *,
+    settings: Settings,
+    total: int,
+    currency: str,
+    customer_id: uuid.UUID | None = None,
+) -> None:
+    """Remember the customer's latest cart on this channel, so the store or an agent can pick it up.
+
+    ``customer_id``: the customer the quote already found (else found again from ``data``).
+    """
+    if customer_id is None:
+        customer = known_customer(session, data, settings)
+        if customer is None:
+            return
+        customer_id = customer.id
     request = data.model_dump(mode="json", exclude={"customer_id", "identities"})
     cart = session.scalar(
-        select(Cart).where(Cart.customer_id == customer.id, Cart.channel == data.channel, Cart.status == "open")
+        select(Cart).where(Cart.customer_id == customer_id, Cart.channel == data.channel, Cart.status == "open")
     )
     if cart is not None and cart.request == request:
         return
     if cart is None:
-        cart = Cart(customer_id=customer.id, source_customer_id=customer.id, channel=data.channel, status="open")
+        cart = Cart(customer_id=customer_id, source_customer_id=customer_id, channel=data.channel, status="open")
         session.add(cart)
     cart.request = request
     cart.total = total
@@ -336,7 +368,7 @@ def save_cart(session: Session, data: CartIn, *, settings: Settings, total: int,
     cart.updated_at = utcnow()
     record_event(
         session,
-        customer_id=customer.id,
+        customer_id=customer_id,
         type="cart.updated",
         channel=data.channel,
         properties={"lines": request["lines"], "total": total, "currency": currency},

@@ -12,6 +12,7 @@ from datetime import timedelta
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from omnicanal.commerce import lifecycle, stores
 from omnicanal.commerce.models import Order, Payment
@@ -97,20 +98,25 @@ def capture_link(session: Session, *, payment_id: uuid.UUID, settings: Settings,
 
 
 def _capture(session: Session, order: Order, payment: Payment, *, settings: Settings, actor: str) -> None:
+    now = utcnow()
     result = session.execute(
         update(Order)
         .where(Order.id == order.id, Order.paid_amount + payment.amount <= Order.total)
-        .values(paid_amount=Order.paid_amount + payment.amount, updated_at=utcnow())
+        .values(paid_amount=Order.paid_amount + payment.amount, updated_at=now)
         .execution_options(synchronize_session=False)
     )
     if getattr(result, "rowcount", 0) != 1:
         raise Conflict("another payment has just settled this order; nothing was charged")
-    session.flush()
-    session.refresh(order)
-    order.payment_status = _payment_status(order)
-    if order.paid_amount >= order.total and order.status == "pending":
+    # the order was read in this write transaction (locked on PostgreSQL, the only writer on SQLite): its
+    # paid amount is the one just updated, so no need to read it back
+    set_committed_value(order, "paid_amount", order.paid_amount + payment.amount)
+    set_committed_value(order, "updated_at", now)
+    settled = order.paid_amount >= order.total and order.status == "pending"
+    if settled:
         # paid: the stock stays reserved until it leaves (a pickup's hold gets its own deadline when ready)
         stores.set_expiry(session, order.id, None)
+    order.payment_status = _payment_status(order)  # after set_expiry's flush: one UPDATE with the new status
+    if settled:
         lifecycle.move(
             session,
             order,

@@ -251,8 +251,11 @@ def consume(session: Session, order_id: uuid.UUID, wanted: dict[str, int]) -> di
 
 
 def set_expiry(session: Session, order_id: uuid.UUID, expires_at: datetime | None) -> None:
-    for reservation in _held(session, order_id):
-        reservation.expires_at = expires_at
+    session.execute(
+        update(Reservation)
+        .where(Reservation.order_id == order_id, Reservation.state == "held")
+        .values(expires_at=expires_at)
+    )
 
 
 def restock(session: Session, *, location_id: uuid.UUID, sku: str, quantity: int) -> None:
