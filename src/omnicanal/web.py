@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import email.message
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from typing import Annotated, Any
 
@@ -187,3 +189,21 @@ async def json_body(request: Request, *, max_bytes: int = 8 * 1024 * 1024) -> An
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise ValidationFailed.on_field("body", f"is not valid JSON ({exc})") from None
+
+
+async def body_as_fastapi_reads_it(request: Request) -> Any:
+    """The body a JSON body parameter is validated from: parsed JSON for a JSON content type, else the bytes."""
+    raw = await request.body()
+    if not raw:
+        raise RequestValidationError([{"type": "missing", "loc": ("body",), "msg": "Field required", "input": None}])
+    message = email.message.Message()
+    message["content-type"] = request.headers.get("content-type", "")
+    subtype = message.get_content_subtype()
+    if message.get_content_maintype() != "application" or not (subtype == "json" or subtype.endswith("+json")):
+        return raw
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as exc:
+        error = {"type": "json_invalid", "loc": ("body", exc.pos), "msg": "JSON decode error", "input": {},
+                 "ctx": {"error": exc.msg}}  # fmt: skip
+        raise RequestValidationError([error]) from None

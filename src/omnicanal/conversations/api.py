@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import email.message
-import json
 import uuid
 from typing import Annotated, Any
 
@@ -35,7 +33,16 @@ from omnicanal.errors import NotFound, ValidationFailed
 from omnicanal.idempotency import run_idempotent
 from omnicanal.storage import discard_attachments, store_attachments
 from omnicanal.timeline.writer import IngestWriter
-from omnicanal.web import AppSettings, FastJSONResponse, ReadSession, WriteSession, authorize, require, served_by
+from omnicanal.web import (
+    AppSettings,
+    FastJSONResponse,
+    ReadSession,
+    WriteSession,
+    authorize,
+    body_as_fastapi_reads_it,
+    require,
+    served_by,
+)
 
 router = APIRouter(prefix="/api/v1", tags=["conversations"])
 
@@ -74,29 +81,11 @@ def prepare_inbound(data: InboundMessageIn, settings: Any) -> InboundInput:
 _INBOUND = TypeAdapter(InboundMessageIn)
 
 
-async def _body_as_fastapi_reads_it(request: Request) -> Any:
-    """The body a JSON body parameter is validated from: parsed JSON for a JSON content type, else the bytes."""
-    raw = await request.body()
-    if not raw:
-        raise RequestValidationError([{"type": "missing", "loc": ("body",), "msg": "Field required", "input": None}])
-    message = email.message.Message()
-    message["content-type"] = request.headers.get("content-type", "")
-    subtype = message.get_content_subtype()
-    if message.get_content_maintype() != "application" or not (subtype == "json" or subtype.endswith("+json")):
-        return raw
-    try:
-        return json.loads(raw)
-    except json.JSONDecodeError as exc:
-        error = {"type": "json_invalid", "loc": ("body", exc.pos), "msg": "JSON decode error", "input": {},
-                 "ctx": {"error": exc.msg}}  # fmt: skip
-        raise RequestValidationError([error]) from None
-
-
 async def _serve_inbound(request: Request) -> Response:
     # What FastAPI did for inbound_message below, in the same order: the caller (401/403), then the
     # body (the same 422s), then the message through the ingest writer.
     await authorize(request, Permission.MESSAGES_INBOUND)
-    body = await _body_as_fastapi_reads_it(request)
+    body = await body_as_fastapi_reads_it(request)
     try:
         data = _INBOUND.validate_python(body, from_attributes=True)
     except ValidationError as exc:

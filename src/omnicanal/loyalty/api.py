@@ -12,7 +12,6 @@ from starlette.concurrency import run_in_threadpool
 
 from omnicanal.access.roles import Permission
 from omnicanal.access.service import Principal
-from omnicanal.conversations.api import _body_as_fastapi_reads_it as body_as_fastapi_reads_it
 from omnicanal.customers.service import get_customer
 from omnicanal.db import Database
 from omnicanal.idempotency import run_idempotent
@@ -38,7 +37,16 @@ from omnicanal.loyalty.schemas import (
     TierOut,
     WalletOut,
 )
-from omnicanal.web import AppSettings, ReadSession, WriteSession, authorize, database, require, served_by
+from omnicanal.web import (
+    AppSettings,
+    ReadSession,
+    WriteSession,
+    authorize,
+    body_as_fastapi_reads_it,
+    database,
+    require,
+    served_by,
+)
 
 router = APIRouter(prefix="/api/v1", tags=["loyalty"])
 Reader = Annotated[Principal, Depends(require(Permission.LOYALTY_READ))]
