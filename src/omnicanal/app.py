@@ -25,6 +25,7 @@ from omnicanal.conversations.inbound import receive
 from omnicanal.conversations.service import wake_snoozed
 from omnicanal.customers.api import router as customers_router
 from omnicanal.db import Database, create_database
+from omnicanal.fastlane import OmnicanalAPI
 from omnicanal.loyalty.api import router as loyalty_router
 from omnicanal.loyalty.jobs import periodic as loyalty_jobs
 from omnicanal.outbox.api import router as outbox_router
@@ -95,7 +96,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
             if database is None:
                 db.dispose()
 
-    app = FastAPI(
+    app = OmnicanalAPI(
         title="omnicanal",
         version=__version__,
         description="One shared, real-time customer record for every channel.",
@@ -119,6 +120,9 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
             app.include_router(router)
     for router in ROUTERS:
         app.include_router(router)
+    app.fast_lane.add_routes(
+        [router for channel_type in load_adapters().values() for router in channel_type.routers] + list(ROUTERS)
+    )
 
     from omnicanal.console import mount_console
 

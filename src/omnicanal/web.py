@@ -128,10 +128,14 @@ def served_by(handler: Handler) -> type[APIRoute]:
     (dependency solving, parameter and response processing) is skipped, which on the hot paths
     (bench/README.md: B1 ingest, B3 customer 360) cost more than the endpoint. Errors still reach
     the problem handlers. The handler must check what the documented signature promises, in the
-    same order (authentication before parameters) and with the same errors.
+    same order (authentication before parameters) and with the same errors. The application's
+    fast lane (:mod:`omnicanal.fastlane`) also serves these routes ahead of FastAPI's middleware
+    and route matching.
     """
 
     class RequestOnlyRoute(APIRoute):
+        lean_handler = staticmethod(handler)
+
         def get_route_handler(self) -> Handler:
             return handler
 
@@ -148,9 +152,9 @@ def _field_name(loc: tuple[Any, ...] | list[Any]) -> str:
     return ".".join(parts) or "body"
 
 
-def install_problem_handlers(app: FastAPI) -> None:
-    async def domain_error(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, DomainError)
+def problem_for(request: Request, exc: Exception) -> Response | None:
+    """The answer to an error raised while serving ``request``; None for an unexpected error."""
+    if isinstance(exc, DomainError):
         if isinstance(exc, Moved):
             location = request.url.path.replace(exc.old_id, exc.new_id)
             if request.url.query:
@@ -158,24 +162,28 @@ def install_problem_handlers(app: FastAPI) -> None:
             return RedirectResponse(location, status_code=308)
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
         return ProblemResponse(exc.problem(), status_code=exc.status, headers=headers)
-
-    async def request_validation(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, RequestValidationError)
+    if isinstance(exc, RequestValidationError):
         errors = [{"field": _field_name(err["loc"]), "message": err["msg"]} for err in exc.errors()]
         json_error = any(err.get("type") == "json_invalid" for err in exc.errors())
         detail = (
             "the body is not valid JSON" if json_error else "; ".join(f"{e['field']}: {e['message']}" for e in errors)
         )
         return problem(422, "validation-error", "The request is not valid", detail, errors=errors)
-
-    async def http_error(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, StarletteHTTPException)
+    if isinstance(exc, StarletteHTTPException):
         slug = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
         return problem(exc.status_code, slug, str(exc.detail), str(exc.detail))
+    return None
 
-    app.add_exception_handler(DomainError, domain_error)
-    app.add_exception_handler(RequestValidationError, request_validation)
-    app.add_exception_handler(StarletteHTTPException, http_error)
+
+def install_problem_handlers(app: FastAPI) -> None:
+    async def handle(request: Request, exc: Exception) -> Response:
+        response = problem_for(request, exc)
+        assert response is not None
+        return response
+
+    app.add_exception_handler(DomainError, handle)
+    app.add_exception_handler(RequestValidationError, handle)
+    app.add_exception_handler(StarletteHTTPException, handle)
 
 
 async def json_body(request: Request, *, max_bytes: int = 8 * 1024 * 1024) -> Any:
