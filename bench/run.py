@@ -119,6 +119,19 @@ class Server:
             fields = stat.read().rpartition(")")[2].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
+    def cpu_by_thread(self) -> dict[str, float]:
+        """CPU seconds per thread ("main" for the event loop's, else its id): where the server's time goes."""
+        out: dict[str, float] = {}
+        tick = os.sysconf("SC_CLK_TCK")
+        for task in Path(f"/proc/{self.proc.pid}/task").iterdir():
+            try:
+                comm = "main" if task.name == str(self.proc.pid) else f"thread-{task.name}"
+                fields = (task / "stat").read_text(encoding="ascii").rpartition(")")[2].split()
+            except OSError:
+                continue
+            out[comm] = out.get(comm, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+        return out
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGINT)
@@ -210,8 +223,10 @@ def wrk(
             f"http://{HOST}:{port}",
         ]
         cpu_before = server.cpu_seconds()
+        threads_before = server.cpu_by_thread()
         done = subprocess.run(cmd, env=run_env, capture_output=True, text=True, check=False)
         cpu = server.cpu_seconds() - cpu_before
+        threads_after = server.cpu_by_thread()
         line = next((ln for ln in done.stdout.splitlines() if ln.startswith("WRKJSON ")), None)
         if done.returncode != 0 or line is None:
             raise RuntimeError(f"wrk failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
@@ -226,6 +241,11 @@ def wrk(
     result["load_average_after"] = os.getloadavg()
     result["server_cpu_s"] = cpu
     result["server_cpu_ms_per_request"] = 1000 * cpu / max(result["requests"], 1)
+    result["server_cpu_ms_per_request_by_thread"] = {
+        name: round(1000 * (spent - threads_before.get(name, 0.0)) / max(result["requests"], 1), 4)
+        for name, spent in threads_after.items()
+        if spent - threads_before.get(name, 0.0) > 0
+    }
     result["connections"] = conns
     result["threads"] = plan.threads
     result["seconds"] = seconds
@@ -269,7 +289,16 @@ def fmt_http(label: str, r: dict[str, Any], unit: str = "req/s", per_request: in
     return (
         f"  {label:<36} {rate:>8,.0f} {unit:<9} p50 {lat['50']:6.1f} ms  p99 {lat['99']:6.1f} ms"
         f"  max {lat['max']:7.1f} ms  server CPU {cpu:.3f} ms/{unit.split('/')[0]}{failed}"
+        + _by_thread(r, per_request)
     )
+
+
+def _by_thread(r: dict[str, Any], per_request: int) -> str:
+    threads = r.get("server_cpu_ms_per_request_by_thread") or {}
+    if len(threads) < 2:
+        return ""
+    parts = sorted(threads.items(), key=lambda item: -item[1])
+    return "\n      by thread: " + ", ".join(f"{name} {ms / per_request:.3f}" for name, ms in parts if ms >= 0.001)
 
 
 def fmt_rss(mem: dict[str, float]) -> str:

@@ -138,7 +138,46 @@ def bulk_insert(session: Session, model: type[Base], rows: Sequence[Mapping[str,
     sql, converters = _insert_plan(connection.dialect, table, columns)
     pairs = [(name, _memoized(convert)) for name, convert in zip(columns, converters, strict=True)]
     params = [tuple(row[name] if convert is None else convert(row[name]) for name, convert in pairs) for row in rows]
-    connection.exec_driver_sql(sql, params)
+    cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.executemany(sql, params)
+    finally:
+        cursor.close()
+
+
+_driver_sql: dict[tuple[str, str], str] = {}
+
+
+def driver_rows(session: Session, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+    """Rows of ``sql`` (written with ``?`` placeholders) run on the driver connection of the session's transaction.
+
+    For the few lookups of the ingest paths, where SQLAlchemy's per-statement work cost more than
+    the statement (bench/README.md, B1). Values come back as the driver gives them: on SQLite a
+    UUID column is 32 hex digits (see :func:`uuid_from_db`) and a datetime is text.
+    """
+    connection = session.connection()
+    style = connection.dialect.paramstyle
+    text = sql
+    if style != "qmark":
+        text = _driver_sql.get((style, sql)) or _driver_sql.setdefault((style, sql), sql.replace("?", "%s"))
+    cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(text, tuple(params))
+        return list(cursor.fetchall())
+    finally:
+        cursor.close()
+
+
+def uuid_from_db(value: Any) -> uuid.UUID:
+    """A UUID column's value as :func:`driver_rows` returns it, on either database."""
+    if isinstance(value, uuid.UUID):
+        return value
+    return uuid.UUID(hex=value)
+
+
+def uuid_to_db(session: Session, value: uuid.UUID) -> Any:
+    """A UUID as the driver takes it for a UUID column (hex text on SQLite)."""
+    return value.hex if session.get_bind().dialect.name == "sqlite" else value
 
 
 def _memoized(convert: _Converter | None) -> _Converter | None:

@@ -24,7 +24,7 @@ from omnicanal.customers.merging import (
     open_conflict,
 )
 from omnicanal.customers.models import Customer, Identity
-from omnicanal.db import bulk_insert, uuid7
+from omnicanal.db import bulk_insert, driver_rows, uuid7, uuid_from_db
 from omnicanal.errors import NotFound
 from omnicanal.settings import Settings
 
@@ -76,11 +76,9 @@ class Resolver:
         values = sorted({value for _, value in wanted})
         for start in range(0, len(values), _LOOKUP_CHUNK):
             chunk = values[start : start + _LOOKUP_CHUNK]
-            rows = self.session.execute(
-                select(Identity.type, Identity.value, Identity.customer_id).where(Identity.value.in_(chunk))
-            )
-            for kind, value, customer_id in rows:
-                self._owner[(kind, value)] = customer_id
+            sql = f"SELECT type, value, customer_id FROM identities WHERE value IN ({', '.join('?' * len(chunk))})"
+            for kind, value, customer_id in driver_rows(self.session, sql, chunk):
+                self._owner[(kind, value)] = uuid_from_db(customer_id)
         self._lock_owners()
 
     def _lock_owners(self) -> None:

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from omnicanal.customers.identities import normalize_identity
 from omnicanal.customers.resolution import Resolver
-from omnicanal.db import bulk_insert, utcnow, uuid7
+from omnicanal.db import bulk_insert, driver_rows, utcnow, uuid7, uuid_from_db
 from omnicanal.errors import DomainError, FieldError, ValidationFailed
 from omnicanal.pagination import check_limit, decode_cursor, encode_cursor
 from omnicanal.settings import Settings
@@ -181,10 +181,9 @@ def ingest(session: Session, events: Sequence[EventInput], *, settings: Settings
     known: dict[str, uuid.UUID] = {}
     for start in range(0, len(ids), 500):
         chunk = ids[start : start + 500]
-        for event_id, owner in session.execute(
-            select(Event.event_id, Event.customer_id).where(Event.event_id.in_(chunk))
-        ):
-            known[event_id] = owner
+        sql = f"SELECT event_id, customer_id FROM events WHERE event_id IN ({', '.join('?' * len(chunk))})"
+        for event_id, owner in driver_rows(session, sql, chunk):
+            known[event_id] = uuid_from_db(owner)
     resolver = Resolver(session, settings, now=now)
     resolver.prefetch(key for e in events for key in e.identities)
 
