@@ -10,18 +10,22 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import threading
 import time
 import uuid
 import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
+import orjson
 from sqlalchemy import JSON, DateTime, Engine, MetaData, Table, create_engine, event
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.pool import NullPool
 from sqlalchemy.types import TypeDecorator
@@ -97,6 +101,11 @@ def _sqlite_utc(value: datetime | None) -> str | None:
     return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
+def _sqlite_json(value: Any) -> str:
+    """JSON text as SQLAlchemy's JSON type stores it on SQLite (None as JSON null; keys as strings), faster."""
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
 def _insert_plan(dialect: Dialect, table: Table, columns: tuple[str, ...]) -> tuple[str, list[_Converter | None]]:
     key = (dialect.name, table.name, columns)
     plan = _insert_plans.get(key)
@@ -115,6 +124,8 @@ def _insert_plan(dialect: Dialect, table: Table, columns: tuple[str, ...]) -> tu
             column_type = table.c[name].type
             if dialect.name == "sqlite" and isinstance(column_type, UTCDateTime):
                 converters.append(_sqlite_utc)
+            elif dialect.name == "sqlite" and isinstance(column_type, JSON):
+                converters.append(_sqlite_json)
             else:
                 converters.append(column_type.dialect_impl(dialect).bind_processor(dialect))
         plan = _insert_plans[key] = (sql, converters)
@@ -141,8 +152,15 @@ def bulk_insert(session: Session, model: type[Base], rows: Sequence[Mapping[str,
     cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:
         cursor.executemany(sql, params)
+    except connection.dialect.loaded_dbapi.Error as exc:
+        raise _as_sqlalchemy_error(connection.dialect, sql, params, exc) from exc
     finally:
         cursor.close()
+
+
+def _as_sqlalchemy_error(dialect: Dialect, sql: str, params: Any, exc: Exception) -> Exception:
+    """The error SQLAlchemy would have raised (IntegrityError, OperationalError...): callers retry on those."""
+    return DBAPIError.instance(sql, params, exc, dialect.loaded_dbapi.Error, hide_parameters=True, dialect=dialect)
 
 
 _driver_sql: dict[tuple[str, str], str] = {}
@@ -164,6 +182,8 @@ def driver_rows(session: Session, sql: str, params: Sequence[Any]) -> list[tuple
     try:
         cursor.execute(text, tuple(params))
         return list(cursor.fetchall())
+    except connection.dialect.loaded_dbapi.Error as exc:
+        raise _as_sqlalchemy_error(connection.dialect, text, params, exc) from exc
     finally:
         cursor.close()
 
@@ -198,6 +218,7 @@ def _memoized(convert: _Converter | None) -> _Converter | None:
 
 
 SQLITE_READERS = 4
+_T = TypeVar("_T")
 
 
 @dataclass
@@ -209,6 +230,8 @@ class Database:
     read_engine: Engine
     write_sessions: sessionmaker[Session]
     read_sessions: sessionmaker[Session]
+    _read_executor: ThreadPoolExecutor | None = field(default=None, repr=False)
+    _executor_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _read_gates: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = field(
         default_factory=weakref.WeakKeyDictionary, repr=False
     )
@@ -247,6 +270,10 @@ class Database:
         finally:
             pooled.close()
 
+    def _readers(self) -> int:
+        size = min(self.settings.db_pool_size, SQLITE_READERS) if self.is_sqlite else self.settings.db_pool_size
+        return max(size, 1)
+
     def read_gate(self) -> asyncio.Semaphore:
         """How many HTTP requests may hold a read session at once (on this event loop).
 
@@ -257,11 +284,30 @@ class Database:
         loop = asyncio.get_running_loop()
         gate = self._read_gates.get(loop)
         if gate is None:
-            size = min(self.settings.db_pool_size, SQLITE_READERS) if self.is_sqlite else self.settings.db_pool_size
-            gate = self._read_gates[loop] = asyncio.Semaphore(max(size, 1))
+            gate = self._read_gates[loop] = asyncio.Semaphore(self._readers())
         return gate
 
+    async def run_read(self, function: Callable[..., _T], *args: Any) -> _T:
+        """``function(*args)`` on one of a few reader threads, for the lean read handlers.
+
+        As many threads as the read gate allows (see :meth:`read_gate`), so requests beyond them
+        queue without holding a thread. A plain executor hop costs a fraction of
+        ``run_in_threadpool``'s (a capacity limiter and cancel scope per call, bench/README.md B3).
+        """
+        executor = self._read_executor
+        if executor is None:
+            with self._executor_lock:
+                executor = self._read_executor
+                if executor is None:
+                    executor = self._read_executor = ThreadPoolExecutor(
+                        max_workers=self._readers(), thread_name_prefix="omnicanal-read"
+                    )
+        return await asyncio.get_running_loop().run_in_executor(executor, function, *args)
+
     def dispose(self) -> None:
+        if self._read_executor is not None:
+            self._read_executor.shutdown(wait=False)
+            self._read_executor = None
         self.write_engine.dispose()
         if self.read_engine is not self.write_engine:
             self.read_engine.dispose()

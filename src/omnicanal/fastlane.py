@@ -62,9 +62,7 @@ class FastLane:
             if method in route.methods:
                 found = route.regex.match(path)
                 if found is not None:
-                    params = {
-                        name: route.convertors[name].convert(value) for name, value in found.groupdict().items()
-                    }
+                    params = {name: route.convertors[name].convert(value) for name, value in found.groupdict().items()}
                     return route.handler, params
         return None
 

@@ -6,7 +6,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import TypeAdapter, ValidationError
-from starlette.concurrency import run_in_threadpool
 
 from omnicanal.access.roles import Permission
 from omnicanal.access.service import Principal
@@ -98,8 +97,7 @@ async def _serve_360(request: Request) -> Response:
         errors = [{**error, "loc": ("path", "customer_id", *error["loc"])} for error in exc.errors(include_url=False)]
         raise RequestValidationError(errors) from None
     db: Database = request.app.state.database
-    async with db.read_gate():
-        body = await run_in_threadpool(_read_360, db, customer_id)
+    body = await db.run_read(_read_360, db, customer_id)
     return Response(body, media_type="application/json")
 
 

@@ -42,7 +42,10 @@ class _Counts(dict[str, int]):
 def implied(identities: Iterable[IdentityKey]) -> list[IdentityKey]:
     """A WhatsApp id is a phone number: it finds (and gives) the customer's phone identity too."""
     keys = list(identities)
-    keys += [("phone", value) for kind, value in keys if kind == "whatsapp"]
+    for kind, value in keys:
+        if kind == "whatsapp":
+            keys.append(("phone", value))
+            break
     return keys
 
 

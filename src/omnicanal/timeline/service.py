@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from sqlalchemy import and_, insert, or_, select
 from sqlalchemy.orm import Session
 
-from omnicanal.customers.identities import normalize_identity
+from omnicanal.customers.identities import normalize, normalize_identity
 from omnicanal.customers.resolution import Resolver
 from omnicanal.db import bulk_insert, driver_rows, utcnow, uuid7, uuid_from_db
 from omnicanal.errors import DomainError, FieldError, ValidationFailed
@@ -154,10 +154,14 @@ def prepare_event(raw: Any, *, settings: Settings, now: datetime, field_prefix: 
     if not identities and customer_id is None:
         raise ValidationFailed.on_field(name("identities"), "give at least one identity or a customer_id")
     region = settings.default_region
-    keys = [
-        (id_type, normalize_identity(id_type, value, region=region, field=name(f"identities[{index}]")))
-        for index, (id_type, value) in enumerate(identities)
-    ]
+    try:
+        keys = [(id_type, normalize(id_type, value, region)) for id_type, value in identities]
+    except ValueError:  # InvalidIdentity, or a phone library's refusal
+        # again, naming the field that is wrong (building every field name up front cost more than normalizing)
+        keys = [
+            (id_type, normalize_identity(id_type, value, region=region, field=name(f"identities[{index}]")))
+            for index, (id_type, value) in enumerate(identities)
+        ]
     if len(orjson.dumps(properties)) > MAX_PROPERTIES_BYTES:
         raise ValidationFailed.on_field(name("properties"), f"must be at most {MAX_PROPERTIES_BYTES} bytes as JSON")
     return EventInput(
