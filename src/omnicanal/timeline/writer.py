@@ -40,16 +40,30 @@ class _Job:
 
 
 def _deliver(job: _Job, results: list[Any] | None, error: BaseException | None) -> None:
-    def settle() -> None:
+    _deliver_all([(job, results, error)])
+
+
+_Outcome = tuple[_Job, list[Any] | None, BaseException | None]
+
+
+def _settle(outcomes: list[_Outcome]) -> None:
+    for job, results, error in outcomes:
         if job.future.done():
-            return
+            continue
         if error is not None:
             job.future.set_exception(error)
         else:
             assert results is not None
             job.future.set_result(results)
 
-    job.loop.call_soon_threadsafe(settle)
+
+def _deliver_all(outcomes: list[_Outcome]) -> None:
+    """Wake each event loop once for all its jobs: every wake-up is a write to the loop's self-pipe."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[_Outcome]] = {}
+    for outcome in outcomes:
+        by_loop.setdefault(outcome[0].loop, []).append(outcome)
+    for loop, group in by_loop.items():
+        loop.call_soon_threadsafe(_settle, group)
 
 
 class IngestWriter:
@@ -119,8 +133,7 @@ class IngestWriter:
             for job in jobs:
                 self._store([job])
             return
-        for job, job_results in zip(jobs, results, strict=True):
-            _deliver(job, job_results, None)
+        _deliver_all([(job, job_results, None) for job, job_results in zip(jobs, results, strict=True)])
 
     def _transaction(self, jobs: list[_Job]) -> list[list[Any]]:
         for attempt in range(_RETRIES):
