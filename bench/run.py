@@ -288,8 +288,7 @@ def fmt_http(label: str, r: dict[str, Any], unit: str = "req/s", per_request: in
     cpu = r["server_cpu_ms_per_request"] / per_request
     return (
         f"  {label:<36} {rate:>8,.0f} {unit:<9} p50 {lat['50']:6.1f} ms  p99 {lat['99']:6.1f} ms"
-        f"  max {lat['max']:7.1f} ms  server CPU {cpu:.3f} ms/{unit.split('/')[0]}{failed}"
-        + _by_thread(r, per_request)
+        f"  max {lat['max']:7.1f} ms  server CPU {cpu:.3f} ms/{unit.split('/')[0]}{failed}" + _by_thread(r, per_request)
     )
 
 
