@@ -133,12 +133,16 @@ def availability(session: Session, skus: Sequence[str]) -> dict[str, dict[uuid.U
     result: dict[str, dict[uuid.UUID, int]] = {}
     if not skus:
         return result
-    rows = session.execute(
-        select(Stock.sku, Stock.location_id, Stock.on_hand, Stock.reserved).where(Stock.sku.in_(set(skus)))
-    )
-    for sku, location_id, on_hand, reserved in rows:
+    session.flush()
+    levels = session.connection().execute(_AVAILABILITY, {"b_skus": sorted(set(skus))})
+    for sku, location_id, on_hand, reserved in levels:
         result.setdefault(sku, {})[location_id] = on_hand - reserved
     return result
+
+
+_AVAILABILITY = select(
+    table_of(Stock).c.sku, table_of(Stock).c.location_id, table_of(Stock).c.on_hand, table_of(Stock).c.reserved
+).where(table_of(Stock).c.sku.in_(bindparam("b_skus", expanding=True)))
 
 
 @dataclass(frozen=True)
@@ -199,11 +203,17 @@ _RESERVE = (
 )
 
 
+# An order's reservations are found by the order_id index. Without statistics SQLite prefers the (state,
+# expires_at) index of the expiry sweep for ``state = 'held'`` and walks every held reservation of every order
+# (a payment's cost grew with the number of orders); ``state || ''`` keeps that index out of these lookups.
+_HELD = (Reservation.state + "") == "held"
+
+
 def _held(session: Session, order_id: uuid.UUID) -> list[Reservation]:
     return list(
         session.scalars(
             select(Reservation)
-            .where(Reservation.order_id == order_id, Reservation.state == "held")
+            .where(Reservation.order_id == order_id, _HELD)
             .order_by(Reservation.location_id, Reservation.sku)
         )
     )
@@ -274,7 +284,7 @@ def set_expiry(session: Session, order_id: uuid.UUID, expires_at: datetime | Non
 _reservation = table_of(Reservation).c
 _SET_EXPIRY = (
     update(table_of(Reservation))
-    .where(_reservation.order_id == bindparam("b_order_id"), _reservation.state == "held")
+    .where(_reservation.order_id == bindparam("b_order_id"), _HELD)
     .values(expires_at=bindparam("b_expires_at"))
 )
 
