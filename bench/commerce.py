@@ -1,4 +1,4 @@
-"""Commerce benchmarks (issue #5): ``python bench/commerce.py [k1|k2|k1-postgres|all] [--quick]``.
+"""Commerce benchmarks (issue #5): ``python bench/commerce.py [k1|k2|k1-postgres|k1-inproc|all] [--quick]``.
 
 K1  order placement over HTTP on SQLite: quote + create (with an Idempotency-Key) + pay, 3 lines, one active
     promotion, ``wrk`` with ``lua/orders.lua``; orders/s = payments accepted per second. Ceilings in the same
@@ -7,6 +7,8 @@ K1  order placement over HTTP on SQLite: quote + create (with an Idempotency-Key
 K2  quote with 10,000 products and 200 active promotions: in process (``orders.quote``, what the endpoint
     runs) on 5,000 random carts, and over HTTP (``POST /api/v1/carts/quote``, wrk -c4).
 K1-postgres  K1 on a throwaway PostgreSQL cluster (recorded, no target).
+K1-inproc  K1's requests driven into the ASGI application in process, one order at a time (no sockets, no wrk):
+    SQL statements and CPU time per request of each kind (quote, create, pay). Where the CPU of an order goes.
 
 Same rules as ``bench/run.py`` (whose helpers this imports): servers on free ports of 127.0.0.1, every figure
 beside a ceiling measured in the same run, server CPU per request and peak RSS recorded, results as JSON in
@@ -224,6 +226,94 @@ def _one_promotion(url: str) -> None:
     db.dispose()
 
 
+def k1_inproc(plan: Plan, workdir: Path) -> dict[str, Any]:
+    """K1's three requests straight into the ASGI app: statements and CPU per request (what wrk cannot see)."""
+    import asyncio
+    import uuid
+
+    sys.path.insert(0, os.environ.get("BENCH_SRC") or str(ROOT / "src"))  # BENCH_SRC: another checkout's src
+    from sqlalchemy import event
+
+    from omnicanal.app import create_app
+    from omnicanal.settings import Settings
+
+    orders = 200 if plan.quick else 1_000
+    say(f"K1 in process: {orders:,} orders (quote + create + pay) one at a time after 100 warm-up orders")
+    data = seeded(workdir, "k1-inproc.db", 30, 0)
+    _one_promotion(data["url"])
+    app = create_app(Settings(database_url=data["url"], outbox_in_process=False))
+    database = app.state.database
+    statements = [0]
+
+    def count(*_: Any) -> None:
+        statements[0] += 1
+
+    for engine in {database.write_engine, database.read_engine}:
+        event.listen(engine, "before_cursor_execute", count)
+    auth = f"Bearer {data['token']}".encode()
+    rng = random.Random(1)
+
+    async def call(path: str, body: dict[str, Any], *headers: tuple[bytes, bytes]) -> dict[str, Any]:
+        raw = json.dumps(body).encode()
+        scope = {"type": "http", "http_version": "1.1", "method": "POST", "path": path, "raw_path": path.encode(),
+                 "query_string": b"", "root_path": "", "scheme": "http", "server": ("127.0.0.1", 80),
+                 "client": ("127.0.0.1", 1), "headers": [(b"content-type", b"application/json"),
+                 (b"authorization", auth), (b"content-length", str(len(raw)).encode()), *headers]}  # fmt: skip
+        answer: dict[str, Any] = {"status": 0, "body": b""}
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": raw, "more_body": False}
+
+        async def send(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                answer["status"] = message["status"]
+            else:
+                answer["body"] += message.get("body", b"")
+
+        await app(scope, receive, send)
+        if answer["status"] >= 300:
+            raise RuntimeError(f"{path}: {answer['status']} {answer['body'][:300]!r}")
+        parsed: dict[str, Any] = json.loads(answer["body"])
+        return parsed
+
+    async def one_order(tally: dict[str, list[float]]) -> None:
+        cart = {"customer_id": rng.choice(data["customers"]), "channel": "web",
+                "lines": [{"sku": s, "quantity": rng.randint(1, 2)} for s in rng.sample(data["skus"], 3)],
+                "fulfillment": {"type": "delivery", "address": {"line1": "Gran Via 1", "city": "Madrid"}}}  # fmt: skip
+        steps = [("quote", "/api/v1/carts/quote", cart, ()),
+                 ("create", "/api/v1/orders", cart, ((b"idempotency-key", uuid.uuid4().hex.encode()),))]  # fmt: skip
+        order: dict[str, Any] = {}
+        for kind, path, body, headers in steps:
+            before, started = statements[0], time.process_time()
+            order = await call(path, body, *headers)
+            tally[kind] += [time.process_time() - started, statements[0] - before]
+        before, started = statements[0], time.process_time()
+        await call(f"/api/v1/orders/{order['id']}/payments", {"method": "card", "amount": order["balance_due"]})
+        tally["pay"] += [time.process_time() - started, statements[0] - before]
+
+    async def main() -> dict[str, Any]:
+        tally: dict[str, list[float]] = {"quote": [], "create": [], "pay": []}
+        async with app.router.lifespan_context(app):
+            for _ in range(100):
+                await one_order(tally)
+            tally = {kind: [] for kind in tally}
+            for _ in range(orders):
+                await one_order(tally)
+        return {
+            kind: {"cpu_ms": 1000 * sum(values[0::2]) / orders, "statements": sum(values[1::2]) / orders}
+            for kind, values in tally.items()
+        }
+
+    result = asyncio.run(main())
+    total_cpu = sum(r["cpu_ms"] for r in result.values())
+    total_statements = sum(r["statements"] for r in result.values())
+    for kind, r in result.items():
+        say(f"  {kind:6} CPU {r['cpu_ms']:6.2f} ms  {r['statements']:5.1f} SQL statements")
+    say(f"  order  CPU {total_cpu:6.2f} ms  {total_statements:5.1f} SQL statements "
+        f"(at most {1000 / total_cpu:,.0f} orders/s per core)")  # fmt: skip
+    return {"orders": orders, "per_request": result, "cpu_ms_per_order": total_cpu, "statements": total_statements}
+
+
 def k2(plan: Plan, workdir: Path) -> dict[str, Any]:
     products, calls = (2_000, 1_000) if plan.quick else (10_000, 5_000)
     say(f"K2 quote with {products:,} products and 200 active promotions")
@@ -276,7 +366,7 @@ def main() -> None:
         print("RESULT " + json.dumps(result))
         return
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("which", nargs="?", default="all", choices=["k1", "k2", "k1-postgres", "all"])
+    parser.add_argument("which", nargs="?", default="all", choices=["k1", "k2", "k1-postgres", "k1-inproc", "all"])
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
     plan = Plan.make(args.quick)
@@ -287,6 +377,8 @@ def main() -> None:
             results["k1"] = k1(plan, workdir)
         if args.which in ("k2", "all"):
             results["k2"] = k2(plan, workdir)
+        if args.which in ("k1-inproc", "all"):
+            results["k1_inproc"] = k1_inproc(plan, workdir)
         if args.which in ("k1-postgres", "all"):
             results["k1_postgres"] = k1_postgres(plan, workdir)
     run.RESULTS.mkdir(exist_ok=True)

@@ -226,8 +226,12 @@ class CatalogItem:
 
 
 def versions(session: Session) -> dict[str, int]:
-    """The change counters of the cached data, in one query."""
-    return dict(session.execute(select(CatalogVersion.name, CatalogVersion.version)).all())
+    """The change counters of the cached data, in one query (run on every quote and order: a Core statement)."""
+    session.flush()
+    return dict(session.connection().execute(_VERSIONS).all())
+
+
+_VERSIONS = select(CatalogVersion.__table__.c.name, CatalogVersion.__table__.c.version)
 
 
 # Every process keeps the catalog rows it has priced (a few hundred bytes a SKU), dropped at the next change.

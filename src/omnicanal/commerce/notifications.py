@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from omnicanal.commerce.models import Order
@@ -61,14 +61,19 @@ def money(amount: int, currency: str) -> str:
     return f"{amount / 100:.2f} {currency}"
 
 
+_consent = ConsentChange.__table__.c
+# every order and payment asks: a Core statement, prebuilt
+_GRANTS = (
+    select(_consent.channel, _consent.status)
+    .where(_consent.customer_id == bindparam("b_customer_id"), _consent.purpose == "transactional")
+    .order_by(_consent.changed_at, _consent.id)
+)
+
+
 def _transactional_grants(session: Session, customer_id: uuid.UUID) -> set[str]:
     latest: dict[str, str] = {}
-    rows = session.execute(
-        select(ConsentChange.channel, ConsentChange.status)
-        .where(ConsentChange.customer_id == customer_id, ConsentChange.purpose == "transactional")
-        .order_by(ConsentChange.changed_at, ConsentChange.id)
-    )
-    for channel, status in rows:
+    session.flush()
+    for channel, status in session.connection().execute(_GRANTS, {"b_customer_id": customer_id}):
         latest[channel] = status
     return {channel for channel, status in latest.items() if status == "granted"}
 

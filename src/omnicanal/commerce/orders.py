@@ -7,12 +7,13 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from omnicanal.commerce import lifecycle, promotions, stores
 from omnicanal.commerce.checkout import PreparedCart, identity_keys, known_customer, line_out, prepare_cart
 from omnicanal.commerce.models import Cart, Fulfillment, Order, OrderLine, Payment
+from omnicanal.commerce.rows import insert_new, run_statement, table_of
 from omnicanal.commerce.schemas import CartIn, FulfillmentOut, OrderOut, PaymentOut
 from omnicanal.customers.models import Customer
 from omnicanal.customers.resolution import Resolver
@@ -91,11 +92,13 @@ def place_order(session: Session, data: CartIn, *, settings: Settings, actor: st
         coupon_codes=[promotions.normalize_code(c) for c in data.coupon_codes],
         promotions=quote.promotions,
         shipping_discount=quote.shipping_discount,
+        pickup_code=None,
+        pickup_expires_at=None,
         created_by=actor,
         created_at=now,
         updated_at=now,
     )
-    session.add(order)
+    insert_new(session, [order])
     order_lines = []
     for position, (item, line) in enumerate(zip(cart.items, quote.lines, strict=True)):
         order_lines.append(
@@ -119,22 +122,24 @@ def place_order(session: Session, data: CartIn, *, settings: Settings, actor: st
                 returned_quantity=0,
             )
         )
-    session.add_all(order_lines)
-    session.flush()
+    insert_new(session, order_lines)
     expires = now + timedelta(minutes=settings.commerce_reservation_minutes) if quote.total > 0 else None
     stores.reserve(session, cart.holds, order_id=order.id, expires_at=expires)
     promotions.claim(session, quote.promotions, customer_key=customer.id, limited=cart.limited)
-    session.execute(
-        update(Cart)
-        .where(Cart.customer_id == customer.id, Cart.status == "open")
-        .values(status="ordered", updated_at=now)
-        .execution_options(synchronize_session=False)
-    )
+    run_statement(session, _CARTS_ORDERED, {"b_customer_id": customer.id, "now": now})
     lifecycle.announce(session, order, "order.placed", actor=actor, lines=len(quote.lines))
     if quote.total == 0:
         order.payment_status = "paid"
         lifecycle.move(session, order, "paid", action="mark the order paid", actor=actor)
     return order, order_lines
+
+
+_cart = table_of(Cart).c
+_CARTS_ORDERED = (
+    update(table_of(Cart))
+    .where(_cart.customer_id == bindparam("b_customer_id"), _cart.status == "open")
+    .values(status="ordered", updated_at=bindparam("now"))
+)
 
 
 def get_order(session: Session, order_id: uuid.UUID, *, for_update: bool = False) -> Order:
@@ -354,18 +359,26 @@ def save_cart(
             return
         customer_id = customer.id
     request = data.model_dump(mode="json", exclude={"customer_id", "identities"})
-    cart = session.scalar(
-        select(Cart).where(Cart.customer_id == customer_id, Cart.channel == data.channel, Cart.status == "open")
-    )
-    if cart is not None and cart.request == request:
+    now = utcnow()
+    found = session.connection().execute(_OPEN_CART, {"b_customer_id": customer_id, "b_channel": data.channel}).first()
+    if found is not None and found.request == request:
         return
-    if cart is None:
-        cart = Cart(customer_id=customer_id, source_customer_id=customer_id, channel=data.channel, status="open")
-        session.add(cart)
-    cart.request = request
-    cart.total = total
-    cart.currency = currency
-    cart.updated_at = utcnow()
+    if found is None:
+        cart = Cart(
+            id=uuid7(),
+            customer_id=customer_id,
+            source_customer_id=customer_id,
+            channel=data.channel,
+            request=request,
+            total=total,
+            currency=currency,
+            status="open",
+            updated_at=now,
+        )
+        insert_new(session, [cart])
+    else:
+        values = {"b_id": found.id, "b_request": request, "b_total": total, "b_currency": currency, "now": now}
+        run_statement(session, _CART_CHANGED, values)
     record_event(
         session,
         customer_id=customer_id,
@@ -373,6 +386,21 @@ def save_cart(
         channel=data.channel,
         properties={"lines": request["lines"], "total": total, "currency": currency},
     )
+
+
+_OPEN_CART = select(_cart.id, _cart.request).where(
+    _cart.customer_id == bindparam("b_customer_id"), _cart.channel == bindparam("b_channel"), _cart.status == "open"
+)
+_CART_CHANGED = (
+    update(table_of(Cart))
+    .where(_cart.id == bindparam("b_id"))
+    .values(
+        request=bindparam("b_request"),
+        total=bindparam("b_total"),
+        currency=bindparam("b_currency"),
+        updated_at=bindparam("now"),
+    )
+)
 
 
 def open_carts(session: Session, customer_id: uuid.UUID) -> list[Cart]:

@@ -10,13 +10,14 @@ import secrets
 import uuid
 from datetime import timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from omnicanal.commerce import lifecycle, stores
 from omnicanal.commerce.models import Order, Payment
 from omnicanal.commerce.orders import get_order
+from omnicanal.commerce.rows import insert_new, run_statement, table_of
 from omnicanal.commerce.schemas import PaymentIn
 from omnicanal.db import utcnow, uuid7
 from omnicanal.errors import Conflict, NotFound, ValidationFailed
@@ -62,6 +63,8 @@ def record_payment(
         amount=data.amount,
         currency=order.currency,
         reference=data.reference,
+        refund_of=None,
+        link_token=None,
         created_by=actor,
         created_at=utcnow(),
     )
@@ -79,7 +82,7 @@ def record_payment(
             link=f"{settings.commerce_public_url.rstrip('/')}/pay/{payment.link_token}",
         )
         return payment
-    session.add(payment)
+    insert_new(session, [payment])
     _capture(session, order, payment, settings=settings, actor=actor)
     return payment
 
@@ -99,13 +102,8 @@ def capture_link(session: Session, *, payment_id: uuid.UUID, settings: Settings,
 
 def _capture(session: Session, order: Order, payment: Payment, *, settings: Settings, actor: str) -> None:
     now = utcnow()
-    result = session.execute(
-        update(Order)
-        .where(Order.id == order.id, Order.paid_amount + payment.amount <= Order.total)
-        .values(paid_amount=Order.paid_amount + payment.amount, updated_at=now)
-        .execution_options(synchronize_session=False)
-    )
-    if getattr(result, "rowcount", 0) != 1:
+    session.flush()  # the payment and any change to the order go first
+    if run_statement(session, _ADD_PAID, {"b_id": order.id, "amount": payment.amount, "now": now}) != 1:
         raise Conflict("another payment has just settled this order; nothing was charged")
     # the order was read in this write transaction (locked on PostgreSQL, the only writer on SQLite): its
     # paid amount is the one just updated, so no need to read it back
@@ -133,6 +131,15 @@ def _capture(session: Session, order: Order, payment: Payment, *, settings: Sett
     if order.paid_amount < order.total and order.status == "pending":
         # a partial payment keeps the hold alive a while longer
         stores.set_expiry(session, order.id, utcnow() + timedelta(minutes=settings.commerce_reservation_minutes))
+
+
+_order = table_of(Order).c
+# the check and the change in one statement: two payments racing for the last euro cannot both be taken
+_ADD_PAID = (
+    update(table_of(Order))
+    .where(_order.id == bindparam("b_id"), _order.paid_amount + bindparam("amount") <= _order.total)
+    .values(paid_amount=_order.paid_amount + bindparam("amount"), updated_at=bindparam("now"))
+)
 
 
 def refund(

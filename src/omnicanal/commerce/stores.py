@@ -14,12 +14,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import available_timezones
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from omnicanal.commerce.models import Location, Reservation, Stock, Variant
+from omnicanal.commerce.rows import insert_new, run_statement, table_of
 from omnicanal.commerce.schemas import StockOut, StoreIn, StoreOut
-from omnicanal.db import utcnow
+from omnicanal.db import utcnow, uuid7
 from omnicanal.errors import Conflict, NotFound, ValidationFailed
 
 _TIMEZONES = available_timezones()
@@ -131,12 +133,16 @@ def availability(session: Session, skus: Sequence[str]) -> dict[str, dict[uuid.U
     result: dict[str, dict[uuid.UUID, int]] = {}
     if not skus:
         return result
-    rows = session.execute(
-        select(Stock.sku, Stock.location_id, Stock.on_hand, Stock.reserved).where(Stock.sku.in_(set(skus)))
-    )
-    for sku, location_id, on_hand, reserved in rows:
+    session.flush()
+    levels = session.connection().execute(_AVAILABILITY, {"b_skus": sorted(set(skus))})
+    for sku, location_id, on_hand, reserved in levels:
         result.setdefault(sku, {})[location_id] = on_hand - reserved
     return result
+
+
+_AVAILABILITY = select(
+    table_of(Stock).c.sku, table_of(Stock).c.location_id, table_of(Stock).c.on_hand, table_of(Stock).c.reserved
+).where(table_of(Stock).c.sku.in_(bindparam("b_skus", expanding=True)))
 
 
 @dataclass(frozen=True)
@@ -160,19 +166,17 @@ def reserve(
     now = utcnow()
     reservations = []
     for (location_id, sku), hold in sorted(merged.items(), key=lambda kv: (str(kv[0][0]), kv[0][1])):
-        result = session.execute(
-            update(Stock)
-            .where(Stock.location_id == location_id, Stock.sku == sku, Stock.on_hand - Stock.reserved >= hold.quantity)
-            .values(reserved=Stock.reserved + hold.quantity, updated_at=now)
-            .execution_options(synchronize_session=False)
+        taken = run_statement(
+            session, _RESERVE, {"b_location": location_id, "b_sku": sku, "quantity": hold.quantity, "now": now}
         )
-        if getattr(result, "rowcount", 0) != 1:
+        if taken != 1:
             raise Conflict(
                 f"lines[{hold.line}]: not enough stock of {sku} left (another order took it); quote again",
                 line=hold.line,
                 sku=sku,
             )
         reservation = Reservation(
+            id=uuid7(),
             order_id=order_id,
             location_id=location_id,
             sku=sku,
@@ -182,15 +186,34 @@ def reserve(
             created_at=now,
         )
         reservations.append(reservation)
-    session.add_all(reservations)
+    insert_new(session, reservations)
     return reservations
+
+
+_stock = table_of(Stock).c
+# the condition and the change in one statement: concurrent orders cannot both take the last units
+_RESERVE = (
+    update(table_of(Stock))
+    .where(
+        _stock.location_id == bindparam("b_location"),
+        _stock.sku == bindparam("b_sku"),
+        _stock.on_hand - _stock.reserved >= bindparam("quantity"),
+    )
+    .values(reserved=_stock.reserved + bindparam("quantity"), updated_at=bindparam("now"))
+)
+
+
+# An order's reservations are found by the order_id index. Without statistics SQLite prefers the (state,
+# expires_at) index of the expiry sweep for ``state = 'held'`` and walks every held reservation of every order
+# (a payment's cost grew with the number of orders); ``state || ''`` keeps that index out of these lookups.
+_HELD = (Reservation.state + "") == "held"
 
 
 def _held(session: Session, order_id: uuid.UUID) -> list[Reservation]:
     return list(
         session.scalars(
             select(Reservation)
-            .where(Reservation.order_id == order_id, Reservation.state == "held")
+            .where(Reservation.order_id == order_id, _HELD)
             .order_by(Reservation.location_id, Reservation.sku)
         )
     )
@@ -251,11 +274,19 @@ def consume(session: Session, order_id: uuid.UUID, wanted: dict[str, int]) -> di
 
 
 def set_expiry(session: Session, order_id: uuid.UUID, expires_at: datetime | None) -> None:
-    session.execute(
-        update(Reservation)
-        .where(Reservation.order_id == order_id, Reservation.state == "held")
-        .values(expires_at=expires_at)
-    )
+    session.flush()  # reservations added in this transaction are rows before they are updated
+    run_statement(session, _SET_EXPIRY, {"b_order_id": order_id, "b_expires_at": expires_at})
+    for loaded in list(session.identity_map.values()):  # what the ORM's UPDATE synchronized
+        if isinstance(loaded, Reservation) and loaded.order_id == order_id and loaded.state == "held":
+            set_committed_value(loaded, "expires_at", expires_at)
+
+
+_reservation = table_of(Reservation).c
+_SET_EXPIRY = (
+    update(table_of(Reservation))
+    .where(_reservation.order_id == bindparam("b_order_id"), _HELD)
+    .values(expires_at=bindparam("b_expires_at"))
+)
 
 
 def restock(session: Session, *, location_id: uuid.UUID, sku: str, quantity: int) -> None:

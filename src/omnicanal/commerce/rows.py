@@ -1,0 +1,63 @@
+"""New rows and hot-path updates of commerce without the unit of work's per-statement cost.
+
+Placing and paying an order used to flush ORM objects and run ORM-enabled UPDATEs, whose statement
+building and bookkeeping cost more CPU than the database work (bench/commerce.py, K1). New rows go in
+with one driver ``executemany`` per table (:func:`omnicanal.db.bulk_insert`) and then join the session as
+if they had just been loaded, so later changes to them are flushed as usual. Updates run prebuilt Core
+statements on the session's connection (their compiled form is cached once per process).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import Executable, Table, inspect
+from sqlalchemy.orm import Session, make_transient_to_detached
+
+from omnicanal.db import Base, bulk_insert
+
+_columns_of: dict[type[Base], list[tuple[str, str]]] = {}
+
+
+def _columns(model: type[Base]) -> list[tuple[str, str]]:
+    """(attribute, column) pairs of a model."""
+    found = _columns_of.get(model)
+    if found is None:
+        found = _columns_of[model] = [(prop.key, prop.columns[0].name) for prop in inspect(model).column_attrs]
+    return found
+
+
+def table_of(model: type[Base]) -> Table:
+    table = model.__table__
+    assert isinstance(table, Table)
+    return table
+
+
+def insert_new(session: Session, objects: Sequence[Base]) -> None:
+    """Insert new objects of one model with one executemany; they join the session as loaded rows.
+
+    Every column is stored as the object holds it: set each one (the model's defaults are not applied).
+    """
+    if not objects:
+        return
+    model = type(objects[0])
+    columns = _columns(model)
+    rows = [{column: getattr(obj, attribute) for attribute, column in columns} for obj in objects]
+    table: Any = model.__table__
+    for column in table.c:
+        if column.default is not None and any(row[column.name] is None for row in rows):
+            raise ValueError(f"insert_new({model.__name__}): {column.name} must be set (its default is not applied)")
+    bulk_insert(session, model, rows)
+    for obj in objects:
+        make_transient_to_detached(obj)
+        session.add(obj)
+
+
+Params = Mapping[str, Any] | Sequence[Mapping[str, Any]]
+
+
+def run_statement(session: Session, statement: Executable, params: Params) -> int:
+    """Run a prebuilt Core statement in the session's transaction; the number of rows it changed."""
+    result = session.connection().execute(statement, params)
+    return int(getattr(result, "rowcount", 0))
