@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Engine, MetaData, Table, create_engine, event
+import orjson
+from sqlalchemy import JSON, DateTime, Engine, MetaData, Table, Uuid, create_engine, event
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
@@ -97,6 +98,17 @@ def _sqlite_utc(value: datetime | None) -> str | None:
     return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
+def _sqlite_uuid(value: uuid.UUID | None) -> str | None:
+    """What ``Uuid`` stores on SQLite (32 hex digits), without the per-value checks of its bind processor."""
+    return None if value is None else value.hex
+
+
+def _sqlite_json(value: Any) -> str:
+    """JSON text for SQLite: orjson writes the same document as the JSON type's ``json.dumps`` (compact, UTF-8)
+    at a fraction of the cost; a None is stored as JSON ``null``, as the JSON type does."""
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
 def _insert_plan(dialect: Dialect, table: Table, columns: tuple[str, ...]) -> tuple[str, list[_Converter | None]]:
     key = (dialect.name, table.name, columns)
     plan = _insert_plans.get(key)
@@ -115,6 +127,10 @@ def _insert_plan(dialect: Dialect, table: Table, columns: tuple[str, ...]) -> tu
             column_type = table.c[name].type
             if dialect.name == "sqlite" and isinstance(column_type, UTCDateTime):
                 converters.append(_sqlite_utc)
+            elif dialect.name == "sqlite" and isinstance(column_type, Uuid):
+                converters.append(_sqlite_uuid)
+            elif dialect.name == "sqlite" and isinstance(column_type, JSON):
+                converters.append(_sqlite_json)
             else:
                 converters.append(column_type.dialect_impl(dialect).bind_processor(dialect))
         plan = _insert_plans[key] = (sql, converters)
@@ -136,9 +152,13 @@ def bulk_insert(session: Session, model: type[Base], rows: Sequence[Mapping[str,
     connection = session.connection()
     columns = tuple(rows[0])
     sql, converters = _insert_plan(connection.dialect, table, columns)
-    pairs = [(name, _memoized(convert)) for name, convert in zip(columns, converters, strict=True)]
-    params = [tuple(row[name] if convert is None else convert(row[name]) for name, convert in pairs) for row in rows]
-    connection.exec_driver_sql(sql, params)
+    # converted column by column (map runs the converter without a Python frame per value), then zipped
+    values = []
+    for name, convert in zip(columns, converters, strict=True):
+        column = [row[name] for row in rows]
+        memoized = _memoized(convert)
+        values.append(column if memoized is None else list(map(memoized, column)))
+    connection.exec_driver_sql(sql, list(zip(*values, strict=True)))
 
 
 def _memoized(convert: _Converter | None) -> _Converter | None:
