@@ -1,28 +1,32 @@
-"""The common redemption on PostgreSQL in three round trips, on the driver connection.
+"""The common redemption on PostgreSQL in two round trips, on the driver connection.
 
 What :func:`omnicanal.loyalty.rewards.redeem` does for the usual case (a live customer with a wallet, a new
 ``request_id``, a product or external reward open to everyone, no debt lots), with the same invariants:
 
-1. one pipeline: BEGIN; lock the customer's wallet rows (in id order; the join checks the customer is live)
-   and read the reward; read the consents for the code notice; claim the ``request_id``; read the spendable
-   lots (soonest-expiring first). The lots are read after the lock, by a later statement, so they are current.
+1. BEGIN; lock the customer's wallet rows (in id order; the join checks the customer is live) and read the
+   reward; read the consents for the code notice; claim the ``request_id``; read the spendable lots
+   (soonest-expiring first); take one unit of stock if the reward counts it (``stock > 0``). The lots are
+   read after the lock, by a later statement, so they are current.
 2. one statement writes everything (data-modifying CTEs): the lots taken, their ledger entries, the
-   redemption, the timeline event, the notice, and one unit of stock (conditional: ``stock > 0``);
-3. COMMIT (sent with the writes when the reward has no stock to run out of).
+   redemption, the timeline event, the notice; then COMMIT.
+
+Each step is one query string of several statements, bound on the client (``ClientCursor``, values
+escaped by psycopg): one round trip each. The cost of a redemption is mostly round trips: each costs the
+application and PostgreSQL about as much CPU as the work it carries (docs/benchmarks-loyalty.md, L2).
 
 Anything else (no wallet yet, a repeated ``request_id``, an unknown, closed or tier-only reward, a voucher,
 debts to settle) rolls back and answers ``None``: the caller then takes the general path, which gives the
-same answers and errors. The general path cost ~5 ms of server CPU per redemption, mostly SQLAlchemy work
-per statement (docs/benchmarks-loyalty.md, L2); this one skips the ORM and the statement compiler.
+same answers and errors.
 """
 
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Any
 
 import orjson
+from psycopg import ClientCursor
+from psycopg.pq import TransactionStatus
 from sqlalchemy.orm import Session
 
 from omnicanal.db import Database, utcnow, uuid7
@@ -53,6 +57,8 @@ WHERE customer_id = %(customer_id)s
   AND (remaining < 0 OR (remaining > 0 AND available_from <= %(now)s AND (expires_at IS NULL OR expires_at > %(now)s)))
 ORDER BY CASE WHEN expires_at IS NULL THEN 1 ELSE 0 END, expires_at, earned_at, id
 """
+_TAKE_STOCK = "UPDATE loyalty_rewards SET stock = stock - 1 WHERE id = %(reward_id)s AND stock > 0 RETURNING stock"
+_READ = ";\n".join(["BEGIN", _LOCK, _CONSENTS, _CLAIM, _LOTS, _TAKE_STOCK])
 _WRITE = """
 WITH taken AS (
   UPDATE loyalty_lots AS l SET remaining = v.remaining
@@ -82,16 +88,7 @@ _NOTICE = """, notice AS (
   VALUES (%(notice_id)s, 'loyalty', %(notice_channel)s, 'pending', 0, 8, %(now)s, %(now)s, %(customer_id)s,
           %(notice_payload)s::jsonb)
 )"""
-_STOCK = """, stock AS (
-  UPDATE loyalty_rewards SET stock = stock - 1 WHERE id = %(reward_id)s AND stock > 0 RETURNING 1
-)
-SELECT count(*) FROM stock"""
-_NO_STOCK = "\nSELECT 1"
-_WRITES = {
-    (notice, limited): _WRITE + (_NOTICE if notice else "") + (_STOCK if limited else _NO_STOCK)
-    for notice in (False, True)
-    for limited in (False, True)
-}
+_WRITES = {notice: _WRITE + (_NOTICE if notice else "") + "\nSELECT 1;\nCOMMIT" for notice in (False, True)}
 
 
 def redeem(
@@ -105,72 +102,91 @@ def redeem(
 ) -> dict[str, Any] | None:
     """The redemption answer (the fields of ``RedemptionOut``), or None: take the general path."""
     now = utcnow()
-    purpose = PURPOSE["reward_code"]
+    params = {
+        "customer_id": customer_id,
+        "reward_id": reward_id,
+        "purpose": PURPOSE["reward_code"],
+        "channels": list(CHANNELS),
+        "key": f"redeem:{request_id}",
+        "now": now,
+    }
     pooled = db.write_engine.raw_connection()
+    connection: Any = pooled.driver_connection
+    connection.autocommit = True  # the transaction is ours: BEGIN and COMMIT travel with the statements
     try:
-        connection: Any = pooled.driver_connection
+        cursor = ClientCursor(connection)
         try:
-            with connection.pipeline():
-                ids = {"customer_id": customer_id, "reward_id": reward_id}
-                locked = connection.execute(_LOCK, ids)
-                consents = connection.execute(
-                    _CONSENTS, {"customer_id": customer_id, "purpose": purpose, "channels": list(CHANNELS)}
-                )
-                claimed = connection.execute(_CLAIM, {"key": f"redeem:{request_id}", "now": now})
-                lots = connection.execute(_LOTS, {"customer_id": customer_id, "now": now})
-                wallets = locked.fetchall()
-                latest = dict(consents.fetchall())
-                is_new = claimed.fetchone() is not None
-                rows = lots.fetchall()
-            if not wallets or not is_new:
-                connection.rollback()
-                return None
-            _, traits, rid, name, kind, cost, stock, active, starts_at, ends_at, tiers = wallets[0]
-            if rid is None or kind == "voucher" or tiers or not is_open(active, starts_at, ends_at, now):
-                connection.rollback()
-                return None
-            if any(row[3] < 0 for row in rows):
-                connection.rollback()
-                return None  # debts are settled first, by the general path
-            available = sum(row[3] for row in rows)
-            if available < cost:
-                connection.rollback()
-                raise InsufficientPoints(f"{cost} points asked, {available} available", available=available, asked=cost)
-            answer = _write(
-                connection,
-                rows,
-                customer_id=customer_id,
-                reward=(rid, name, cost, stock),
-                request_id=request_id,
-                channel=channel,
-                actor=actor,
-                now=now,
-                notice_channel=_notice_channel(traits, latest),
-            )
+            cursor.execute(_READ, params)
+            cursor.nextset()
+            wallets = cursor.fetchall()
+            cursor.nextset()
+            latest = dict(cursor.fetchall())
+            cursor.nextset()
+            is_new = cursor.fetchone() is not None
+            cursor.nextset()
+            rows = cursor.fetchall()
+            cursor.nextset()
+            stocked = cursor.fetchone() is not None
+            answer = None
+            if wallets and is_new:
+                answer = _decide(cursor, wallets[0], rows, stocked, latest, params, request_id, channel, actor)
+            if answer is None:
+                cursor.execute("ROLLBACK")
         except BaseException:
-            if not connection.closed:
-                connection.rollback()
+            if not connection.closed and connection.info.transaction_status != TransactionStatus.IDLE:
+                connection.execute("ROLLBACK")
             raise
     finally:
+        connection.autocommit = False
         pooled.close()
+    if answer is None:
+        return None
     if answer.pop("_notice"):
         _wake_outbox(db)
     return answer
 
 
-def _write(
-    connection: Any,
+def _decide(
+    cursor: Any,
+    found: Any,
     rows: list[Any],
-    *,
-    customer_id: uuid.UUID,
-    reward: tuple[uuid.UUID, str, int, int | None],
+    stocked: bool,
+    latest: dict[str, str],
+    params: dict[str, Any],
     request_id: str,
     channel: str,
     actor: str,
-    now: datetime,
+) -> dict[str, Any] | None:
+    _, traits, rid, name, kind, cost, stock, active, starts_at, ends_at, tiers = found
+    now = params["now"]
+    if rid is None or kind == "voucher" or tiers or not is_open(active, starts_at, ends_at, now):
+        return None
+    if any(row[3] < 0 for row in rows):
+        return None  # debts are settled first, by the general path
+    available = sum(row[3] for row in rows)
+    if available < cost:
+        cursor.execute("ROLLBACK")
+        raise InsufficientPoints(f"{cost} points asked, {available} available", available=available, asked=cost)
+    if stock is not None and not stocked:
+        cursor.execute("ROLLBACK")
+        raise OutOfStock(f"the reward {name!r} is out of stock")
+    return _write(cursor, rows, params, name=name, cost=cost, request_id=request_id, channel=channel, actor=actor,
+                  notice_channel=_notice_channel(traits, latest))  # fmt: skip
+
+
+def _write(
+    cursor: Any,
+    rows: list[Any],
+    params: dict[str, Any],
+    *,
+    name: str,
+    cost: int,
+    request_id: str,
+    channel: str,
+    actor: str,
     notice_channel: str | None,
 ) -> dict[str, Any]:
-    reward_id, name, cost, stock = reward
+    customer_id, reward_id, now = params["customer_id"], params["reward_id"], params["now"]
     redemption_id = uuid7()
     left = cost
     taken: list[Any] = []
@@ -182,7 +198,7 @@ def _write(
         taken.append((row, take))
     code = new_code("LR-")
     details = {"reward": name, "points": cost, "code": code, "channel": channel}
-    params: dict[str, Any] = {
+    values: dict[str, Any] = {
         "lot_ids": [row[0] for row, _ in taken],
         "remaining": [row[3] - take for row, take in taken],
         "entry_ids": [uuid7() for _ in taken],
@@ -206,21 +222,10 @@ def _write(
     }
     if notice_channel is not None:
         payload = {"customer_id": str(customer_id), "template": "reward_code", "data": details}
-        params["notice_id"] = uuid7()
-        params["notice_channel"] = notice_channel
-        params["notice_payload"] = orjson.dumps(payload).decode()
-    limited = stock is not None
-    statement = _WRITES[(notice_channel is not None, limited)]
-    if limited:
-        stocked = connection.execute(statement, params).fetchone()[0]
-        if stocked != 1:
-            connection.rollback()
-            raise OutOfStock(f"the reward {name!r} is out of stock")
-        connection.commit()
-    else:
-        with connection.pipeline():
-            connection.execute(statement, params)
-            connection.commit()
+        values["notice_id"] = uuid7()
+        values["notice_channel"] = notice_channel
+        values["notice_payload"] = orjson.dumps(payload).decode()
+    cursor.execute(_WRITES[notice_channel is not None], values)
     return {
         "id": redemption_id,
         "customer_id": customer_id,
