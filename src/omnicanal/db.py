@@ -104,8 +104,8 @@ def _sqlite_uuid(value: uuid.UUID | None) -> str | None:
 
 
 def _sqlite_json(value: Any) -> str:
-    """JSON text for SQLite: orjson writes the same document as the JSON type's ``json.dumps`` (compact, UTF-8)
-    at a fraction of the cost; a None is stored as JSON ``null``, as the JSON type does."""
+    """JSON text for SQLite: the same JSON value the JSON type's ``json.dumps`` writes (which spaces it and escapes
+    non-ASCII; orjson writes it compact, in UTF-8) at a fraction of the cost; None is JSON ``null``, as there."""
     return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
@@ -152,7 +152,7 @@ def bulk_insert(session: Session, model: type[Base], rows: Sequence[Mapping[str,
     connection = session.connection()
     columns = tuple(rows[0])
     sql, converters = _insert_plan(connection.dialect, table, columns)
-    # converted column by column (map runs the converter without a Python frame per value), then zipped
+    # converted column by column (one map per column, not a generator per row), then zipped into rows
     values = []
     for name, convert in zip(columns, converters, strict=True):
         column = [row[name] for row in rows]
