@@ -137,7 +137,8 @@ def redeem(
                 connection.execute("ROLLBACK")
             raise
     finally:
-        connection.autocommit = False
+        if not connection.closed:
+            connection.autocommit = False
         pooled.close()
     if answer is None:
         return None
