@@ -94,24 +94,6 @@ def l1_child(url: str, batches: int) -> None:
     # warm-up batch (imports, statement caches), not timed
     with db.write() as session:
         earn_paid_orders(session, _payloads(ids, 10_000_000, BATCH))
-    timings = []
-    started = time.perf_counter()
-    for b in range(batches):
-        payloads = _payloads(ids, b * BATCH, BATCH)
-        t0 = time.perf_counter()
-        with db.write() as session:
-            earn_paid_orders(session, payloads)
-        timings.append(time.perf_counter() - t0)
-    elapsed = time.perf_counter() - started
-    # resending every batch earns nothing (and costs what?)
-    t0 = time.perf_counter()
-    with db.write() as session:
-        again = earn_paid_orders(session, _payloads(ids, 0, BATCH))
-    resend = time.perf_counter() - t0
-    with db.read() as session:
-        lots = session.execute(text("SELECT count(*) FROM loyalty_lots")).scalar_one()
-    db.dispose()
-
     # ceiling: raw sqlite3 executemany of the same rows per order into the same tables' DDL
     ceiling_path = url.split("///", 1)[1] + ".ceiling"
     source = sqlite3.connect(url.split("///", 1)[1])
@@ -129,8 +111,8 @@ def l1_child(url: str, batches: int) -> None:
     for statement in ddl:
         con.execute(statement)
     stamp = datetime.now(UTC).replace(tzinfo=None).isoformat(" ")
-    c_started = time.perf_counter()
-    for b in range(batches):
+
+    def ceiling_batch(b: int) -> None:
         keys, lots_rows, entries, spends, events = [], [], [], [], []
         for n in range(b * BATCH, (b + 1) * BATCH):
             lot_id, cid = uuid.uuid4().hex, uuid.uuid4().hex
@@ -198,7 +180,32 @@ def l1_child(url: str, batches: int) -> None:
             events,
         )
         con.execute("COMMIT")
-    ceiling = time.perf_counter() - c_started
+
+    # Earning and its ceiling batch by batch, alternately: the machine is shared, and its load changes
+    # within seconds; measured side by side, both see the same load.
+    timings: list[float] = []
+    elapsed = ceiling = cpu = ceiling_cpu = 0.0
+    for b in range(batches):
+        payloads = _payloads(ids, b * BATCH, BATCH)
+        t0, c0 = time.perf_counter(), time.process_time()
+        with db.write() as session:
+            earn_paid_orders(session, payloads)
+        timings.append(time.perf_counter() - t0)
+        elapsed += timings[-1]
+        cpu += time.process_time() - c0
+        t0, c0 = time.perf_counter(), time.process_time()
+        ceiling_batch(b)
+        ceiling += time.perf_counter() - t0
+        ceiling_cpu += time.process_time() - c0
+    # resending every batch earns nothing (and costs what?)
+    t0 = time.perf_counter()
+    with db.write() as session:
+        again = earn_paid_orders(session, _payloads(ids, 0, BATCH))
+    resend = time.perf_counter() - t0
+    with db.read() as session:
+        lots = session.execute(text("SELECT count(*) FROM loyalty_lots")).scalar_one()
+    db.dispose()
+
     con.close()
     timings.sort()
     result = {
@@ -210,6 +217,8 @@ def l1_child(url: str, batches: int) -> None:
         "resent_batch_earned": len(again),
         "resent_batch_ms": 1000 * resend,
         "ceiling_orders_per_s": batches * BATCH / ceiling,
+        "cpu_ms_per_batch": 1000 * cpu / batches,
+        "ceiling_cpu_ms_per_batch": 1000 * ceiling_cpu / batches,
         "peak_rss_mib": _peak_rss_mib(),
     }
     print("RESULT " + json.dumps(result))
@@ -225,7 +234,8 @@ def l1(plan: Plan, workdir: Path) -> dict[str, Any]:
         text=True,
         cwd=ROOT,
         check=False,
-        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+        # BENCH_SRC=/path/to/src measures another checkout of the code (before/after)
+        env={**os.environ, "PYTHONPATH": os.environ.get("BENCH_SRC") or str(ROOT / "src")},
     )
     line = next((ln for ln in done.stdout.splitlines() if ln.startswith("RESULT ")), None)
     if done.returncode != 0 or line is None:
@@ -236,6 +246,10 @@ def l1(plan: Plan, workdir: Path) -> dict[str, Any]:
         f"{result['batch_ms']['p50']:.0f} ms, max {result['batch_ms']['max']:.0f} ms)"
     )
     say(f"  ceiling: raw sqlite3 executemany of the same rows {result['ceiling_orders_per_s']:,.0f} orders/s")
+    say(
+        f"  CPU per batch of 1,000: earning {result['cpu_ms_per_batch']:.0f} ms, "
+        f"ceiling {result['ceiling_cpu_ms_per_batch']:.0f} ms"
+    )
     say(f"  a resent batch earned {result['resent_batch_earned']} lots in {result['resent_batch_ms']:.0f} ms")
     say(f"  peak RSS {result['peak_rss_mib']:.0f} MiB")
     result["target_met"] = result["orders_per_s"] >= 5000
@@ -273,7 +287,7 @@ def ceiling_child(port: int) -> None:
 def _l2_seed(url: str, customers: int) -> tuple[list[str], str]:
     from omnicanal.customers.models import Customer
     from omnicanal.db import bulk_insert, create_database, utcnow, uuid7
-    from omnicanal.loyalty import ledger
+    from omnicanal.loyalty import ledger, wallets
     from omnicanal.loyalty.models import LoyaltyReward
     from omnicanal.settings import Settings
 
@@ -283,7 +297,7 @@ def _l2_seed(url: str, customers: int) -> tuple[list[str], str]:
     with db.write() as session:
         bulk_insert(session, Customer, [{"id": c, "traits": {}, "created_at": now, "updated_at": now} for c in ids])
         # customers with points have wallets (earning makes them); add_lots alone does not
-        ledger.ensure_wallets(session, ids, now=now)
+        wallets.ensure_wallets(session, ids, now=now)
         ledger.add_lots(
             session,
             [
@@ -299,33 +313,72 @@ def _l2_seed(url: str, customers: int) -> tuple[list[str], str]:
             ],
             now=now,
         )
-        reward = LoyaltyReward(name="Coffee", kind="product", cost_points=1, value={})
-        session.add(reward)
-        session.flush()
-        reward_id = str(reward.id)
+        # the columns every version of the code has (the server may be an older checkout: BENCH_SRC)
+        reward = uuid7()
+        bulk_insert(session, LoyaltyReward, [{"id": reward, "name": "Coffee", "kind": "product", "cost_points": 1,
+                    "value": {}, "tiers": [], "active": True, "created_at": now}])  # fmt: skip
+        reward_id = str(reward)
     db.dispose()
     return [str(c) for c in ids], reward_id
 
 
+def _cluster_cpu_seconds(data_dir: Path) -> float:
+    """User + system CPU of a PostgreSQL cluster: the postmaster and its live children (the backends serving
+    the pool live through the whole run), read from /proc."""
+    postmaster = int((data_dir / "postmaster.pid").read_text().split()[0])
+    total = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", encoding="ascii") as stat:
+                fields = stat.read().rpartition(")")[2].split()
+        except OSError:
+            continue
+        if int(entry) == postmaster or int(fields[1]) == postmaster:
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def _wrk_with_database_cpu(server: Any, plan: Plan, env: dict[str, str], data_dir: Path) -> dict[str, Any]:
+    before = _cluster_cpu_seconds(data_dir)
+    result = run.wrk(server, "redeem.lua", plan, connections=16, env=env)
+    result["database_cpu_ms_per_request"] = 1000 * (_cluster_cpu_seconds(data_dir) - before) / result["requests"]
+    return result
+
+
+def _omnicanal(args: list[str], url: str) -> str:
+    """``omnicanal ARGS`` run from the code under test (``BENCH_SRC``), like the server."""
+    command = run.omnicanal_server(url)[0][: -len(("serve", "--host", HOST, "--port", "0"))]
+    done = subprocess.run([*command, *args], env=run.omnicanal_env(url), capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"omnicanal {' '.join(args)} failed:\n{done.stderr}")
+    return done.stdout.strip()
+
+
 def l2(plan: Plan, workdir: Path) -> dict[str, Any]:
     from tests.support.postgres import PostgresCluster
+
+    # the server, the migrations and the key come from this checkout unless BENCH_SRC names another
+    os.environ.setdefault("BENCH_SRC", str(ROOT / "src"))
 
     say("L2 redemption over HTTP, PostgreSQL, 16 concurrent clients")
     out: dict[str, Any] = {}
     with PostgresCluster() as cluster:
         cluster.create_database("bench_l2")
         url = cluster.url("bench_l2")
-        run.omnicanal(["migrate"], url)
+        _omnicanal(["migrate"], url)
         ids, reward_id = _l2_seed(url, 2000)
         ids_file = workdir / "l2.ids"
         ids_file.write_text("\n".join(ids) + "\n")
-        token = run.omnicanal(["apikey", "create", "--role", "admin", "--name", "bench"], url)
+        token = _omnicanal(["apikey", "create", "--role", "admin", "--name", "bench"], url)
         env = {"BENCH_IDS": str(ids_file), "BENCH_TOKEN": token, "BENCH_REWARD": reward_id}
         cmd, server_env, port = run.omnicanal_server(url)
         with serve("omnicanal", cmd, server_env, port) as server:
-            result = run.wrk(server, "redeem.lua", plan, connections=16, env=env)
+            result = _wrk_with_database_cpu(server, plan, env, cluster.tempdir / "data")
             result["peak_rss_mib"] = server.memory()["VmHWM"]
             say(fmt_http("redemptions", result))
+            say(f"  PostgreSQL CPU {result['database_cpu_ms_per_request']:.3f} ms/request")
             say(fmt_rss(server.memory()))
         out["redemption"] = result
         port = run.free_port()

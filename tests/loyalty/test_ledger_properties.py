@@ -22,7 +22,7 @@ from sqlalchemy import func, select
 from omnicanal.customers.schemas import CustomerCreate
 from omnicanal.customers.service import create_customer
 from omnicanal.db import Database, create_database, utcnow
-from omnicanal.loyalty import ledger
+from omnicanal.loyalty import balances, ledger
 from omnicanal.loyalty.models import LoyaltyEntry, LoyaltyLot
 from omnicanal.models import metadata
 from omnicanal.settings import Settings
@@ -137,5 +137,5 @@ def test_ledger_stays_exact(database: Database, steps: list[tuple[str, int, int 
                 assert lots[m.id].remaining == m.remaining
             debt_lots = sum(lot.remaining for lot in lots.values() if lot.remaining < 0)
             assert -debt_lots == debt
-            found = ledger.summary(session, customer_id, now=now)
+            found = balances.summary(session, customer_id, now=now)
             assert found.balance + found.pending == sum(lot.remaining for lot in lots.values())

@@ -7,6 +7,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -15,7 +16,8 @@ from sqlalchemy import func, select
 
 from omnicanal.app import create_app
 from omnicanal.commerce.models import Coupon, Promotion
-from omnicanal.db import Database, create_database
+from omnicanal.db import Database, create_database, utcnow
+from omnicanal.loyalty import ledger, wallets
 from omnicanal.loyalty.models import LoyaltyRedemption, LoyaltyReward
 from omnicanal.settings import Settings
 from tests.loyalty.helpers import ledger_sum, new_customer, wallet
@@ -247,3 +249,37 @@ def test_the_redemption_endpoint_checks_the_caller_the_request_and_the_customer(
         erased.erased_at = utcnow()
     url = f"/api/v1/customers/{survivor}/redemptions"
     assert client.post(url, json={"reward_id": coffee["id"], "request_id": "e1"}).status_code == 404
+
+
+def test_a_product_redemption_spans_lots_soonest_expiring_first_and_sends_its_code(
+    client: TestClient, db: Database
+) -> None:
+    from omnicanal.outbox.models import OutboxItem
+    from omnicanal.timeline.models import Event
+
+    customer = new_customer(client)
+    client.put(f"/api/v1/customers/{customer}/consents/sms/transactional", json={"status": "granted", "source": "web"})
+    give(client, customer, 80, "never-expires")
+    with db.write() as session:  # a second lot, expiring first
+        wallets.ensure_wallets(session, [uuid.UUID(customer)])
+        ledger.add_lots(
+            session,
+            [ledger.NewLot(uuid.UUID(customer), 20, "bonus", "test", utcnow(), utcnow() + timedelta(days=3))],
+            now=utcnow(),
+        )
+    sample = reward(client, name="Sample", kind="product", value={}, cost_points=35, stock=1)
+    answer = redeem(client, customer, sample["id"], "spans")
+    assert answer.status_code == 201, answer.text
+    code = answer.json()["code"]
+    assert wallet(client, customer)["balance"] == 65 and wallet(client, customer)["expiring"] == []
+    assert ledger_sum(db, customer) == (65, 65)
+    assert client.get(f"/api/v1/rewards/{sample['id']}").json()["stock"] == 0
+    sold_out = redeem(client, customer, sample["id"], "again")
+    assert sold_out.status_code == 409 and sold_out.json()["type"].endswith("/out-of-stock")
+    with db.read() as session:
+        notices = [i for i in session.scalars(select(OutboxItem)) if i.payload.get("template") == "reward_code"]
+        events = list(session.scalars(select(Event.type).where(Event.type == "loyalty.reward_redeemed")))
+    assert [(n.channel, n.payload["data"]["code"]) for n in notices] == [("sms", code)]
+    assert events == ["loyalty.reward_redeemed"]
+    entries = client.get(f"/api/v1/customers/{customer}/loyalty/ledger").json()["items"]
+    assert sorted(e["points"] for e in entries if e["reason"] == "redeem") == [-20, -15]

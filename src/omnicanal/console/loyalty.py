@@ -4,6 +4,7 @@ and the programme page (rules, rewards, tiers)."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Query
@@ -15,8 +16,8 @@ from omnicanal.console.context import StaffConsole, StaffPostConsole
 from omnicanal.console.routes import parse_id, problem_text
 from omnicanal.customers.service import get_customer
 from omnicanal.errors import DomainError
-from omnicanal.loyalty import ledger, rewards, service, tiers
-from omnicanal.loyalty.schemas import RewardIn, RuleIn
+from omnicanal.loyalty import balances, rewards, service, tiers
+from omnicanal.loyalty.schemas import RewardIn, RuleIn, TierIn
 
 router = APIRouter(prefix="/console", include_in_schema=False)
 LEDGER_SHOWN = 20
@@ -31,7 +32,7 @@ def wallet_panel(
     with console.db.read() as session:
         customer = get_customer(session, cid, follow_merges=True)
         wallet = service.wallet_out(session, customer.id)
-        entries, more = ledger.ledger_page(session, customer.id, cursor=None, limit=LEDGER_SHOWN)
+        entries, more = balances.ledger_page(session, customer.id, cursor=None, limit=LEDGER_SHOWN)
         catalogue = [r for r in rewards.list_rewards(session) if r.active]
     return console.render(
         "_loyalty_wallet.html", partial=True, customer_id=customer.id, wallet=wallet, entries=entries,
@@ -124,9 +125,30 @@ def _optional_int(value: str) -> int | None:
     return int(value) if value.strip() else None
 
 
+def _names(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
 def _errors(console: StaffConsole | StaffPostConsole, exc: ValidationError) -> str:
     fields = ", ".join(".".join(str(p) for p in e["loc"]) for e in exc.errors())
     return console._("Check these fields: %(fields)s", fields=fields)
+
+
+def _change(console: StaffPostConsole, change: Callable[[], object], done: str) -> Response:
+    """Run one change of the programme (build its input, write it); flash ``done`` or why it was refused,
+    and go back to the programme page."""
+    console.require(Permission.LOYALTY_MANAGE)
+    try:
+        change()
+    except ValidationError as exc:
+        console.flash("error", _errors(console, exc))
+    except ValueError as exc:  # a number field that is not a number
+        console.flash("error", str(exc))
+    except DomainError as exc:
+        console.flash("error", problem_text(console, exc))
+    else:
+        console.flash("success", done)
+    return console.redirect("/console/loyalty")
 
 
 @router.post("/loyalty/rules")
@@ -141,26 +163,27 @@ def create_rule(
     once_per: Annotated[str, Form()] = "",
     channels: Annotated[str, Form()] = "",
 ) -> Response:
-    console.require(Permission.LOYALTY_MANAGE)
-    try:
+    def change() -> None:
         data = RuleIn(
             name=name, kind=kind, event_type=event_type or None,
             points=int(points or 0), per_amount=_optional_int(per_amount),
             caps={"day": int(day_cap)} if day_cap.strip() else {},
-            once_per=[p.strip() for p in once_per.split(",") if p.strip()] if once_per.strip() else None,
-            channels=[c.strip() for c in channels.split(",") if c.strip()],
+            once_per=_names(once_per) if once_per.strip() else None, channels=_names(channels),
         )  # fmt: skip
         with console.db.write() as session:
             service.create_rule(session, data)
-    except ValueError as exc:
-        text = _errors(console, exc) if isinstance(exc, ValidationError) else str(exc)
-        console.flash("error", text)
-        return console.redirect("/console/loyalty")
-    except DomainError as exc:
-        console.flash("error", problem_text(console, exc))
-        return console.redirect("/console/loyalty")
-    console.flash("success", console._("Rule saved."))
-    return console.redirect("/console/loyalty")
+
+    return _change(console, change, console._("Rule saved."))
+
+
+@router.post("/loyalty/rules/{rule_id}/delete")
+def delete_rule(console: StaffPostConsole, rule_id: str) -> Response:
+    def change() -> None:
+        rid = parse_id(console, rule_id, console._("There is no rule with this id."))
+        with console.db.write() as session:
+            service.delete_rule(session, rid)
+
+    return _change(console, change, console._("Rule deleted."))
 
 
 @router.post("/loyalty/rewards")
@@ -176,26 +199,82 @@ def create_reward(
     supplier_ref: Annotated[str, Form()] = "",
     tiers_only: Annotated[str, Form()] = "",
 ) -> Response:
-    console.require(Permission.LOYALTY_MANAGE)
-    value: dict[str, Any] = {}
-    try:
+    def change() -> None:
+        value: dict[str, Any] = {}
         if kind == "voucher" and amount.strip():
             value = {"amount": int(amount), "currency": currency.strip().upper()}
         elif kind == "voucher" and percent.strip():
             value = {"percent": float(percent)}
         data = RewardIn(
             name=name, kind=kind, cost_points=int(cost_points or 0), stock=_optional_int(stock),
-            value=value, supplier_ref=supplier_ref.strip() or None,
-            tiers=[t.strip() for t in tiers_only.split(",") if t.strip()],
+            value=value, supplier_ref=supplier_ref.strip() or None, tiers=_names(tiers_only),
         )  # fmt: skip
         with console.db.write() as session:
             rewards.create_reward(session, data.model_dump())
-    except ValueError as exc:
-        text = _errors(console, exc) if isinstance(exc, ValidationError) else str(exc)
-        console.flash("error", text)
-        return console.redirect("/console/loyalty")
-    except DomainError as exc:
-        console.flash("error", problem_text(console, exc))
-        return console.redirect("/console/loyalty")
-    console.flash("success", console._("Reward saved."))
-    return console.redirect("/console/loyalty")
+
+    return _change(console, change, console._("Reward saved."))
+
+
+@router.post("/loyalty/rewards/{reward_id}/delete")
+def delete_reward(console: StaffPostConsole, reward_id: str) -> Response:
+    def change() -> None:
+        rid = parse_id(console, reward_id, console._("There is no reward with this id."))
+        with console.db.write() as session:
+            rewards.delete_reward(session, rid)
+
+    return _change(console, change, console._("Reward deleted."))
+
+
+def _tier_in(name: str, threshold: str, basis: str, window_days: str, retention: str, multiplier: str) -> TierIn:
+    return TierIn(
+        name=name.strip(), threshold=int(threshold or 0), basis=basis, window_days=int(window_days or 365),
+        retention_threshold=_optional_int(retention), multiplier=float(multiplier or 1),
+    )  # fmt: skip
+
+
+@router.post("/loyalty/tiers")
+def create_tier(
+    console: StaffPostConsole,
+    name: Annotated[str, Form()] = "",
+    threshold: Annotated[str, Form()] = "",
+    basis: Annotated[str, Form()] = "points",
+    window_days: Annotated[str, Form()] = "365",
+    retention_threshold: Annotated[str, Form()] = "",
+    multiplier: Annotated[str, Form()] = "1",
+) -> Response:
+    def change() -> None:
+        data = _tier_in(name, threshold, basis, window_days, retention_threshold, multiplier)
+        with console.db.write() as session:
+            tiers.create_tier(session, data.model_dump())
+
+    return _change(console, change, console._("Tier saved."))
+
+
+@router.post("/loyalty/tiers/{tier_id}")
+def update_tier(
+    console: StaffPostConsole,
+    tier_id: str,
+    name: Annotated[str, Form()] = "",
+    threshold: Annotated[str, Form()] = "",
+    basis: Annotated[str, Form()] = "points",
+    window_days: Annotated[str, Form()] = "365",
+    retention_threshold: Annotated[str, Form()] = "",
+    multiplier: Annotated[str, Form()] = "1",
+) -> Response:
+    def change() -> None:
+        tid = parse_id(console, tier_id, console._("There is no tier with this id."))
+        data = _tier_in(name, threshold, basis, window_days, retention_threshold, multiplier)
+        with console.db.write() as session:
+            tiers.update_tier(session, tid, data.model_dump())
+
+    return _change(console, change, console._("Tier saved."))
+
+
+@router.post("/loyalty/tiers/{tier_id}/delete")
+def delete_tier(console: StaffPostConsole, tier_id: str) -> Response:
+    def change() -> None:
+        tid = parse_id(console, tier_id, console._("There is no tier with this id."))
+        with console.db.write() as session:
+            tiers.delete_tier(session, tid)
+
+    return _change(console, change, console._("Tier deleted."))

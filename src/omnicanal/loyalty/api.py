@@ -15,7 +15,7 @@ from omnicanal.access.service import Principal
 from omnicanal.customers.service import get_customer
 from omnicanal.db import Database
 from omnicanal.idempotency import run_idempotent
-from omnicanal.loyalty import codes, ledger, rewards, service, tiers
+from omnicanal.loyalty import balances, codes, quick_redeem, rewards, service, tiers
 from omnicanal.loyalty.schemas import (
     AdjustmentIn,
     CodeBatchIn,
@@ -55,6 +55,7 @@ Redeemer = Annotated[Principal, Depends(require(Permission.LOYALTY_REDEEM))]
 Adjuster = Annotated[Principal, Depends(require(Permission.LOYALTY_ADJUST))]
 Manager = Annotated[Principal, Depends(require(Permission.LOYALTY_MANAGE))]
 DB = Annotated[Database, Depends(database)]
+_DELETED: dict[int | str, dict[str, Any]] = {404: {"description": "no such id"}}
 
 
 @router.get("/customers/{customer_id}/loyalty", response_model=WalletOut)
@@ -68,7 +69,7 @@ def get_ledger(
     customer_id: uuid.UUID, session: ReadSession, _: Reader, cursor: str | None = None, limit: int = 50
 ) -> LedgerPage:
     customer = get_customer(session, customer_id)
-    rows, next_cursor = ledger.ledger_page(session, customer.id, cursor=cursor, limit=limit)
+    rows, next_cursor = balances.ledger_page(session, customer.id, cursor=cursor, limit=limit)
     return LedgerPage(items=[EntryOut.model_validate(r, from_attributes=True) for r in rows], next_cursor=next_cursor)
 
 
@@ -104,7 +105,7 @@ def redeem_code(data: CodeIn, db: DB, _: Earner) -> CodeResult:
     with db.write() as session:
         customer = get_customer(session, data.customer_id, follow_merges=True)
         outcome = codes.redeem_code(session, customer_id=customer.id, code=data.code)
-        balance = ledger.summary(session, customer.id).balance
+        balance = balances.summary(session, customer.id).balance
     if outcome.refusal is not None:
         raise outcome.refusal
     points = outcome.earned.points if outcome.earned else 0
@@ -126,6 +127,17 @@ _REDEMPTION_IN = TypeAdapter(RedemptionIn)
 
 
 def _redemption_json(db: Database, customer_id: uuid.UUID, data: RedemptionIn, actor: str) -> tuple[bytes, int]:
+    if not db.is_sqlite:
+        quick = quick_redeem.redeem(
+            db,
+            customer_id=customer_id,
+            reward_id=data.reward_id,
+            request_id=data.request_id,
+            channel=data.channel,
+            actor=actor,
+        )
+        if quick is not None:
+            return orjson.dumps(quick, option=orjson.OPT_UTC_Z), 201
     with db.write() as session:
         redemption, new = rewards.redeem(
             session,
@@ -211,6 +223,26 @@ def create_rule(data: RuleIn, request: Request, session: WriteSession, principal
     return run_idempotent(request, session, principal, data.model_dump(mode="json"), produce)
 
 
+@router.get("/loyalty/rules/{rule_id}", response_model=RuleOut)
+def get_rule(rule_id: uuid.UUID, session: ReadSession, _: Reader) -> RuleOut:
+    """A rule, also one deleted while points earned under it remain (``archived_at`` set)."""
+    return RuleOut.model_validate(service.get_rule(session, rule_id), from_attributes=True)
+
+
+@router.put("/loyalty/rules/{rule_id}", response_model=RuleOut)
+def update_rule(rule_id: uuid.UUID, data: RuleIn, session: WriteSession, _: Manager) -> RuleOut:
+    """Replace a rule's settings (the same checks as creating one); points already earned are unchanged."""
+    return RuleOut.model_validate(service.update_rule(session, rule_id, data), from_attributes=True)
+
+
+@router.delete("/loyalty/rules/{rule_id}", status_code=204, responses=_DELETED)
+def delete_rule(rule_id: uuid.UUID, session: WriteSession, _: Manager) -> Response:
+    """Delete a rule; one that points were earned under is archived: it earns no more and leaves the list,
+    and ``GET /loyalty/rules/{id}`` still shows it."""
+    service.delete_rule(session, rule_id)
+    return Response(status_code=204)
+
+
 @router.get("/loyalty/tiers", response_model=list[TierOut])
 def list_tiers(session: ReadSession, _: Reader) -> list[TierOut]:
     return [TierOut.model_validate(t, from_attributes=True) for t in tiers.list_tiers(session)]
@@ -225,6 +257,28 @@ def create_tier(data: TierIn, request: Request, session: WriteSession, principal
     return run_idempotent(request, session, principal, data.model_dump(mode="json"), produce)
 
 
+@router.get("/loyalty/tiers/{tier_id}", response_model=TierOut)
+def get_tier(tier_id: uuid.UUID, session: ReadSession, _: Reader) -> TierOut:
+    return TierOut.model_validate(tiers.get_tier(session, tier_id), from_attributes=True)
+
+
+@router.put("/loyalty/tiers/{tier_id}", response_model=TierOut)
+def update_tier(tier_id: uuid.UUID, data: TierIn, session: WriteSession, _: Manager) -> TierOut:
+    """Replace a tier's settings; a new name is carried to the rules and rewards restricted to the tier."""
+    return TierOut.model_validate(tiers.update_tier(session, tier_id, data.model_dump()), from_attributes=True)
+
+
+@router.delete(
+    "/loyalty/tiers/{tier_id}",
+    status_code=204,
+    responses={409: {"description": "customers hold the tier, or rules or rewards are restricted to it"}, **_DELETED},
+)
+def delete_tier(tier_id: uuid.UUID, session: WriteSession, _: Manager) -> Response:
+    """Delete a tier nobody holds and no rule or reward is restricted to (409 ``tier-in-use`` otherwise)."""
+    tiers.delete_tier(session, tier_id)
+    return Response(status_code=204)
+
+
 @router.get("/rewards", response_model=list[RewardOut])
 def list_rewards(session: ReadSession, _: Reader) -> list[RewardOut]:
     return [RewardOut.model_validate(r, from_attributes=True) for r in rewards.list_rewards(session)]
@@ -237,3 +291,23 @@ def create_reward(data: RewardIn, request: Request, session: WriteSession, princ
         return 201, reward.model_dump(mode="json")
 
     return run_idempotent(request, session, principal, data.model_dump(mode="json"), produce)
+
+
+@router.get("/rewards/{reward_id}", response_model=RewardOut)
+def get_reward(reward_id: uuid.UUID, session: ReadSession, _: Reader) -> RewardOut:
+    """A reward, also one deleted after it was redeemed (``archived_at`` set)."""
+    return RewardOut.model_validate(rewards.get_reward(session, reward_id), from_attributes=True)
+
+
+@router.put("/rewards/{reward_id}", response_model=RewardOut)
+def update_reward(reward_id: uuid.UUID, data: RewardIn, session: WriteSession, _: Manager) -> RewardOut:
+    """Replace a reward's settings (the same checks as creating one); codes already issued are unchanged."""
+    reward = rewards.update_reward(session, reward_id, data.model_dump())
+    return RewardOut.model_validate(reward, from_attributes=True)
+
+
+@router.delete("/rewards/{reward_id}", status_code=204, responses=_DELETED)
+def delete_reward(reward_id: uuid.UUID, session: WriteSession, _: Manager) -> Response:
+    """Delete a reward; one already redeemed is archived: no longer offered, kept for its redemptions."""
+    rewards.delete_reward(session, reward_id)
+    return Response(status_code=204)

@@ -21,8 +21,9 @@ from sqlalchemy.orm import Session
 from omnicanal.customers.models import Customer
 from omnicanal.db import bulk_insert, utcnow, uuid7
 from omnicanal.errors import NotFound, ValidationFailed
-from omnicanal.loyalty import ledger
+from omnicanal.loyalty import keys, ledger, wallets
 from omnicanal.loyalty.models import LoyaltyLot, LoyaltyRule, LoyaltySpend, LoyaltyTier, LoyaltyWallet
+from omnicanal.loyalty.queries import among
 from omnicanal.loyalty.rules import (
     CAP_PERIODS,
     ROUNDINGS,
@@ -130,7 +131,11 @@ class Earned:
 
 
 def _rules(session: Session, kind: str) -> list[RuleSpec]:
-    rows = session.scalars(select(LoyaltyRule).where(LoyaltyRule.kind == kind, LoyaltyRule.active.is_(True)))
+    rows = session.scalars(
+        select(LoyaltyRule).where(
+            LoyaltyRule.kind == kind, LoyaltyRule.active.is_(True), LoyaltyRule.archived_at.is_(None)
+        )
+    )
     return [RuleSpec.of(row) for row in rows]
 
 
@@ -146,7 +151,9 @@ class _Context:
         # traits are read (and parsed) only when a rule targets a segment
         traits_column = Customer.traits if any(r.segments for r in rules) else literal(None)
         for cid, merged_into, erased_at, traits in session.execute(
-            select(Customer.id, Customer.merged_into_id, Customer.erased_at, traits_column).where(Customer.id.in_(ids))
+            select(Customer.id, Customer.merged_into_id, Customer.erased_at, traits_column).where(
+                among(session, Customer.id, ids)
+            )
         ):
             if erased_at is not None:
                 continue
@@ -163,12 +170,12 @@ class _Context:
                 self.owner[cid] = survivor.id
                 self.traits[survivor.id] = survivor.traits or {}
         owners = list(set(self.owner.values()))
-        ledger.ensure_wallets(session, owners, now=now)
+        wallets.ensure_wallets(session, owners, now=now)
         self.tier: dict[uuid.UUID, tuple[str, float]] = {}
         for cid, name, multiplier in session.execute(
             select(LoyaltyWallet.customer_id, LoyaltyTier.name, LoyaltyTier.multiplier)
             .join(LoyaltyTier, LoyaltyTier.id == LoyaltyWallet.tier_id)
-            .where(LoyaltyWallet.customer_id.in_(owners))
+            .where(among(session, LoyaltyWallet.customer_id, owners))
             .order_by(LoyaltyTier.threshold)
         ):
             self.tier[cid] = (name, multiplier)  # the highest tier among a survivor's wallets wins
@@ -182,7 +189,7 @@ class _Context:
             ]
             for cid, rule_id, day, week, month, lifetime in session.execute(
                 select(LoyaltyLot.customer_id, LoyaltyLot.rule_id, *columns, func.sum(LoyaltyLot.earned))
-                .where(LoyaltyLot.customer_id.in_(owners), LoyaltyLot.rule_id.in_(capped_ids))
+                .where(among(session, LoyaltyLot.customer_id, owners), LoyaltyLot.rule_id.in_(capped_ids))
                 .group_by(LoyaltyLot.customer_id, LoyaltyLot.rule_id)
             ):
                 self.earned[(cid, rule_id)] = {
@@ -225,7 +232,7 @@ def earn_paid_orders(
     rules = _rules(session, "spend")
     context = _Context(session, [o.customer_id for o in orders], rules, now)
     # One key per order: an order earns once, under the rules in force when it was first paid.
-    claimed = ledger.claim_many(session, [f"order:{o.order_id}" for o in orders], now=now)
+    claimed = keys.claim_many(session, [f"order:{o.order_id}" for o in orders], now=now)
     new_lots: list[ledger.NewLot] = []
     spends: list[dict[str, Any]] = []
     first_orders: list[tuple[uuid.UUID, str]] = []
@@ -315,7 +322,7 @@ def earn_events(session: Session, events: Sequence[LoyaltyEvent], *, now: dateti
                 key = f"event:{event.id}:rule:{rule.id}"
             multiplier = Decimal(str(rule.multiplier)) * Decimal(str(context.tier_multiplier(owner)))
             points = int((Decimal(rule.points) * multiplier).quantize(Decimal(1), rounding=ROUNDINGS[rule.rounding]))
-            if points <= 0 or not ledger.claim(session, key, now=now):
+            if points <= 0 or not keys.claim(session, key, now=now):
                 continue
             points = context.allow(owner, rule, points)
             if points <= 0:
@@ -354,9 +361,9 @@ def earn_direct(
 ) -> Earned | None:
     """Points not computed by a rule (a purchase code, a manual adjustment), once per ``key``."""
     now = now or utcnow()
-    if not ledger.claim(session, key, now=now):
+    if not keys.claim(session, key, now=now):
         return None
-    ledger.ensure_wallets(session, [customer_id], now=now)
+    wallets.ensure_wallets(session, [customer_id], now=now)
     lot = ledger.NewLot(
         customer_id=customer_id,
         points=points,

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from omnicanal.customers.models import Customer
 from omnicanal.db import utcnow
-from omnicanal.loyalty import ledger
+from omnicanal.loyalty import keys, ledger
 from omnicanal.loyalty.earning import LoyaltyEvent, earn_events, programme
 from omnicanal.loyalty.models import LoyaltyLot
 from omnicanal.loyalty.notifications import notify_many
@@ -46,7 +46,7 @@ def expiring_notices(session: Session, *, now: datetime | None = None) -> int:
             LoyaltyLot.expires_at > now, LoyaltyLot.expires_at <= horizon, LoyaltyLot.remaining > 0
         )
     ).all()
-    claimed = ledger.claim_many(session, [f"expiring:{lot_id}" for lot_id, *_ in rows], now=now)
+    claimed = keys.claim_many(session, [f"expiring:{lot_id}" for lot_id, *_ in rows], now=now)
     per_customer: dict[object, list[tuple[int, datetime]]] = {}
     for lot_id, customer_id, remaining, expires_at in rows:
         if f"expiring:{lot_id}" in claimed and expires_at is not None:

@@ -9,115 +9,25 @@ Invariants (tests/loyalty/test_ledger_properties.py checks them under random ope
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, bindparam, case, func, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from omnicanal.db import bulk_insert, utcnow, uuid7
 from omnicanal.errors import Conflict, ValidationFailed
-from omnicanal.loyalty.models import LoyaltyEntry, LoyaltyKey, LoyaltyLot, LoyaltyWallet
-from omnicanal.pagination import check_limit, decode_cursor, encode_cursor
+from omnicanal.loyalty.models import LoyaltyEntry, LoyaltyLot
+from omnicanal.loyalty.queries import insert
+from omnicanal.loyalty.wallets import lock_wallets
 
 
 class InsufficientPoints(Conflict):
     slug = "insufficient-points"
     title = "Not enough points"
-
-
-def _insert(session: Session, model: Any) -> Any:
-    dialect = session.get_bind().dialect.name
-    module: Any = postgresql if dialect == "postgresql" else sqlite
-    return module.insert(model)
-
-
-def is_postgres(session: Session) -> bool:
-    return session.get_bind().dialect.name == "postgresql"
-
-
-_CLAIM = {
-    dialect: module.insert(LoyaltyKey)
-    .values(key=bindparam("key"), created_at=bindparam("created_at"))
-    .on_conflict_do_nothing()
-    .returning(LoyaltyKey.key)
-    for dialect, module in (("postgresql", postgresql), ("sqlite", sqlite))
-}
-
-
-def claim(session: Session, key: str, *, now: datetime | None = None) -> bool:
-    """Claim ``key`` for this transaction; False when an earlier (or concurrent, committed) one holds it."""
-    connection = session.connection()
-    stmt = _CLAIM[connection.dialect.name]
-    return connection.execute(stmt, {"key": key, "created_at": now or utcnow()}).scalar() is not None
-
-
-def claim_many(session: Session, keys: Sequence[str], *, now: datetime) -> set[str]:
-    """The keys of ``keys`` claimed now (those already claimed before are left out)."""
-    if not keys:
-        return set()
-    known = set(session.scalars(select(LoyaltyKey.key).where(LoyaltyKey.key.in_(keys))))
-    fresh = [k for k in dict.fromkeys(keys) if k not in known]
-    if not fresh:
-        return set()
-    if is_postgres(session):
-        stmt = _insert(session, LoyaltyKey).values([{"key": k, "created_at": now} for k in fresh])
-        stmt = stmt.on_conflict_do_nothing().returning(LoyaltyKey.key)
-        return set(session.scalars(stmt))
-    # SQLite writers are serialized, so what was not known a moment ago is free now.
-    bulk_insert(session, LoyaltyKey, [{"key": k, "created_at": now} for k in fresh])
-    return set(fresh)
-
-
-def ensure_wallets(session: Session, customer_ids: Iterable[uuid.UUID], *, now: datetime | None = None) -> None:
-    wanted = list(dict.fromkeys(customer_ids))
-    checked = len(wanted) > 1
-    if checked:
-        known = set(
-            session.scalars(
-                select(LoyaltyWallet.source_customer_id).where(LoyaltyWallet.source_customer_id.in_(wanted))
-            )
-        )
-        wanted = [c for c in wanted if c not in known]
-    rows = [
-        {
-            "id": uuid7(),
-            "customer_id": c,
-            "source_customer_id": c,
-            "created_at": now or utcnow(),
-            "referral_rewarded": False,
-        }
-        for c in wanted
-    ]
-    if rows and checked and not is_postgres(session):
-        bulk_insert(session, LoyaltyWallet, rows)  # SQLite writers are serialized: nothing can come in between
-    elif rows:
-        session.execute(
-            _insert(session, LoyaltyWallet).on_conflict_do_nothing(index_elements=["source_customer_id"]), rows
-        )
-
-
-def lock_wallets(session: Session, customer_id: uuid.UUID) -> list[LoyaltyWallet]:
-    """The customer's wallet rows, locked in id order (one per customer merged into this one)."""
-    stmt = select(LoyaltyWallet).where(LoyaltyWallet.customer_id == customer_id).order_by(LoyaltyWallet.id)
-    if is_postgres(session):
-        stmt = stmt.with_for_update()
-    wallets = list(session.scalars(stmt))
-    if not wallets:
-        ensure_wallets(session, [customer_id])
-        wallets = list(session.scalars(stmt))
-    return wallets
-
-
-def primary_wallet(session: Session, customer_id: uuid.UUID) -> LoyaltyWallet:
-    ensure_wallets(session, [customer_id])
-    wallet = session.scalar(select(LoyaltyWallet).where(LoyaltyWallet.source_customer_id == customer_id))
-    assert wallet is not None
-    return wallet
 
 
 @dataclass(frozen=True)
@@ -230,7 +140,7 @@ def _change_lot(
     set_committed_value(lot, "remaining", lot.remaining + points)
     session.execute(update(LoyaltyLot).where(LoyaltyLot.id == lot.id).values(remaining=lot.remaining))
     session.execute(
-        _insert(session, LoyaltyEntry).values(
+        insert(session, LoyaltyEntry).values(
             _entry_row(
                 lot.id,
                 lot.source_customer_id,
@@ -450,7 +360,7 @@ def take_back(
     if debt:
         debt_id = uuid7()
         session.execute(
-            _insert(session, LoyaltyLot).values(
+            insert(session, LoyaltyLot).values(
                 id=debt_id,
                 customer_id=lot.customer_id,
                 source_customer_id=lot.source_customer_id,
@@ -468,7 +378,7 @@ def take_back(
             )
         )
         session.execute(
-            _insert(session, LoyaltyEntry).values(
+            insert(session, LoyaltyEntry).values(
                 _entry_row(
                     debt_id,
                     lot.source_customer_id,
@@ -530,69 +440,3 @@ def expire_due(session: Session, *, now: datetime | None = None, limit: int = 10
             expired += lot.remaining
             _change_lot(session, lot, -lot.remaining, reason="expire", source=f"expiry:{lot.id}", now=now)
     return expired
-
-
-@dataclass(frozen=True)
-class Summary:
-    balance: int
-    pending: int
-    expiring: list[tuple[int, datetime]]
-
-
-def summary(
-    session: Session, customer_id: uuid.UUID, *, now: datetime | None = None, horizon_days: int = 30
-) -> Summary:
-    now = now or utcnow()
-    row = session.execute(
-        select(
-            func.coalesce(func.sum(case((LoyaltyEntry.available_from <= now, LoyaltyEntry.points), else_=0)), 0),
-            func.coalesce(func.sum(case((LoyaltyEntry.available_from > now, LoyaltyEntry.points), else_=0)), 0),
-        ).where(LoyaltyEntry.customer_id == customer_id)
-    ).one()
-    from datetime import timedelta
-
-    expiring = list(
-        session.execute(
-            select(LoyaltyLot.expires_at, func.sum(LoyaltyLot.remaining))
-            .where(
-                LoyaltyLot.customer_id == customer_id,
-                LoyaltyLot.remaining > 0,
-                LoyaltyLot.expires_at.is_not(None),
-                LoyaltyLot.expires_at <= now + timedelta(days=horizon_days),
-            )
-            .group_by(LoyaltyLot.expires_at)
-            .order_by(LoyaltyLot.expires_at)
-        )
-    )
-    return Summary(
-        balance=int(row[0]),
-        pending=int(row[1]),
-        expiring=[(int(points), when) for when, points in expiring if when is not None],
-    )
-
-
-def ledger_page(
-    session: Session, customer_id: uuid.UUID, *, cursor: str | None, limit: int
-) -> tuple[list[LoyaltyEntry], str | None]:
-    check_limit(limit)
-    stmt = select(LoyaltyEntry).where(LoyaltyEntry.customer_id == customer_id)
-    after = decode_cursor(cursor, size=2)
-    if after is not None:
-        try:
-            created_at = datetime.fromisoformat(after[0])
-            entry_id = uuid.UUID(after[1])
-        except (TypeError, ValueError):
-            raise ValidationFailed.on_field("cursor", "is not a cursor this API returned") from None
-        stmt = stmt.where(
-            or_(
-                LoyaltyEntry.created_at < created_at,
-                and_(LoyaltyEntry.created_at == created_at, LoyaltyEntry.id < entry_id),
-            )
-        )
-    rows = list(session.scalars(stmt.order_by(LoyaltyEntry.created_at.desc(), LoyaltyEntry.id.desc()).limit(limit + 1)))
-    next_cursor = None
-    if len(rows) > limit:
-        rows = rows[:limit]
-        last = rows[-1]
-        next_cursor = encode_cursor([last.created_at.isoformat(), str(last.id)])
-    return rows, next_cursor

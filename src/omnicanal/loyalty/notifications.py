@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from omnicanal.consent.models import ConsentChange
 from omnicanal.customers.models import Customer
 from omnicanal.db import bulk_insert, utcnow, uuid7
+from omnicanal.loyalty.queries import among
 from omnicanal.outbox.models import OutboxItem
 from omnicanal.realtime import wake_outbox_after_commit
 from omnicanal.timeline.models import Event
@@ -41,7 +42,9 @@ def channels_for(
     for customer_id, channel, purpose, status in session.execute(
         select(ConsentChange.customer_id, ConsentChange.channel, ConsentChange.purpose, ConsentChange.status)
         .where(
-            ConsentChange.customer_id.in_(ids), ConsentChange.purpose.in_(wanted), ConsentChange.channel.in_(CHANNELS)
+            among(session, ConsentChange.customer_id, ids),
+            ConsentChange.purpose.in_(wanted),
+            ConsentChange.channel.in_(CHANNELS),
         )
         .order_by(ConsentChange.changed_at, ConsentChange.id)
     ):
@@ -51,7 +54,7 @@ def channels_for(
         return {}
     preferred: dict[uuid.UUID, str | None] = {
         cid: ((traits or {}).get("attributes") or {}).get("preferred_channel")
-        for cid, traits in session.execute(select(Customer.id, Customer.traits).where(Customer.id.in_(ids)))
+        for cid, traits in session.execute(select(Customer.id, Customer.traits).where(among(session, Customer.id, ids)))
     }
     found: dict[tuple[uuid.UUID, str], str] = {}
     for customer_id in ids:
@@ -85,6 +88,13 @@ def channel_for(session: Session, customer_id: uuid.UUID, purpose: str) -> str |
     if not latest:
         return None
     traits = connection.execute(_TRAITS_OF_ONE, {"customer_id": customer_id}).scalar()
+    return preferred_channel(traits, latest)
+
+
+def preferred_channel(traits: Mapping[str, Any] | None, latest: Mapping[str, str]) -> str | None:
+    """The customer's preferred channel if granted, else the first granted of :data:`CHANNELS`.
+
+    ``latest``: the latest consent status per channel, for one purpose."""
     preferred = ((traits or {}).get("attributes") or {}).get("preferred_channel")
     for candidate in (preferred, *CHANNELS):
         if candidate and latest.get(candidate) == "granted":

@@ -14,8 +14,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from omnicanal.errors import Conflict, ValidationFailed
-from omnicanal.loyalty import ledger
+from omnicanal.loyalty import wallets
 from omnicanal.loyalty.models import LoyaltySpend, LoyaltyWallet
+from omnicanal.loyalty.queries import among
 from omnicanal.loyalty.rewards import new_code
 
 if TYPE_CHECKING:
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
 
 
 def referral_code(session: Session, customer_id: uuid.UUID) -> str:
-    wallet = ledger.primary_wallet(session, customer_id)
+    wallet = wallets.primary_wallet(session, customer_id)
     if wallet.referral_code is None:
         wallet.referral_code = new_code("R", 8)
         session.flush()
@@ -37,7 +38,7 @@ def attach(session: Session, *, customer_id: uuid.UUID, code: str) -> uuid.UUID:
         raise ValidationFailed.on_field("properties.code", "is not a referral code")
     if referrer.customer_id == customer_id:
         raise Conflict("a customer cannot refer themselves")
-    wallet = ledger.primary_wallet(session, customer_id)
+    wallet = wallets.primary_wallet(session, customer_id)
     if wallet.referred_by is not None:
         raise Conflict("this customer was already referred")
     orders = session.scalar(
@@ -58,7 +59,7 @@ def reward_first_orders(session: Session, first: Sequence[tuple[uuid.UUID, str]]
     referred = list(
         session.scalars(
             select(LoyaltyWallet).where(
-                LoyaltyWallet.source_customer_id.in_(owners),
+                among(session, LoyaltyWallet.source_customer_id, owners),
                 LoyaltyWallet.referred_by.is_not(None),
                 LoyaltyWallet.referral_rewarded.is_(False),
             )

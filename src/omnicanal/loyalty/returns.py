@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from omnicanal.db import utcnow, uuid7
 from omnicanal.errors import ValidationFailed
-from omnicanal.loyalty import ledger
+from omnicanal.loyalty import keys, ledger, wallets
 from omnicanal.loyalty.earning import WHOLE_ORDER, programme
 from omnicanal.loyalty.models import LoyaltyLot, LoyaltySpend
 
@@ -36,7 +36,7 @@ def reverse_return(session: Session, payload: Mapping[str, Any], *, now: datetim
         refunded = int(payload.get("refund_amount") or 0)
     except (KeyError, TypeError, ValueError) as exc:
         raise ValidationFailed.on_field("return", f"is not an order.returned payload ({exc})") from None
-    if not ledger.claim(session, f"return:{return_id}", now=now):
+    if not keys.claim(session, f"return:{return_id}", now=now):
         return 0
     lots = list(
         session.scalars(
@@ -48,7 +48,7 @@ def reverse_return(session: Session, payload: Mapping[str, Any], *, now: datetim
     policy = programme(session).loyalty_return_policy
     total = 0
     for customer_id in sorted({lot.customer_id for lot in lots}):
-        ledger.lock_wallets(session, customer_id)
+        wallets.lock_wallets(session, customer_id)
     for lot in lots:
         session.refresh(lot)
         reversed_lines = dict(lot.reversed_lines or {})

@@ -23,7 +23,7 @@ from omnicanal.customers.models import Customer
 from omnicanal.customers.service import get_customer
 from omnicanal.db import bulk_insert, utcnow, uuid7
 from omnicanal.errors import Conflict, NotFound, ValidationFailed
-from omnicanal.loyalty import ledger
+from omnicanal.loyalty import keys, ledger, queries, wallets
 from omnicanal.loyalty.models import LoyaltyCoupon, LoyaltyRedemption, LoyaltyReward, LoyaltyWallet
 from omnicanal.loyalty.tiers import current_tiers
 
@@ -39,6 +39,11 @@ def new_code(prefix: str, length: int = 10) -> str:
 class OutOfStock(Conflict):
     slug = "out-of-stock"
     title = "Out of stock"
+
+
+class Archived(Conflict):
+    slug = "archived"
+    title = "Deleted, kept for the ledger"
 
 
 class NotAvailable(Conflict):
@@ -115,7 +120,49 @@ def create_reward(session: Session, data: dict[str, Any]) -> LoyaltyReward:
 
 
 def list_rewards(session: Session) -> list[LoyaltyReward]:
-    return list(session.scalars(select(LoyaltyReward).order_by(LoyaltyReward.cost_points, LoyaltyReward.name)))
+    return list(
+        session.scalars(
+            select(LoyaltyReward)
+            .where(LoyaltyReward.archived_at.is_(None))
+            .order_by(LoyaltyReward.cost_points, LoyaltyReward.name)
+        )
+    )
+
+
+def get_reward(session: Session, reward_id: uuid.UUID) -> LoyaltyReward:
+    reward = session.get(LoyaltyReward, reward_id)
+    if reward is None:
+        raise NotFound(f"reward {reward_id} not found")
+    return reward
+
+
+def update_reward(session: Session, reward_id: uuid.UUID, data: dict[str, Any]) -> LoyaltyReward:
+    """Replace a reward's settings; codes already issued keep what they were issued for."""
+    reward = get_reward(session, reward_id)
+    if reward.archived_at is not None:
+        raise Archived(f"the reward {reward.name!r} was deleted; create a new one")
+    validate_reward(data)
+    for name, value in data.items():
+        setattr(reward, name, value)
+    session.flush()
+    return reward
+
+
+def delete_reward(session: Session, reward_id: uuid.UUID, *, now: datetime | None = None) -> bool:
+    """Delete a reward; one already redeemed is archived (kept for its redemptions, no longer offered).
+    Returns True when it was archived."""
+    reward = get_reward(session, reward_id)
+    if reward.archived_at is not None:
+        return True
+    redeemed = select(LoyaltyRedemption.id).where(LoyaltyRedemption.reward_id == reward.id).limit(1)
+    if session.scalar(redeemed) is None:
+        session.delete(reward)
+        session.flush()
+        return False
+    reward.active = False
+    reward.archived_at = now or utcnow()
+    session.flush()
+    return True
 
 
 _REWARD_COLUMNS = (
@@ -153,6 +200,11 @@ _TAKE_STOCK = (
 )
 
 
+def is_open(active: bool, starts_at: datetime | None, ends_at: datetime | None, now: datetime) -> bool:
+    """Whether a reward can be redeemed at ``now`` (active, within its dates)."""
+    return active and (starts_at is None or now >= starts_at) and (ends_at is None or now < ends_at)
+
+
 def redeem(
     session: Session,
     *,
@@ -170,20 +222,20 @@ def redeem(
     now = now or utcnow()
     connection = session.connection()
     # The wallet lock comes first and doubles as the check that the customer is live.
-    stmt = _LOCK_WALLETS_AND_REWARD if ledger.is_postgres(session) else _WALLETS_AND_REWARD
+    stmt = _LOCK_WALLETS_AND_REWARD if queries.is_postgres(session) else _WALLETS_AND_REWARD
     reward: Any = connection.execute(stmt, {"customer_id": customer_id, "reward_id": reward_id}).first()
     if reward is None:
         get_customer(session, customer_id)  # raises NotFound / Moved
-        ledger.lock_wallets(session, customer_id)  # a live customer without a wallet yet
+        wallets.lock_wallets(session, customer_id)  # a live customer without a wallet yet
         reward = connection.execute(_REWARD, {"reward_id": reward_id}).first()
-    if not ledger.claim(session, f"redeem:{request_id}", now=now):
+    if not keys.claim(session, f"redeem:{request_id}", now=now):
         earlier = session.scalar(select(LoyaltyRedemption).where(LoyaltyRedemption.request_id == request_id))
         if earlier is None or earlier.reward_id != reward_id or earlier.source_customer_id != customer_id:
             raise Conflict("this request_id was already used for a different redemption")
         return earlier, False
     if reward is None or reward.id is None:
         raise NotFound(f"reward {reward_id} not found")
-    if not reward.active or (reward.starts_at and now < reward.starts_at) or (reward.ends_at and now >= reward.ends_at):
+    if not is_open(reward.active, reward.starts_at, reward.ends_at, now):
         raise NotAvailable(f"the reward {reward.name!r} is not available now")
     if reward.tiers:
         tier = current_tiers(session, [customer_id]).get(customer_id)

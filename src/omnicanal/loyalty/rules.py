@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import ROUND_DOWN, ROUND_HALF_UP, ROUND_UP, Decimal
+from functools import lru_cache
 from typing import Any
 
 from omnicanal.errors import FieldError, ValidationFailed
@@ -101,7 +102,7 @@ def applies(rule: RuleSpec, *, at: datetime, channel: str | None, tier: str | No
         return False
     if rule.tiers and tier not in rule.tiers:
         return False
-    return all(traits.get(key) == value for key, value in rule.segments.items())
+    return not rule.segments or all(traits.get(key) == value for key, value in rule.segments.items())
 
 
 def matches_event(rule: RuleSpec, event_type: str, properties: Mapping[str, Any]) -> bool:
@@ -110,8 +111,24 @@ def matches_event(rule: RuleSpec, event_type: str, properties: Mapping[str, Any]
     return all(properties.get(key) == value for key, value in rule.conditions.items())
 
 
+@lru_cache(maxsize=256)
+def _decimal(value: float) -> Decimal:
+    """A multiplier as the decimal it reads as (1.1 is 1.1, not its binary approximation)."""
+    return Decimal(str(value))
+
+
+@lru_cache(maxsize=256)
+def _factor(points: int, per_amount: int, multiplier: float, extra_multiplier: float) -> Decimal:
+    return Decimal(points) / Decimal(per_amount) * _decimal(multiplier) * _decimal(extra_multiplier)
+
+
+_ONE = Decimal(1)
+
+
 def line_multiplier(rule: RuleSpec, line: Mapping[str, Any]) -> Decimal:
     """The largest of the product's and its categories' multipliers (1 when none is set)."""
+    if not rule.product_multipliers and not rule.category_multipliers:
+        return _ONE
     found = (
         [rule.product_multipliers[str(line["product_id"])]]
         if str(line.get("product_id")) in rule.product_multipliers
@@ -120,7 +137,7 @@ def line_multiplier(rule: RuleSpec, line: Mapping[str, Any]) -> Decimal:
     found += [
         rule.category_multipliers[str(c)] for c in line.get("category_ids") or () if str(c) in rule.category_multipliers
     ]
-    return Decimal(str(max(found))) if found else Decimal(1)
+    return _decimal(max(found)) if found else _ONE
 
 
 def spend_points(
@@ -134,17 +151,16 @@ def spend_points(
         return {}
     assert rule.per_amount
     rounding = ROUNDINGS[rule.rounding]
-    factor = (
-        Decimal(rule.points) / Decimal(rule.per_amount) * Decimal(str(rule.multiplier)) * Decimal(str(extra_multiplier))
-    )
+    factor = _factor(rule.points, rule.per_amount, rule.multiplier, extra_multiplier)
     result: dict[str, int] = {}
     for line in lines:
         amount = int(line["amount"])
         if amount <= 0:
             continue
-        points = int((Decimal(amount) * factor * line_multiplier(rule, line)).quantize(Decimal(1), rounding=rounding))
+        points = int((amount * factor * line_multiplier(rule, line)).quantize(_ONE, rounding=rounding))
         if points > 0:  # lines sharing an id (one SKU on two lines) add up
-            result[str(line["line_id"])] = result.get(str(line["line_id"]), 0) + points
+            line_id = str(line["line_id"])
+            result[line_id] = result.get(line_id, 0) + points
     return result
 
 

@@ -122,6 +122,7 @@ class RuleIn(BaseModel):
 class RuleOut(RuleIn):
     id: uuid.UUID
     created_at: datetime
+    archived_at: datetime | None = None
 
 
 class TierIn(BaseModel):
@@ -156,6 +157,7 @@ class RewardIn(BaseModel):
 
 class RewardOut(RewardIn):
     id: uuid.UUID
+    archived_at: datetime | None = None
 
 
 class RedemptionIn(BaseModel):

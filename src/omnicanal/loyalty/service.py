@@ -14,9 +14,10 @@ from omnicanal.customers.models import Customer, Identity
 from omnicanal.customers.service import get_customer
 from omnicanal.db import utcnow
 from omnicanal.errors import NotFound, ValidationFailed
-from omnicanal.loyalty import ledger
+from omnicanal.loyalty import balances, keys, ledger
 from omnicanal.loyalty.earning import Earned, LoyaltyEvent, earn_direct, earn_events, programme
-from omnicanal.loyalty.models import LoyaltyRule
+from omnicanal.loyalty.models import LoyaltyLot, LoyaltyRule
+from omnicanal.loyalty.rewards import Archived
 from omnicanal.loyalty.rules import validate_rule
 from omnicanal.loyalty.schemas import EventIn, Expiring, RuleIn, WalletOut
 from omnicanal.loyalty.tiers import current_tiers
@@ -26,7 +27,7 @@ from omnicanal.settings import Settings
 def wallet_out(session: Session, customer_id: uuid.UUID, *, now: datetime | None = None) -> WalletOut:
     customer = get_customer(session, customer_id)
     settings = programme(session)
-    found = ledger.summary(session, customer.id, now=now, horizon_days=settings.loyalty_expiring_notice_days)
+    found = balances.summary(session, customer.id, now=now, horizon_days=settings.loyalty_expiring_notice_days)
     tier = current_tiers(session, [customer.id]).get(customer.id)
     return WalletOut(
         customer_id=customer.id,
@@ -62,7 +63,7 @@ def post_event(session: Session, data: EventIn, *, settings: Settings) -> tuple[
         code = data.properties.get("code")
         if not isinstance(code, str):
             raise ValidationFailed.on_field("properties.code", "the referral code is required")
-        if ledger.claim(session, f"event:{data.id}"):
+        if keys.claim(session, f"event:{data.id}"):
             attach(session, customer_id=customer_id, code=code)
         return customer_id, []
     event = LoyaltyEvent(data.id, customer_id, data.type, data.properties, data.channel)
@@ -90,7 +91,7 @@ def adjust(
             note=reason,
             actor=actor,
         )
-    if not ledger.claim(session, source):
+    if not keys.claim(session, source):
         return None
     ledger.spend(
         session,
@@ -115,7 +116,49 @@ def create_rule(session: Session, data: RuleIn) -> LoyaltyRule:
 
 
 def list_rules(session: Session) -> list[LoyaltyRule]:
-    return list(session.scalars(select(LoyaltyRule).order_by(LoyaltyRule.created_at, LoyaltyRule.id)))
+    return list(
+        session.scalars(
+            select(LoyaltyRule)
+            .where(LoyaltyRule.archived_at.is_(None))
+            .order_by(LoyaltyRule.created_at, LoyaltyRule.id)
+        )
+    )
+
+
+def get_rule(session: Session, rule_id: uuid.UUID) -> LoyaltyRule:
+    rule = session.get(LoyaltyRule, rule_id)
+    if rule is None:
+        raise NotFound(f"rule {rule_id} not found")
+    return rule
+
+
+def update_rule(session: Session, rule_id: uuid.UUID, data: RuleIn) -> LoyaltyRule:
+    """Replace a rule's settings; points already earned keep the rule they were earned under."""
+    rule = get_rule(session, rule_id)
+    if rule.archived_at is not None:
+        raise Archived(f"the rule {rule.name!r} was deleted; create a new one")
+    values: dict[str, Any] = data.model_dump()
+    validate_rule(values)
+    for name, value in values.items():
+        setattr(rule, name, value)
+    session.flush()
+    return rule
+
+
+def delete_rule(session: Session, rule_id: uuid.UUID, *, now: datetime | None = None) -> bool:
+    """Delete a rule; one that points were earned under is archived (kept for the ledger, earns no more).
+    Returns True when it was archived."""
+    rule = get_rule(session, rule_id)
+    if rule.archived_at is not None:
+        return True
+    if session.scalar(select(LoyaltyLot.id).where(LoyaltyLot.rule_id == rule.id).limit(1)) is None:
+        session.delete(rule)
+        session.flush()
+        return False
+    rule.active = False
+    rule.archived_at = now or utcnow()
+    session.flush()
+    return True
 
 
 def customer_exists(session: Session, customer_id: uuid.UUID) -> bool:

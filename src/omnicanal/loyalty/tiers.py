@@ -18,9 +18,17 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from omnicanal.db import utcnow
-from omnicanal.errors import Conflict, ValidationFailed
-from omnicanal.loyalty import ledger
-from omnicanal.loyalty.models import LoyaltyEntry, LoyaltySpend, LoyaltyTier, LoyaltyWallet
+from omnicanal.errors import Conflict, NotFound, ValidationFailed
+from omnicanal.loyalty import wallets
+from omnicanal.loyalty.models import (
+    LoyaltyEntry,
+    LoyaltyReward,
+    LoyaltyRule,
+    LoyaltySpend,
+    LoyaltyTier,
+    LoyaltyWallet,
+)
+from omnicanal.loyalty.queries import among
 
 QUALIFYING_REASONS = ("order", "bonus", "referral", "purchase_code", "return")
 
@@ -29,20 +37,75 @@ def list_tiers(session: Session) -> list[LoyaltyTier]:
     return list(session.scalars(select(LoyaltyTier).order_by(LoyaltyTier.threshold)))
 
 
-def create_tier(session: Session, data: dict[str, Any]) -> LoyaltyTier:
+def _validate_tier(session: Session, data: dict[str, Any], *, other_than: uuid.UUID | None = None) -> None:
     if data.get("basis", "points") not in ("points", "spend"):
         raise ValidationFailed.on_field("basis", "one of points, spend")
     retention = data.get("retention_threshold")
     if retention is not None and retention > data["threshold"]:
         raise ValidationFailed.on_field("retention_threshold", "cannot be above the threshold to reach the tier")
-    if session.scalar(select(LoyaltyTier.id).where(LoyaltyTier.name == data["name"])) is not None:
+    others = select(LoyaltyTier.id).where(LoyaltyTier.id != other_than) if other_than else select(LoyaltyTier.id)
+    if session.scalar(others.where(LoyaltyTier.name == data["name"])) is not None:
         raise Conflict(f"a tier named {data['name']!r} exists")
-    if session.scalar(select(LoyaltyTier.id).where(LoyaltyTier.threshold == data["threshold"])) is not None:
+    if session.scalar(others.where(LoyaltyTier.threshold == data["threshold"])) is not None:
         raise ValidationFailed.on_field("threshold", "another tier has this threshold")
+
+
+def create_tier(session: Session, data: dict[str, Any]) -> LoyaltyTier:
+    _validate_tier(session, data)
     tier = LoyaltyTier(**data)
     session.add(tier)
     session.flush()
     return tier
+
+
+def get_tier(session: Session, tier_id: uuid.UUID) -> LoyaltyTier:
+    tier = session.get(LoyaltyTier, tier_id)
+    if tier is None:
+        raise NotFound(f"tier {tier_id} not found")
+    return tier
+
+
+def _naming(session: Session, name: str) -> list[LoyaltyRule | LoyaltyReward]:
+    """The rules and rewards (not deleted) restricted to the tier called ``name``."""
+    rules = session.scalars(select(LoyaltyRule).where(LoyaltyRule.archived_at.is_(None)))
+    rewards = session.scalars(select(LoyaltyReward).where(LoyaltyReward.archived_at.is_(None)))
+    return [row for row in [*rules, *rewards] if name in row.tiers]
+
+
+def update_tier(session: Session, tier_id: uuid.UUID, data: dict[str, Any]) -> LoyaltyTier:
+    """Replace a tier's settings. Customers keep it until the next upgrade or review; a new name is carried
+    to the rules and rewards restricted to the tier."""
+    tier = get_tier(session, tier_id)
+    _validate_tier(session, data, other_than=tier.id)
+    if data["name"] != tier.name:
+        for row in _naming(session, tier.name):
+            row.tiers = [data["name"] if t == tier.name else t for t in row.tiers]
+    for name, value in data.items():
+        setattr(tier, name, value)
+    session.flush()
+    return tier
+
+
+class TierInUse(Conflict):
+    slug = "tier-in-use"
+    title = "The tier is in use"
+
+
+def delete_tier(session: Session, tier_id: uuid.UUID) -> None:
+    """Delete a tier nobody holds and no rule or reward is restricted to (else :class:`TierInUse`)."""
+    tier = get_tier(session, tier_id)
+    holders = session.scalar(select(func.count()).select_from(LoyaltyWallet).where(LoyaltyWallet.tier_id == tier.id))
+    if holders:
+        raise TierInUse(
+            f"{holders} customer(s) hold the tier {tier.name!r}; raise its threshold or wait for the review",
+            holders=holders,
+        )
+    naming = _naming(session, tier.name)
+    if naming:
+        names = ", ".join(sorted(row.name for row in naming))
+        raise TierInUse(f"these rules or rewards are only for the tier {tier.name!r}: {names}", used_by=names)
+    session.delete(tier)
+    session.flush()
 
 
 def _metrics(
@@ -55,7 +118,7 @@ def _metrics(
             stmt = (
                 select(LoyaltyEntry.customer_id, func.sum(LoyaltyEntry.points))
                 .where(
-                    LoyaltyEntry.customer_id.in_(customer_ids),
+                    among(session, LoyaltyEntry.customer_id, customer_ids),
                     LoyaltyEntry.reason.in_(QUALIFYING_REASONS),
                     LoyaltyEntry.created_at >= start,
                 )
@@ -64,7 +127,7 @@ def _metrics(
         else:
             stmt = (
                 select(LoyaltySpend.customer_id, func.sum(LoyaltySpend.amount))
-                .where(LoyaltySpend.customer_id.in_(customer_ids), LoyaltySpend.spent_at >= start)
+                .where(among(session, LoyaltySpend.customer_id, customer_ids), LoyaltySpend.spent_at >= start)
                 .group_by(LoyaltySpend.customer_id)
             )
         found[(basis, window)] = {cid: int(total or 0) for cid, total in session.execute(stmt)}
@@ -94,7 +157,7 @@ def current_tiers(session: Session, customer_ids: Sequence[uuid.UUID]) -> dict[u
     for cid, tier in session.execute(
         select(LoyaltyWallet.customer_id, LoyaltyTier)
         .join(LoyaltyTier, LoyaltyTier.id == LoyaltyWallet.tier_id)
-        .where(LoyaltyWallet.customer_id.in_(customer_ids))
+        .where(among(session, LoyaltyWallet.customer_id, customer_ids))
         .order_by(LoyaltyTier.threshold)
     ):
         found[cid] = tier
@@ -106,7 +169,7 @@ def _set_tier(
 ) -> None:
     from omnicanal.loyalty.notifications import notify, timeline
 
-    wallet = ledger.primary_wallet(session, customer_id)
+    wallet = wallets.primary_wallet(session, customer_id)
     for other in session.scalars(select(LoyaltyWallet).where(LoyaltyWallet.customer_id == customer_id)):
         if other.id != wallet.id:
             other.tier_id = None

@@ -1,0 +1,61 @@
+"""Wallets: one row per customer ever written to (a survivor of merges owns several). Spending locks them."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from omnicanal.db import bulk_insert, utcnow, uuid7
+from omnicanal.loyalty.models import LoyaltyWallet
+from omnicanal.loyalty.queries import among, insert, is_postgres
+
+
+def ensure_wallets(session: Session, customer_ids: Iterable[uuid.UUID], *, now: datetime | None = None) -> None:
+    wanted = list(dict.fromkeys(customer_ids))
+    checked = len(wanted) > 1
+    if checked:
+        known = set(
+            session.scalars(
+                select(LoyaltyWallet.source_customer_id).where(among(session, LoyaltyWallet.source_customer_id, wanted))
+            )
+        )
+        wanted = [c for c in wanted if c not in known]
+    rows = [
+        {
+            "id": uuid7(),
+            "customer_id": c,
+            "source_customer_id": c,
+            "created_at": now or utcnow(),
+            "referral_rewarded": False,
+        }
+        for c in wanted
+    ]
+    if rows and checked and not is_postgres(session):
+        bulk_insert(session, LoyaltyWallet, rows)  # SQLite writers are serialized: nothing can come in between
+    elif rows:
+        session.execute(
+            insert(session, LoyaltyWallet).on_conflict_do_nothing(index_elements=["source_customer_id"]), rows
+        )
+
+
+def lock_wallets(session: Session, customer_id: uuid.UUID) -> list[LoyaltyWallet]:
+    """The customer's wallet rows, locked in id order (one per customer merged into this one)."""
+    stmt = select(LoyaltyWallet).where(LoyaltyWallet.customer_id == customer_id).order_by(LoyaltyWallet.id)
+    if is_postgres(session):
+        stmt = stmt.with_for_update()
+    wallets = list(session.scalars(stmt))
+    if not wallets:
+        ensure_wallets(session, [customer_id])
+        wallets = list(session.scalars(stmt))
+    return wallets
+
+
+def primary_wallet(session: Session, customer_id: uuid.UUID) -> LoyaltyWallet:
+    ensure_wallets(session, [customer_id])
+    wallet = session.scalar(select(LoyaltyWallet).where(LoyaltyWallet.source_customer_id == customer_id))
+    assert wallet is not None
+    return wallet
