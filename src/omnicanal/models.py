@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from omnicanal.access import models as access_models
 from omnicanal.answers import models as answer_models
+from omnicanal.channels import delivery as delivery_models
 from omnicanal.channels import models as channel_models
 from omnicanal.channels.email import models as email_models
 from omnicanal.commerce import models as commerce_models
@@ -29,6 +30,7 @@ __all__ = [
     "consent_models",
     "conversation_models",
     "customer_models",
+    "delivery_models",
     "email_models",
     "loyalty_models",
     "metadata",

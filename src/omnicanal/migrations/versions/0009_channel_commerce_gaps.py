@@ -1,0 +1,51 @@
+"""Channel and commerce gaps: reply parts' provider ids, delivery statuses that arrive before their id
+
+Revision ID: 0009_channel_commerce_gaps
+Revises: 0007
+Create Date: 2026-11-23
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+import omnicanal.db
+
+revision = "0009_channel_commerce_gaps"
+down_revision = "0007"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "held_delivery_statuses",
+        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
+        sa.Column("provider_message_id", sa.String(length=200), nullable=False),
+        sa.Column("status", sa.String(length=10), nullable=False),
+        sa.Column("reason", sa.Text(), nullable=True),
+        sa.Column("received_at", omnicanal.db.UTCDateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_held_delivery_statuses")),
+    )
+    op.create_index("ix_held_delivery_statuses_provider_id", "held_delivery_statuses", ["provider_message_id"])
+    op.create_table(
+        "outbound_parts",
+        sa.Column("outbox_item_id", sa.Uuid(), nullable=False),
+        sa.Column("part", sa.Integer(), nullable=False),
+        sa.Column("message_id", sa.Uuid(), nullable=False),
+        sa.Column("provider_message_id", sa.String(length=200), nullable=False),
+        sa.Column("created_at", omnicanal.db.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["outbox_item_id"], ["outbox.id"], name=op.f("fk_outbound_parts_outbox_item_id_outbox")
+        ),
+        sa.PrimaryKeyConstraint("outbox_item_id", "part", name=op.f("pk_outbound_parts")),
+    )
+    op.create_index("ix_outbound_parts_provider_id", "outbound_parts", ["provider_message_id"])
+
+
+def downgrade() -> None:
+    op.drop_index("ix_outbound_parts_provider_id", table_name="outbound_parts")
+    op.drop_table("outbound_parts")
+    op.drop_index("ix_held_delivery_statuses_provider_id", table_name="held_delivery_statuses")
+    op.drop_table("held_delivery_statuses")
