@@ -16,6 +16,7 @@ from omnicanal.access.api import router as access_router
 from omnicanal.answers.api import router as answers_router
 from omnicanal.channels.api import router as channels_router
 from omnicanal.channels.catalog import load_adapters
+from omnicanal.channels.delivery import forget_stale as forget_stale_statuses
 from omnicanal.channels.transport import install_transports
 from omnicanal.commerce.api import router as commerce_router
 from omnicanal.commerce.orders import expire_due
@@ -66,7 +67,7 @@ def build_runtime(settings: Settings, db: Database) -> tuple[Runtime, OutboxWork
         wakeup=runtime.outbox_wakeup,
         senders=settings.outbox_senders,
         rate_limits=settings.channel_rate_limits,
-        periodic=[wake_snoozed, loyalty_jobs, expire_due],
+        periodic=[wake_snoozed, loyalty_jobs, expire_due, forget_stale_statuses],
     )
     return runtime, worker
 

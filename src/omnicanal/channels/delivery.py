@@ -16,6 +16,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import ForeignKey, Index, Integer, String, Text, Uuid, delete, select, text
 from sqlalchemy.orm import Mapped, Session, mapped_column
@@ -144,3 +145,56 @@ def forget_stale(session: Session, *, now: datetime | None = None) -> int:
     """Held statuses nobody claimed in time (a periodic job)."""
     result = session.execute(delete(HeldStatus).where(HeldStatus.received_at < (now or utcnow()) - HOLD_FOR))
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def before_statuses(session: Session, provider_ids: Iterable[str]) -> None:
+    """Before a batch of status callbacks touches any message: if some id is unknown, take the lock first.
+
+    Taken before any message row is updated, as :func:`prefetch_held` does on the other side, so the two
+    never wait for each other in opposite orders.
+    """
+    wanted = sorted(set(provider_ids))
+    known: set[str] = set()
+    for start in range(0, len(wanted), 500):
+        known.update(
+            str(found)
+            for found in session.scalars(
+                select(Message.provider_message_id).where(Message.provider_message_id.in_(wanted[start : start + 500]))
+            )
+        )
+    if len(known) < len(wanted):
+        _lock(session, shared=False)
+
+
+_PREFETCHED = "omnicanal.held_statuses"
+
+
+def prefetch_held(session: Session, items: list[Any]) -> list[HeldStatus]:
+    """Outbox outcomes (one batch): the statuses held for the provider ids just recorded, in one query."""
+    sent = [item for item in items if item.kind == "message" and item.state == "sent" and item.provider_id]
+    if not sent:
+        return []
+    held = held_for(session, [str(item.provider_id) for item in sent])
+    by_id: dict[str, list[HeldStatus]] = {}
+    for status in held:
+        by_id.setdefault(status.provider_message_id, []).append(status)
+    stash: dict[uuid.UUID, list[HeldStatus]] = session.info.setdefault(_PREFETCHED, {})
+    for item in sent:
+        stash[item.id] = by_id.get(str(item.provider_id), [])
+    return held
+
+
+def release_on_sent(session: Session, item: Any) -> None:
+    """Outbox outcome handler: the provider id of a reply is recorded; statuses that came first apply now."""
+    if item.message_id is None or not item.provider_id:
+        return
+    stash: dict[uuid.UUID, list[HeldStatus]] = session.info.get(_PREFETCHED, {})
+    held = stash.pop(item.id, None)
+    release_held(session, {str(item.provider_id): item.message_id}, held=held)
+
+
+def register() -> None:
+    from omnicanal.outbox.service import on_outcome, on_outcomes_prefetch
+
+    on_outcome("message", sent=release_on_sent)  # after conversations' own handler, which records the id
+    on_outcomes_prefetch(prefetch_held)
