@@ -17,7 +17,7 @@ from omnicanal.errors import ValidationFailed
 INTERACTIVE_CHANNELS = ("whatsapp",)
 MEDIA_ID_CHANNELS = ("whatsapp",)
 # the channels whose transports deliver a reply's files (SMS, Telegram, ... would drop them silently)
-FILE_CHANNELS = ("whatsapp", "email")
+FILE_CHANNELS = ("whatsapp", "email", "web")
 
 
 class ReplyAttachmentIn(BaseModel):
