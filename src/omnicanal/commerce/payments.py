@@ -14,7 +14,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
-from omnicanal.commerce import lifecycle, stores
+from omnicanal.commerce import lifecycle, store_credit, stores
 from omnicanal.commerce.models import Order, Payment
 from omnicanal.commerce.orders import get_order
 from omnicanal.commerce.schemas import PaymentIn
@@ -79,6 +79,8 @@ def record_payment(
             link=f"{settings.commerce_public_url.rstrip('/')}/pay/{payment.link_token}",
         )
         return payment
+    if data.method == store_credit.METHOD:
+        store_credit.spend(session, order=order, amount=data.amount, payment_id=payment.id)
     session.add(payment)
     _capture(session, order, payment, settings=settings, actor=actor)
     return payment
@@ -197,6 +199,8 @@ def refund(
             created_at=now,
         )
         session.add(row)
+        if payment.method == store_credit.METHOD:
+            store_credit.give_back(session, order=order, amount=take, refund_id=row.id)
         first = first or row
         remaining -= take
         if remaining == 0:
