@@ -96,6 +96,9 @@ def register() -> None:
     from omnicanal.channels.delivery import register as register_delivery_statuses
 
     register_delivery_statuses()  # after outbound_sent: statuses that came before the provider id
+    from omnicanal.commerce.usage_merges import register as register_usage_merges
+
+    register_usage_merges()
     webhooks.register()
     channels_privacy.register()
     dispatch.subscribe("customer.updated", _profile_updated)

@@ -8,6 +8,7 @@ from omnicanal.channels import delivery as delivery_models
 from omnicanal.channels import models as channel_models
 from omnicanal.channels.email import models as email_models
 from omnicanal.commerce import models as commerce_models
+from omnicanal.commerce import usage_merges as usage_merge_models
 from omnicanal.consent import models as consent_models
 from omnicanal.conversations import models as conversation_models
 from omnicanal.customers import models as customer_models
@@ -37,5 +38,6 @@ __all__ = [
     "outbox_models",
     "routing_models",
     "timeline_models",
+    "usage_merge_models",
     "webhook_models",
 ]

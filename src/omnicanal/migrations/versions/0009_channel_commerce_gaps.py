@@ -1,4 +1,4 @@
-"""Channel and commerce gaps: reply parts' provider ids, delivery statuses that arrive before their id
+"""Channel and commerce gaps: reply parts' ids, early delivery statuses, promotion uses moved by merges
 
 Revision ID: 0009_channel_commerce_gaps
 Revises: 0007
@@ -42,9 +42,23 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("outbox_item_id", "part", name=op.f("pk_outbound_parts")),
     )
     op.create_index("ix_outbound_parts_provider_id", "outbound_parts", ["provider_message_id"])
+    op.create_table(
+        "commerce_promotion_usage_merges",
+        sa.Column("merge_id", sa.Uuid(), nullable=False),
+        sa.Column("promotion_id", sa.Uuid(), nullable=False),
+        sa.Column("survivor_id", sa.Uuid(), nullable=False),
+        sa.Column("moved", sa.BigInteger(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["promotion_id"],
+            ["commerce_promotions.id"],
+            name=op.f("fk_commerce_promotion_usage_merges_promotion_id_commerce_promotions"),
+        ),
+        sa.PrimaryKeyConstraint("merge_id", "promotion_id", name=op.f("pk_commerce_promotion_usage_merges")),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("commerce_promotion_usage_merges")
     op.drop_index("ix_outbound_parts_provider_id", table_name="outbound_parts")
     op.drop_table("outbound_parts")
     op.drop_index("ix_held_delivery_statuses_provider_id", table_name="held_delivery_statuses")
