@@ -19,6 +19,7 @@ from omnicanal.channels.catalog import load_adapters
 from omnicanal.channels.delivery import forget_stale as forget_stale_statuses
 from omnicanal.channels.transport import install_transports
 from omnicanal.commerce.api import router as commerce_router
+from omnicanal.commerce.catalog_imports import router as catalog_imports_router
 from omnicanal.commerce.orders import expire_due
 from omnicanal.commerce.store_credit import router as store_credit_router
 from omnicanal.consent.api import router as consent_router
@@ -50,7 +51,7 @@ log = logging.getLogger(__name__)
 ROUTERS = (
     timeline_router, conversations_router, customers_router, access_router, consent_router, privacy_router,
     answers_router, routing_router, outbox_router, stream_router, webhooks_router, channels_router,
-    loyalty_router, commerce_router, store_credit_router,
+    loyalty_router, commerce_router, store_credit_router, catalog_imports_router,
 )  # fmt: skip
 
 

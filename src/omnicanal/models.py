@@ -7,6 +7,7 @@ from omnicanal.answers import models as answer_models
 from omnicanal.channels import delivery as delivery_models
 from omnicanal.channels import models as channel_models
 from omnicanal.channels.email import models as email_models
+from omnicanal.commerce import catalog_imports as catalog_import_models
 from omnicanal.commerce import models as commerce_models
 from omnicanal.commerce import usage_merges as usage_merge_models
 from omnicanal.consent import models as consent_models
@@ -26,6 +27,7 @@ __all__ = [
     "IdempotentRequest",
     "access_models",
     "answer_models",
+    "catalog_import_models",
     "channel_models",
     "commerce_models",
     "consent_models",

@@ -1,4 +1,5 @@
-"""Channel and commerce gaps: reply parts' ids, early delivery statuses, promotion uses moved by merges
+"""Channel and commerce gaps: reply parts' ids, early delivery statuses, promotion uses moved by merges,
+catalog imports over the API
 
 Revision ID: 0009_channel_commerce_gaps
 Revises: 0007
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects import postgresql
 
 import omnicanal.db
 
@@ -55,9 +57,27 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("merge_id", "promotion_id", name=op.f("pk_commerce_promotion_usage_merges")),
     )
+    op.create_table(
+        "commerce_catalog_imports",
+        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.Column("status", sa.String(length=10), nullable=False),
+        sa.Column("filename", sa.String(length=200), nullable=False),
+        sa.Column("total", sa.Integer(), nullable=False),
+        sa.Column("done", sa.Integer(), nullable=False),
+        sa.Column("products", sa.Integer(), nullable=False),
+        sa.Column("variants", sa.Integer(), nullable=False),
+        sa.Column(
+            "rejected", sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"), nullable=False
+        ),
+        sa.Column("created_by", sa.String(length=200), nullable=False),
+        sa.Column("created_at", omnicanal.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("finished_at", omnicanal.db.UTCDateTime(timezone=True), nullable=True),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_commerce_catalog_imports")),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("commerce_catalog_imports")
     op.drop_table("commerce_promotion_usage_merges")
     op.drop_index("ix_outbound_parts_provider_id", table_name="outbound_parts")
     op.drop_table("outbound_parts")
