@@ -153,6 +153,8 @@ def before_statuses(session: Session, provider_ids: Iterable[str]) -> None:
     Taken before any message row is updated, as :func:`prefetch_held` does on the other side, so the two
     never wait for each other in opposite orders.
     """
+    if session.get_bind().dialect.name != "postgresql":
+        return  # one writer: nothing to order
     wanted = sorted(set(provider_ids))
     known: set[str] = set()
     for start in range(0, len(wanted), 500):
