@@ -16,9 +16,12 @@ from omnicanal.access.api import router as access_router
 from omnicanal.answers.api import router as answers_router
 from omnicanal.channels.api import router as channels_router
 from omnicanal.channels.catalog import load_adapters
+from omnicanal.channels.delivery import forget_stale as forget_stale_statuses
 from omnicanal.channels.transport import install_transports
 from omnicanal.commerce.api import router as commerce_router
+from omnicanal.commerce.catalog_imports import router as catalog_imports_router
 from omnicanal.commerce.orders import expire_due
+from omnicanal.commerce.store_credit import router as store_credit_router
 from omnicanal.consent.api import router as consent_router
 from omnicanal.conversations.api import router as conversations_router
 from omnicanal.conversations.inbound import receive
@@ -48,7 +51,7 @@ log = logging.getLogger(__name__)
 ROUTERS = (
     timeline_router, conversations_router, customers_router, access_router, consent_router, privacy_router,
     answers_router, routing_router, outbox_router, stream_router, webhooks_router, channels_router,
-    loyalty_router, commerce_router,
+    loyalty_router, commerce_router, store_credit_router, catalog_imports_router,
 )  # fmt: skip
 
 
@@ -66,7 +69,7 @@ def build_runtime(settings: Settings, db: Database) -> tuple[Runtime, OutboxWork
         wakeup=runtime.outbox_wakeup,
         senders=settings.outbox_senders,
         rate_limits=settings.channel_rate_limits,
-        periodic=[wake_snoozed, loyalty_jobs, expire_due],
+        periodic=[wake_snoozed, loyalty_jobs, expire_due, forget_stale_statuses],
     )
     return runtime, worker
 

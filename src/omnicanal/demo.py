@@ -151,12 +151,17 @@ def load_demo(db: Database, settings: Settings) -> list[str]:
 
         shop = load_demo_shop(session, settings, people)
     with db.write() as session:
+        from omnicanal.commerce.demo_credit import load_demo_store_credit
+
+        credit = load_demo_store_credit(session, settings, people[1][0])
+    with db.write() as session:
         channels = load_demo_channels(session, settings)
     with db.write() as session:
         webchat, email = load_demo_webchat(session, settings), load_demo_email(session, settings)
     return [
         inbox,
         shop,
+        credit,
         channels,
         webchat,
         email,

@@ -93,6 +93,12 @@ def register() -> None:
     privacy.register("commerce", exporter=export_commerce, eraser=erase_commerce)
     on_outcome("message", sent=outbound_sent, dead=outbound_dead)
     on_outcomes_prefetch(outbound_messages)
+    from omnicanal.channels.delivery import register as register_delivery_statuses
+
+    register_delivery_statuses()  # after outbound_sent: statuses that came before the provider id
+    from omnicanal.commerce.usage_merges import register as register_usage_merges
+
+    register_usage_merges()
     webhooks.register()
     channels_privacy.register()
     dispatch.subscribe("customer.updated", _profile_updated)

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from omnicanal.access import models as access_models
 from omnicanal.answers import models as answer_models
+from omnicanal.channels import delivery as delivery_models
 from omnicanal.channels import models as channel_models
 from omnicanal.channels.email import models as email_models
+from omnicanal.commerce import catalog_imports as catalog_import_models
 from omnicanal.commerce import models as commerce_models
+from omnicanal.commerce import usage_merges as usage_merge_models
 from omnicanal.consent import models as consent_models
 from omnicanal.conversations import models as conversation_models
 from omnicanal.customers import models as customer_models
@@ -24,16 +27,19 @@ __all__ = [
     "IdempotentRequest",
     "access_models",
     "answer_models",
+    "catalog_import_models",
     "channel_models",
     "commerce_models",
     "consent_models",
     "conversation_models",
     "customer_models",
+    "delivery_models",
     "email_models",
     "loyalty_models",
     "metadata",
     "outbox_models",
     "routing_models",
     "timeline_models",
+    "usage_merge_models",
     "webhook_models",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import smtplib
 import time
@@ -324,3 +325,49 @@ def test_subjects_are_exported_and_erased_with_the_customer(
     assert client.delete(f"/api/v1/customers/{customer['id']}").status_code in (200, 204)
     with db.read() as session:
         assert list(session.scalars(select(EmailHeader.subject))) == [""]
+
+
+# -- replies with files ---------------------------------------------------------------------------
+
+REPLY_PDF = b"%PDF-1.4 factura F-2026-118"
+REPLY_PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256))
+
+
+def test_a_reply_with_files_is_a_multipart_mixed_email_with_each_file_attached(
+    receiver: Receiver, client: TestClient, smtp: SmtpServer
+) -> None:
+    receiver.send(customer_email(subject="Factura", message_id="<ask@mail.example.com>"))
+    conversation_id, _ = _conversation_of(client, "ana@example.com")
+    files: list[dict[str, Any]] = [
+        {"name": "factura.pdf", "content_type": "application/pdf", "data": base64.b64encode(REPLY_PDF).decode()},
+        {"name": "etiqueta.png", "content_type": "image/png", "data": base64.b64encode(REPLY_PNG).decode()},
+        {"name": "catálogo", "content_type": "application/pdf", "url": "https://shop.example.com/catalogo.pdf"},
+    ]
+    reply = client.post(f"/api/v1/conversations/{conversation_id}/messages",
+                        json={"text": "Te adjunto la factura.", "attachments": files})  # fmt: skip
+    assert reply.status_code == 201, reply.text
+    assert [a["name"] for a in reply.json()["attachments"]] == ["factura.pdf", "etiqueta.png", "catálogo"]
+    (sent,) = smtp.wait_for(1)
+    mail = sent.message
+    assert mail.get_content_type() == "multipart/mixed"
+    assert mail["In-Reply-To"] == "<ask@mail.example.com>"  # still a threaded reply
+    body = mail.get_body(("plain",))
+    assert body is not None
+    text = body.get_content()
+    assert text.startswith("Te adjunto la factura.")
+    assert "catálogo: https://shop.example.com/catalogo.pdf" in text  # a file given by address is linked
+    assert mail.get_body(("html",)) is not None
+    attached = [(part.get_filename(), part.get_content_type(), part.get_content()) for part in mail.iter_attachments()]
+    assert attached == [("factura.pdf", "application/pdf", REPLY_PDF), ("etiqueta.png", "image/png", REPLY_PNG)]
+    assert _wait_status(client, conversation_id, reply.json()["id"], "sent")["status"] == "sent"
+
+
+def test_a_reply_without_files_stays_a_plain_alternative_email(
+    receiver: Receiver, client: TestClient, smtp: SmtpServer
+) -> None:
+    receiver.send(customer_email(subject="Hola"))
+    conversation_id, _ = _conversation_of(client, "ana@example.com")
+    client.post(f"/api/v1/conversations/{conversation_id}/messages", json={"text": "Hola, Ana"})
+    (sent,) = smtp.wait_for(1)
+    assert sent.message.get_content_type() == "multipart/alternative"
+    assert list(sent.message.iter_attachments()) == []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -156,6 +157,54 @@ def test_a_visitor_writes_the_agent_answers_from_the_console_and_the_visitor_see
         widget.get_by_role("button", name="Chatea con nosotros").click()
         expect(widget.locator(".msg")).to_have_count(2)
         assert visitor_problems == [] and agent_problems == []
+    finally:
+        visitor_context.close()
+        agent_context.close()
+
+
+def test_the_visitor_opens_the_file_the_agent_attached_in_the_console(
+    server: LiveServer, shop: LiveServer, browser: Browser, db: Database, make_key: Callable[[str], str],
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    visitor_context = _context(browser, viewport={"width": 1280, "height": 900}, accept_downloads=True)
+    agent_context = _context(browser, viewport={"width": 1280, "height": 900})
+    try:
+        visitor = visitor_context.new_page()
+        visitor_problems = _watch(visitor)
+        visitor.goto(shop.url("/"))
+        widget = visitor.locator("[data-omnicanal-widget]")
+        expect(widget).to_have_attribute("data-connected", "true")
+        widget.get_by_role("button", name="Chatea con nosotros").click()
+        chat = widget.get_by_role("dialog", name="Tienda Sol")
+        box = chat.get_by_role("textbox", name="Escribe un mensaje…")
+        box.fill("¿Me pasáis la guía de tallas?")
+        box.press("Enter")
+        expect(chat.locator(".msg.in:not(.pending)")).to_have_count(1)
+
+        conversation = _conversation_of_last_web_message(server, make_key("admin"))
+        agent = agent_context.new_page()
+        email = make_user(db, role="agent")
+        agent.goto(server.url(f"/console/conversations/{conversation}"))
+        agent.get_by_label("Email").fill(email)
+        agent.get_by_label("Contraseña").fill(PASSWORD)
+        agent.get_by_role("button", name="Entrar").click()
+        expect(agent.get_by_test_id("messages")).to_contain_text("guía de tallas")
+        guide = tmp_path / "guia-tallas.pdf"
+        guide.write_bytes(b"%PDF-1.4 guia de tallas")
+        agent.get_by_test_id("reply-text").fill("Aquí la tienes")
+        agent.get_by_test_id("reply-files").set_input_files(str(guide))
+        agent.get_by_test_id("send").click()
+
+        theirs = chat.locator(".msg[data-direction=agent]")
+        expect(theirs).to_have_count(1, timeout=LIVE)
+        link = theirs.get_by_role("link", name="📎 guia-tallas.pdf")
+        expect(link).to_be_visible()
+        with visitor.expect_download() as download_info:
+            link.click()
+        download = download_info.value
+        assert download.suggested_filename == "guia-tallas.pdf"
+        assert Path(download.path()).read_bytes() == b"%PDF-1.4 guia de tallas"
+        assert visitor_problems == []
     finally:
         visitor_context.close()
         agent_context.close()

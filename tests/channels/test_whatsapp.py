@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 from omnicanal.outbox.worker import OutboxWorker
 from tests.channels.doubles import Call, HttpDouble
 from tests.channels.meta_helpers import post_signed, wa_message, wa_payload
+from tests.channels.whatsapp_double import invalid, payload_problem
 from tests.conversations.helpers import API, messages
 
 SECRET = "meta-app-secret"
@@ -30,6 +31,8 @@ def graph() -> Iterator[HttpDouble]:
         body = call.json()
         if call.headers.get("authorization") != "Bearer wa-access-token":
             return 401, {"error": {"message": "Invalid OAuth access token", "code": 190}}
+        if payload_problem(body):
+            return invalid(str(payload_problem(body)))
         return 200, {"messaging_product": "whatsapp", "contacts": [{"input": body["to"], "wa_id": body["to"]}],
                      "messages": [{"id": f"wamid.OUT{next(ids):06d}"}]}  # fmt: skip
 

@@ -24,6 +24,7 @@ from fastapi import Request
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from omnicanal.channels.delivery import before_statuses, hold_unknown
 from omnicanal.channels.service import ConfiguredChannel, directory
 from omnicanal.conversations.inbound import InboundInput, InboundResult
 from omnicanal.conversations.service import update_delivery_status
@@ -98,11 +99,18 @@ class StatusUpdate:
 def apply_statuses(session: Session, updates: Sequence[StatusUpdate]) -> list[bool]:
     """Provider status callbacks; True where a message was found."""
     found = []
+    before_statuses(session, [update.provider_message_id for update in updates])
     for update in updates:
         message = update_delivery_status(
             session, provider_message_id=update.provider_message_id, status=update.status, reason=update.reason
         )
-        found.append(message is not None)
+        if message is None:  # a later part of a reply, or an id not recorded yet: see channels.delivery
+            owner = hold_unknown(
+                session, provider_message_id=update.provider_message_id, status=update.status, reason=update.reason
+            )
+            found.append(owner is not None)
+            continue
+        found.append(True)
     return found
 
 

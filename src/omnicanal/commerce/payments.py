@@ -14,7 +14,7 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
-from omnicanal.commerce import lifecycle, stores
+from omnicanal.commerce import lifecycle, store_credit, stores
 from omnicanal.commerce.models import Order, Payment
 from omnicanal.commerce.orders import get_order
 from omnicanal.commerce.rows import insert_new, run_statement, table_of
@@ -83,6 +83,8 @@ def record_payment(
         )
         return payment
     insert_new(session, [payment])
+    if data.method == store_credit.METHOD:
+        store_credit.spend(session, order=order, amount=data.amount, payment_id=payment.id)
     _capture(session, order, payment, settings=settings, actor=actor)
     return payment
 
@@ -204,6 +206,8 @@ def refund(
             created_at=now,
         )
         session.add(row)
+        if payment.method == store_credit.METHOD:
+            store_credit.give_back(session, order=order, amount=take, refund_id=row.id)
         first = first or row
         remaining -= take
         if remaining == 0:

@@ -12,7 +12,7 @@ CURRENCY = r"^[A-Z]{3}$"
 ORDER_CHANNELS = ("web", "app", "store", "call_center", "chat")
 OrderChannel = Literal["web", "app", "store", "call_center", "chat"]
 FulfillmentType = Literal["delivery", "pickup", "ship_from_store"]
-PaymentMethod = Literal["card", "cash", "bank_transfer", "payment_link", "wallet"]
+PaymentMethod = Literal["card", "cash", "bank_transfer", "payment_link", "wallet", "store_credit"]
 
 
 class Strict(BaseModel):

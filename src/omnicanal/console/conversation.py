@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Query
+from fastapi import APIRouter, File, Form, Query, UploadFile
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.responses import PlainTextResponse, Response
@@ -24,6 +25,7 @@ from omnicanal.console.inbox import staff_names
 from omnicanal.console.routes import parse_id, problem_text
 from omnicanal.conversations.channels import CHANNEL_RULES, ReplyOption
 from omnicanal.conversations.models import Conversation, Message
+from omnicanal.conversations.reply_content import store_reply_attachments
 from omnicanal.conversations.schemas import ConversationOut
 from omnicanal.conversations.service import (
     STATUSES,
@@ -43,6 +45,8 @@ from omnicanal.db import utcnow
 from omnicanal.errors import DomainError
 from omnicanal.outbox.models import OutboxItem
 from omnicanal.routing.models import AgentProfile, Team
+from omnicanal.settings import Settings
+from omnicanal.storage import discard_attachments
 
 router = APIRouter(prefix="/console", include_in_schema=False)
 
@@ -347,6 +351,17 @@ def back(console: Console, conversation_id: uuid.UUID) -> Response:
     return console.redirect(f"/console/conversations/{conversation_id}")
 
 
+def reply_files(settings: Settings, uploads: list[UploadFile]) -> list[dict[str, Any]]:
+    """The files chosen in the reply box, checked and stored as the API does with inline files."""
+    raw = []
+    for upload in uploads[:10]:
+        data = upload.file.read(settings.attachment_max_bytes + 1)
+        content_type = upload.content_type or "application/octet-stream"
+        raw.append({"name": upload.filename or "file", "content_type": content_type,
+                    "data": base64.b64encode(data).decode()})  # fmt: skip
+    return store_reply_attachments(raw, settings=settings)
+
+
 @router.post("/conversations/{conversation_id}/reply")
 def post_reply(
     console: StaffPostConsole,
@@ -355,13 +370,15 @@ def post_reply(
     channel: Annotated[str, Form()] = "",
     private: Annotated[str, Form()] = "",
     answer_id: Annotated[str, Form()] = "",
+    files: Annotated[list[UploadFile] | None, File()] = None,
 ) -> Response:
     user = console.require(Permission.CONVERSATIONS_WRITE)
     cid = parse_id(console, conversation_id, console._("There is no conversation with this id."))
     is_note = private in ("1", "on", "true", "yes")
     draft = {"draft": text, "channel": channel or None, "private": is_note}
     problem: str | None = None
-    if not text.strip():
+    uploads = [f for f in files or [] if f.filename]
+    if not text.strip() and not uploads:
         problem = console._("Write a message before sending.")
     elif len(text) > TEXT_MAX:
         problem = console._("The message is too long (at most %(max)s characters).", max=TEXT_MAX)
@@ -384,13 +401,16 @@ def post_reply(
             answer = uuid.UUID(answer_id) if answer_id else None
         except ValueError:
             answer = None
+        stored: list[dict[str, Any]] = []
         try:
+            stored = reply_files(console.settings, uploads)
             with console.db.write() as session:
                 reply(
                     session, conversation_id=cid, text=text, channel=None if is_note else channel, private=is_note,
-                    author_type="agent", author_id=str(user.id), answer_id=answer,
+                    author_type="agent", author_id=str(user.id), answer_id=answer, attachments=stored,
                 )  # fmt: skip
         except DomainError as exc:
+            discard_attachments(stored, settings=console.settings)
             problem = problem_text(console, exc)
     if problem is not None:
         console.flash("error", problem)

@@ -15,6 +15,7 @@ from omnicanal.access.service import Principal
 from omnicanal.conversations import service
 from omnicanal.conversations.channels import MESSAGE_CHANNELS
 from omnicanal.conversations.inbound import InboundInput
+from omnicanal.conversations.reply_content import store_reply_attachments
 from omnicanal.conversations.schemas import (
     AssignIn,
     ConversationOut,
@@ -245,16 +246,24 @@ def post_message(
     """A reply (or a private note). A retried request with the same ``Idempotency-Key`` sends nothing twice."""
 
     def produce() -> tuple[int, Any]:
-        if (data.text is None) == (data.answer_id is None):
+        if (data.text is None) == (data.answer_id is None) and not (data.attachments and data.answer_id is None):
             raise ValidationFailed.on_field("text", "give exactly one of text or answer_id")
         text = data.text or ""
         if data.answer_id is not None:
             text = _render_answer(session, conversation_id, data)
         author_type, author_id = _principal_author(principal)
-        message = service.reply(
-            session, conversation_id=conversation_id, text=text, channel=data.channel, private=data.private,
-            author_type=author_type, author_id=author_id, answer_id=data.answer_id,
-        )  # fmt: skip
+        settings = request.app.state.settings
+        files = store_reply_attachments([a.model_dump() for a in data.attachments], settings=settings)
+        try:
+            message = service.reply(
+                session, conversation_id=conversation_id, text=text, channel=data.channel, private=data.private,
+                author_type=author_type, author_id=author_id, answer_id=data.answer_id, attachments=files,
+                interactive=data.interactive.model_dump(exclude_none=True) if data.interactive else None,
+            )  # fmt: skip
+            session.flush()
+        except BaseException:
+            discard_attachments(files, settings=settings)
+            raise
         return 201, service.message_out(message).model_dump(mode="json")
 
     return run_idempotent(

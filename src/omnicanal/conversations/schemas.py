@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from omnicanal.conversations.reply_content import InteractiveIn, ReplyAttachmentIn
 from omnicanal.customers.schemas import IdentityIn
 
 
@@ -45,6 +46,8 @@ class ReplyIn(BaseModel):
     channel: str | None = None
     private: bool = False
     context: dict[str, Any] = Field(default_factory=dict, description="values for the answer's variables")
+    attachments: list[ReplyAttachmentIn] = Field(default_factory=list, max_length=10)
+    interactive: InteractiveIn | None = Field(default=None, description="WhatsApp: reply buttons or a list")
 
 
 class MessageOut(BaseModel):

@@ -16,6 +16,7 @@ from omnicanal.access.models import StaffUser
 from omnicanal.conversations.channels import CHANNEL_RULES, ReplyOption, reply_options
 from omnicanal.conversations.models import Conversation, Message
 from omnicanal.conversations.notify import announce, announce_assigned, conversation_data, message_data
+from omnicanal.conversations.reply_content import check_reply_content, interactive_record
 from omnicanal.conversations.schemas import ConversationOut, MessageOut, SlaOut
 from omnicanal.customers.models import Customer, Identity
 from omnicanal.customers.service import get_customer
@@ -382,11 +383,18 @@ def reply(
     author_type: str,
     author_id: str,
     answer_id: uuid.UUID | None = None,
+    attachments: list[dict[str, Any]] | None = None,
+    interactive: dict[str, Any] | None = None,
 ) -> Message:
-    """An agent's (or bot's) message. Public replies leave through the outbox after commit."""
+    """An agent's (or bot's) message. Public replies leave through the outbox after commit.
+
+    ``attachments``: records from ``reply_content.store_reply_attachments``; ``interactive``: an
+    ``InteractiveIn`` as a dict (WhatsApp buttons or list).
+    """
     conversation = get_conversation(session, conversation_id)
     customer = get_customer(session, conversation.customer_id, follow_merges=True)
-    if not text.strip():
+    files = list(attachments or [])
+    if not files and interactive is None and not text.strip():
         raise ValidationFailed.on_field("text", "must not be empty")
     now = utcnow()
     if private:
@@ -394,8 +402,10 @@ def reply(
             conversation_id=conversation.id, customer_id=customer.id, source_customer_id=customer.id,
             channel="note", direction="internal", sender_type=author_type, sender_id=author_id, text=text,
             private=True, mentions=_mentions(session, text), status="stored", answer_id=answer_id,
-            occurred_at=now, created_at=now, updated_at=now,
+            attachments=files, occurred_at=now, created_at=now, updated_at=now,
         )  # fmt: skip
+        if interactive is not None:
+            check_reply_content(channel=None, text=text, attachments=files, interactive=interactive)
         session.add(message)
         session.flush()
         announce(session, "note.created", message_data(message) | {"mentions": message.mentions})
@@ -409,26 +419,34 @@ def reply(
     option = next(o for o in channel_options(session, conversation, now=now) if o.channel == target)
     if not option.available:
         raise Conflict(f"cannot reply on {target}: {option.reason}", channel=target, template_only=option.template_only)
+    if files or interactive is not None:
+        check_reply_content(channel=target, text=text, attachments=files, interactive=interactive)
     instance_id = last_channel_instance(session, customer.id, target)
     message = Message(
         conversation_id=conversation.id, customer_id=customer.id, source_customer_id=customer.id, channel=target,
         direction="outbound", sender_type=author_type, sender_id=author_id, text=text, status="queued",
         answer_id=answer_id, channel_instance_id=instance_id, occurred_at=now, created_at=now, updated_at=now,
+        attachments=files + ([interactive_record(interactive)] if interactive is not None else []),
     )  # fmt: skip
     session.add(message)
     session.flush()
+    payload: dict[str, Any] = {
+        "message_id": str(message.id),
+        "conversation_id": str(conversation.id),
+        "to": option.address,
+        "text": text,
+        "format": CHANNEL_RULES[target].format,
+        "channel_instance_id": str(instance_id) if instance_id else None,
+    }
+    if files:
+        payload["attachments"] = files
+    if interactive is not None:
+        payload["interactive"] = interactive
     enqueue(
         session,
         kind="message",
         channel=target,
-        payload={
-            "message_id": str(message.id),
-            "conversation_id": str(conversation.id),
-            "to": option.address,
-            "text": text,
-            "format": CHANNEL_RULES[target].format,
-            "channel_instance_id": str(instance_id) if instance_id else None,
-        },
+        payload=payload,
         message_id=message.id,
         customer_id=customer.id,
     )

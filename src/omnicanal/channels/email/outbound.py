@@ -7,6 +7,7 @@ import logging
 import smtplib
 import ssl
 import uuid
+from collections.abc import Sequence
 from email.message import EmailMessage
 from email.utils import formataddr, formatdate
 from typing import Any, Protocol
@@ -18,6 +19,7 @@ from omnicanal.channels.email.reply_address import reply_address
 from omnicanal.conversations.models import Message
 from omnicanal.db import Database
 from omnicanal.outbox.transports import DeliveryError, Envelope, Sent
+from omnicanal.storage import blob_store
 
 log = logging.getLogger(__name__)
 _MAX_REFERENCES = 20
@@ -71,7 +73,9 @@ def reply_subject(subject: str | None, fallback: str) -> str:
 def build_message(
     *, config: ChannelConfig, secret: str, message_id: str, to: str, text: str,
     conversation_id: uuid.UUID | None, subject: str | None, references: list[str],
+    attachments: Sequence[tuple[str, str, bytes]] = (),
 ) -> EmailMessage:  # fmt: skip
+    """The reply; with ``attachments`` (name, content type, data) it is multipart/mixed around the text."""
     from_address = str(config["from_address"])
     domain = str(config.get("reply_domain") or domain_of(from_address))
     message = EmailMessage()
@@ -88,7 +92,31 @@ def build_message(
     message.set_content(text)
     paragraphs = "".join(f"<p>{html.escape(p).replace(chr(10), '<br>')}</p>" for p in text.split("\n\n"))
     message.add_alternative(f"<!doctype html><html><body>{paragraphs}</body></html>", subtype="html")
+    for name, content_type, data in attachments:
+        maintype, _, subtype = content_type.partition("/")
+        message.add_attachment(data, maintype=maintype or "application", subtype=subtype or "octet-stream",
+                               filename=name)  # fmt: skip
     return message
+
+
+def reply_files(database: Database, payload: dict[str, Any]) -> tuple[str, list[tuple[str, str, bytes]]]:
+    """A reply's files to attach, and its text with the files given by address listed under it."""
+    text = str(payload.get("text") or "")
+    files: list[tuple[str, str, bytes]] = []
+    links: list[str] = []
+    for attachment in payload.get("attachments") or ():
+        name = str(attachment.get("name") or "file")
+        if attachment.get("key"):
+            try:
+                data = blob_store(database.settings).get(str(attachment["key"]))
+            except (OSError, KeyError) as exc:
+                raise DeliveryError(f"the file {name!r} is no longer stored: {exc}", permanent=True) from None
+            files.append((name, str(attachment.get("content_type") or "application/octet-stream"), data))
+        elif attachment.get("url"):
+            links.append(f"{name}: {attachment['url']}")
+    if links:
+        text = "\n\n".join(part for part in (text, "\n".join(links)) if part)
+    return text, files
 
 
 class SmtpTransport:
@@ -124,10 +152,10 @@ class SmtpTransport:
         subject, references = thread_of(self.database, conversation_id) if conversation_id else (None, [])
         from_address = str(self.config["from_address"])
         message_id = f"{envelope.id}@{domain_of(from_address)}"
+        text, files = reply_files(self.database, payload)
         message = build_message(
             config=self.config, secret=self.secret, message_id=message_id, to=str(payload["to"]),
-            text=str(payload.get("text") or ""), conversation_id=conversation_id, subject=subject,
-            references=references,
+            text=text, conversation_id=conversation_id, subject=subject, references=references, attachments=files,
         )  # fmt: skip
         try:
             client = self._connect()

@@ -7,6 +7,7 @@ import uuid
 from omnicanal.channels.registry import ChannelType, ConfigKey, register
 from omnicanal.channels.service import ConfiguredChannel
 from omnicanal.channels.webchat.api import router
+from omnicanal.channels.webchat.files import router as files_router
 from omnicanal.channels.webchat.hub import WIDGET_MESSAGE
 from omnicanal.channels.webchat.visitors import widget_message
 from omnicanal.conversations.models import Message
@@ -34,7 +35,7 @@ class WidgetTransport:
             if message is None:
                 raise DeliveryError(f"message {message_id} is gone", permanent=True)
             data = {"customer_id": str(message.customer_id), "conversation_id": str(message.conversation_id),
-                    "message": widget_message(message)}  # fmt: skip
+                    "message": widget_message(message, secret=self.database.settings.secret_key)}  # fmt: skip
         runtime.broadcaster.publish({"type": WIDGET_MESSAGE, "data": data})
         return Sent(provider_id=f"web-{envelope.id}", detail="pushed to the visitor's open widgets")
 
@@ -62,7 +63,7 @@ WEBCHAT = register(
                 help="sites that may embed the widget, e.g. https://shop.example; empty: any",
             ),
         ),
-        routers=(router,),
+        routers=(router, files_router),
         transport=_transport,
         webhook_paths=("/widget.js", "/ws/widget?channel={id}"),
     )

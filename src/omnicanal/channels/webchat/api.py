@@ -221,7 +221,8 @@ async def _hello(app: Any, visitor: _Visitor, data: dict[str, Any]) -> None:
         customer = await run_in_threadpool(_read, db, lambda session: customer_of(session, visitor.identities))
     messages: list[dict[str, Any]] = []
     if customer is not None:
-        messages = await run_in_threadpool(_read, db, lambda session: history(session, customer))
+        secret = settings.secret_key
+        messages = await run_in_threadpool(_read, db, lambda session: history(session, customer, secret=secret))
     visitor.connection.customer_id = customer
     visitor.connection.conversations = {m["conversation_id"] for m in messages}
     visitor.conversation_id = messages[-1]["conversation_id"] if messages else None
@@ -317,7 +318,9 @@ async def _message(app: Any, visitor: _Visitor, data: dict[str, Any]) -> None:
         connection.push(_error("refused", result.error.detail, client_id=client_id))
         return
     message = await run_in_threadpool(
-        _read, app.state.database, lambda session: widget_message(session.get(Message, result.message_id))
+        _read,
+        app.state.database,
+        lambda session: widget_message(session.get(Message, result.message_id), secret=settings.secret_key),
     )
     connection.customer_id = result.customer_id
     visitor.conversation_id = str(result.conversation_id)

@@ -116,9 +116,12 @@ def customer_of(session: Session, identities: Sequence[tuple[str, str]]) -> uuid
     return None
 
 
-def widget_message(message: Message) -> dict[str, Any]:
-    """What the visitor's browser gets: never private notes, never internal ids of staff."""
-    return {
+def widget_message(message: Message, *, secret: str | None = None) -> dict[str, Any]:
+    """What the visitor's browser gets: never private notes, never internal ids of staff.
+
+    With ``secret`` (the server's secret key) each file carries the signed link the visitor opens it by.
+    """
+    shown: dict[str, Any] = {
         "id": str(message.id),
         "conversation_id": str(message.conversation_id),
         "direction": message.direction,
@@ -130,9 +133,18 @@ def widget_message(message: Message) -> dict[str, Any]:
         ],
         "created_at": message.created_at.isoformat(),
     }
+    if secret is not None:
+        from omnicanal.channels.webchat.files import file_links
+
+        for shown_file, link in zip(shown["attachments"], file_links(secret, message), strict=True):
+            if link is not None:
+                shown_file["url"] = link
+    return shown
 
 
-def history(session: Session, customer_id: uuid.UUID, *, limit: int = HISTORY_LIMIT) -> list[dict[str, Any]]:
+def history(
+    session: Session, customer_id: uuid.UUID, *, limit: int = HISTORY_LIMIT, secret: str | None = None
+) -> list[dict[str, Any]]:
     """The customer's latest web chat messages, oldest first."""
     rows = session.scalars(
         select(Message)
@@ -140,4 +152,4 @@ def history(session: Session, customer_id: uuid.UUID, *, limit: int = HISTORY_LI
         .order_by(Message.created_at.desc(), Message.id.desc())
         .limit(limit)
     )
-    return [widget_message(m) for m in reversed(list(rows))]
+    return [widget_message(m, secret=secret) for m in reversed(list(rows))]

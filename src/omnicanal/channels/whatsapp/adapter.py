@@ -17,6 +17,7 @@ from omnicanal.channels.media import attach_file, fetch_list, queue_fetches
 from omnicanal.channels.meta.signing import handshake, verified_body
 from omnicanal.channels.registry import ChannelType, ConfigKey, register
 from omnicanal.channels.service import ConfiguredChannel
+from omnicanal.channels.whatsapp.outbound import MediaSender
 from omnicanal.channels.whatsapp.templates import router as templates_router
 from omnicanal.conversations.inbound import InboundInput
 from omnicanal.customers.identities import InvalidIdentity, normalize
@@ -161,6 +162,7 @@ class WhatsAppTransport:
         self.url = f"{channel['api_base_url']}/{channel['api_version']}/{channel['phone_number_id']}/messages"
         self.headers = {"Authorization": f"Bearer {channel['access_token']}"}
         self.media_url = f"{channel['api_base_url']}/{channel['api_version']}"
+        self.upload_url = f"{self.media_url}/{channel['phone_number_id']}/media"
         self.database = database
         self._local = threading.local()
 
@@ -196,6 +198,10 @@ class WhatsAppTransport:
         payload = envelope.payload
         to = str(payload["to"]).lstrip("+")
         body: dict[str, Any] = {"messaging_product": "whatsapp", "recipient_type": "individual", "to": to}
+        if payload.get("attachments") or payload.get("interactive"):
+            media = MediaSender(client=self._client(), messages_url=self.url, media_url=self.upload_url,
+                                database=self.database)  # fmt: skip
+            return media.send(envelope, body)
         template = payload.get("template")
         if template:
             body |= {"type": "template", "template": template}

@@ -91,7 +91,7 @@
     ".msg.in{align-self:flex-end;background:" + color + ";color:#fff;border-bottom-right-radius:4px}" +
     ".msg.out{align-self:flex-start;background:#fff;border:1px solid #e3e3e3;border-bottom-left-radius:4px}" +
     ".msg.pending{opacity:.6}.msg.failed{outline:2px solid #b3261e}" +
-    ".msg .file{display:block;font-size:12px;opacity:.9}" +
+    ".msg .file{display:block;font-size:12px;opacity:.9}.msg a.file{color:inherit;text-decoration:underline}" +
     ".greeting{align-self:flex-start;font-size:14px;color:#444}" +
     ".typing{font-size:12px;color:#555;padding:0 14px 4px;min-height:18px}" +
     "form{display:flex;gap:6px;padding:8px;border-top:1px solid #e3e3e3;align-items:flex-end}" +
@@ -154,6 +154,12 @@
   var shown = {}; // message id or client id -> element
   var maxFileBytes = 10 * 1024 * 1024, fileTypes = ["image/*", "application/pdf", "text/plain"];
 
+  function fileHref(url) {
+    if (typeof url !== "string") return null;
+    if (url.charAt(0) === "/") return base.origin + url;
+    return /^https?:\/\//.test(url) ? url : null;
+  }
+
   function render(message, clientId, pending) {
     var key = message.id || clientId;
     var el = (message.id && shown[message.id]) || (clientId && shown[clientId]);
@@ -166,9 +172,16 @@
     el.setAttribute("data-direction", inbound ? "visitor" : "agent");
     el.textContent = message.text || "";
     (message.attachments || []).forEach(function (file) {
-      var line = document.createElement("span");
+      var href = fileHref(file.url);
+      var line = document.createElement(href ? "a" : "span");
       line.className = "file";
       line.textContent = "📎 " + file.name;
+      if (href) {
+        line.href = href; // a signed link to this server, or the file's own public address
+        line.target = "_blank";
+        line.rel = "noopener";
+        line.setAttribute("download", file.name || "");
+      }
       el.appendChild(line);
     });
     if (clientId) shown[clientId] = el;
