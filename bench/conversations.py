@@ -8,7 +8,9 @@ results as JSON in ``bench/results/``. Figures are written up in docs/benchmarks
 
 Also: ``python bench/conversations.py profile-c1|profile-c2 [SECONDS]`` (py-spy of the server under the C1
 load, or answering the busiest agent's inbox).
-Internal child entry points (run by the script itself): ``_c2inproc``, ``_sse``, ``_provider``.
+Also: ``c1inproc`` (``conversations.inbound.receive`` alone, in process, on batches of 32 with C1's mix: the
+ingest writer's CPU per message without HTTP).
+Internal child entry points (run by the script itself): ``_c1inproc``, ``_c2inproc``, ``_sse``, ``_provider``.
 """
 
 from __future__ import annotations
@@ -302,6 +304,78 @@ def c1(
         say(f"  target >= 2,000 messages/s and p99 <= 40 ms: {verdict(met)}")
         out["target_met"] = met
     return out
+
+
+def c1_inproc(plan: Plan, workdir: Path) -> dict[str, Any]:
+    """``conversations.inbound.receive`` alone, in process, on batches of 32 (what the ingest writer hands it at
+    ``-c32``), with C1's mix and set-up: the writer's CPU per message without HTTP and without the machine's
+    other load skewing a wrk run. Each batch in its own write transaction, as the writer runs it."""
+    pool, batches = (1000, 200) if plan.quick else (3000, 600)
+    say(f"C1 in process: receive() on {batches} batches of 32 after 20 warm-up batches; C1's mix and set-up")
+    url, token = run.fresh_db(workdir, "c1-inproc.db")
+    c1_prepare(url, token, pool)
+    done = subprocess.run(
+        [sys.executable, __file__, "_c1inproc", url, str(pool), str(batches)],
+        capture_output=True, text=True, check=True, cwd=ROOT,
+    )  # fmt: skip
+    out: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    say(
+        f"  receive(): {out['cpu_ms_per_message']:.3f} ms CPU per message, {out['wall_ms_per_message']:.3f} ms wall "
+        f"({out['messages']:,} messages, {out['new_conversations']:,} new conversations); peak RSS "
+        f"{out['memory_mib']:.0f} MiB"
+    )
+    return out
+
+
+def c1_inproc_child(url: str, pool: int, batches: int) -> None:
+    os.environ["OMNICANAL_DATABASE_URL"] = url
+    from omnicanal.app import create_app
+    from omnicanal.conversations.api import prepare_inbound
+    from omnicanal.conversations.inbound import receive
+    from omnicanal.conversations.schemas import InboundMessageIn
+    from omnicanal.db import create_database
+    from omnicanal.settings import Settings
+
+    settings = Settings()
+    database = create_database(settings)
+    create_app(settings, database=database)  # handlers, the real-time runtime: what the server has
+    rng = random.Random(7)
+    counter = itertools.count()
+
+    def message() -> Any:
+        n = next(counter)
+        channel = rng.choices([c for c, _ in CHANNELS], [w for _, w in CHANNELS])[0]
+        if rng.random() < 0.8:
+            body = pool_message(rng.randint(1, pool), f"c1i-{n}", all_identities=False, rng=rng)
+        else:
+            k = rng.randint(0, 9_999_999)
+            identity = {"whatsapp": {"type": "whatsapp", "value": f"3471{k:07d}"},
+                        "sms": {"type": "phone", "value": f"+3471{k:07d}"},
+                        "email": {"type": "email", "value": f"nuevo.{k}@example.com"}}[channel]  # fmt: skip
+            body = {"channel": channel, "identities": [identity], "text": rng.choice(TEXTS), "external_id": f"c1i-{n}",
+                    "occurred_at": datetime.now(UTC).isoformat()}  # fmt: skip
+        return prepare_inbound(InboundMessageIn.model_validate(body), settings)
+
+    work = [[message() for _ in range(32)] for _ in range(batches + 20)]
+    new_conversations = 0
+
+    def store(chunk: list[list[Any]]) -> int:
+        opened = 0
+        for items in chunk:
+            with database.write() as session:
+                opened += sum(r.new_conversation for r in receive(session, items, settings=settings))
+        return opened
+
+    store(work[:20])
+    cpu, wall = time.process_time(), time.perf_counter()
+    new_conversations = store(work[20:])
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    messages = 32 * batches
+    print(json.dumps({
+        "messages": messages, "batch": 32, "new_conversations": new_conversations,
+        "cpu_ms_per_message": 1000 * cpu / messages, "wall_ms_per_message": 1000 * wall / messages,
+        "memory_mib": run.proc_status(os.getpid()).get("VmHWM", float("nan")),
+    }))  # fmt: skip
 
 
 def c1_postgres(plan: Plan, workdir: Path) -> dict[str, Any]:
@@ -1344,7 +1418,9 @@ def c4(plan: Plan, workdir: Path) -> dict[str, Any]:
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1].startswith("_"):
         child, child_args = sys.argv[1], sys.argv[2:]
-        if child == "_c2inproc":
+        if child == "_c1inproc":
+            c1_inproc_child(child_args[0], int(child_args[1]), int(child_args[2]))
+        elif child == "_c2inproc":
             c2_inproc_child(child_args[0], int(child_args[1]), child_args[2])
         elif child == "_sse":
             sse_child(int(child_args[0]), child_args[1], float(child_args[2]), child_args[3])
@@ -1355,7 +1431,12 @@ def main() -> None:
         (profile_c1 if sys.argv[1] == "profile-c1" else profile_c2)(int(sys.argv[2]) if len(sys.argv) > 2 else 10)
         return
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("which", nargs="?", default="all", choices=["c1", "c1pg", "c2", "c3", "c4", "c4crash", "all"])
+    parser.add_argument(
+        "which",
+        nargs="?",
+        default="all",
+        choices=["c1", "c1inproc", "c1pg", "c2", "c3", "c4", "c4crash", "all"],
+    )
     parser.add_argument("--quick", action="store_true", help="short runs, smaller C4 (smoke test)")
     parser.add_argument("--quiet-load", type=float, default=2.0, help="wait for a 1-min load average below this")
     parser.add_argument("--max-wait", type=float, default=60.0, help="... but at most this many seconds")
@@ -1382,7 +1463,15 @@ def main() -> None:
     run.DATA.mkdir(exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix="conv-", dir=run.DATA))
     steps = ["c1", "c1pg", "c2", "c3", "c4"] if args.which == "all" else [args.which]
-    functions = {"c1": c1, "c1pg": c1_postgres, "c2": c2, "c3": c3, "c4": c4, "c4crash": c4_crash}
+    functions = {
+        "c1": c1,
+        "c1inproc": c1_inproc,
+        "c1pg": c1_postgres,
+        "c2": c2,
+        "c3": c3,
+        "c4": c4,
+        "c4crash": c4_crash,
+    }
     try:
         for step in steps:
             say()

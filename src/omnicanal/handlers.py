@@ -79,7 +79,7 @@ def register() -> None:
     from omnicanal.answers.service import set_conversation_context_provider
     from omnicanal.channels import privacy as channels_privacy
     from omnicanal.conversations.privacy import erase_outbox, export_conversations
-    from omnicanal.conversations.service import outbound_dead, outbound_messages, outbound_sent
+    from omnicanal.conversations.service import outbound_dead, outbound_messages, outbound_sent, outbound_written
     from omnicanal.loyalty.handlers import register as register_loyalty
     from omnicanal.outbox.service import on_outcome, on_outcomes_prefetch
     from omnicanal.privacy import service as privacy
@@ -92,7 +92,7 @@ def register() -> None:
 
     privacy.register("commerce", exporter=export_commerce, eraser=erase_commerce)
     on_outcome("message", sent=outbound_sent, dead=outbound_dead)
-    on_outcomes_prefetch(outbound_messages)
+    on_outcomes_prefetch(outbound_messages, outbound_written)
     from omnicanal.channels.delivery import register as register_delivery_statuses
 
     register_delivery_statuses()  # after outbound_sent: statuses that came before the provider id

@@ -13,15 +13,15 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, or_, select, text, update
+from sqlalchemy import Connection, Table, bindparam, or_, select, text, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from omnicanal.conversations.models import Conversation, Message
-from omnicanal.conversations.notify import announce, conversation_data
+from omnicanal.conversations.notify import announce
 from omnicanal.customers.models import Customer
 from omnicanal.customers.resolution import Resolver
-from omnicanal.db import bulk_insert, utcnow, uuid7
+from omnicanal.db import bulk_insert, bulk_update, utcnow, uuid7
 from omnicanal.errors import DomainError
 from omnicanal.routing import service as routing
 from omnicanal.settings import Settings
@@ -56,47 +56,93 @@ class InboundResult:
     dropped: bool = False  # an automatic reply with no conversation to join
 
 
-def _known_messages(session: Session, items: Sequence[InboundInput]) -> dict[tuple[str, str], InboundResult]:
-    known: dict[tuple[str, str], InboundResult] = {}
-    external_ids = sorted({item.external_id for item in items})
+_messages = cast(Table, Message.__table__)
+_conversations = cast(Table, Conversation.__table__)
+_customers = cast(Table, Customer.__table__)
+# Built once: a batch runs each of these with its own values (bench, C1: building and coercing the
+# statements per batch cost more than running them).
+_KNOWN = select(
+    _messages.c.channel, _messages.c.external_id, _messages.c.id, _messages.c.conversation_id,
+    _messages.c.customer_id,
+).where(
     # Both columns of uq_messages_channel_external_id: with the external ids alone the lookup cannot use
     # the index and reads every message (bench, C1).
+    _messages.c.channel.in_(bindparam("channels", expanding=True)),
+    _messages.c.external_id.in_(bindparam("external_ids", expanding=True)),
+)  # fmt: skip
+_THREADS = (
+    select(
+        _conversations.c.id, _conversations.c.customer_id, _conversations.c.status, _conversations.c.assignee_id,
+        _conversations.c.team_id, _conversations.c.priority, _conversations.c.language,
+        _conversations.c.last_channel, _conversations.c.last_message_at, _conversations.c.resolved_at,
+        _conversations.c.reopened_count, _conversations.c.first_response_at,
+    )
+    .where(
+        _conversations.c.customer_id.in_(bindparam("customers", expanding=True)),
+        or_(_conversations.c.status != "resolved", _conversations.c.resolved_at >= bindparam("reopen_after")),
+    )
+    .order_by(_conversations.c.id)
+)  # fmt: skip
+_TRAITS = select(_customers.c.id, _customers.c.traits).where(
+    _customers.c.id.in_(bindparam("customers", expanding=True))
+)
+_ADVISORY_LOCK = text("SELECT pg_advisory_xact_lock(:key)")
+
+
+@dataclass(slots=True)
+class _Thread:
+    """The conversation a batch writes to, as plain values: read with Core and written with
+    ``executemany``, never an ORM object flushed one by one (bench, C1)."""
+
+    id: uuid.UUID
+    customer_id: uuid.UUID
+    status: str
+    assignee_id: uuid.UUID | None
+    team_id: uuid.UUID | None
+    priority: str
+    language: str | None
+    last_channel: str | None
+    last_message_at: datetime
+    resolved_at: datetime | None
+    reopened_count: int
+    first_response_at: datetime | None
+    new: bool = False
+    last_inbound_at: datetime | None = None
+    snooze_until: datetime | None = None
+    first_response_due_at: datetime | None = None
+    resolution_due_at: datetime | None = None
+
+
+def _known_messages(connection: Connection, items: Sequence[InboundInput]) -> dict[tuple[str, str], InboundResult]:
+    known: dict[tuple[str, str], InboundResult] = {}
+    external_ids = sorted({item.external_id for item in items})
     channels = sorted({item.channel for item in items})
     for start in range(0, len(external_ids), 500):
-        rows = session.execute(
-            select(
-                Message.channel, Message.external_id, Message.id, Message.conversation_id, Message.customer_id
-            ).where(Message.channel.in_(channels), Message.external_id.in_(external_ids[start : start + 500]))
-        )
+        rows = connection.execute(_KNOWN, {"channels": channels, "external_ids": external_ids[start : start + 500]})
         for channel, external_id, message_id, conversation_id, customer_id in rows:
             if external_id is not None:
                 known[(channel, external_id)] = InboundResult(message_id, conversation_id, customer_id, duplicate=True)
     return known
 
 
-def _threads(session: Session, customers: set[uuid.UUID], *, reopen_after: datetime) -> dict[uuid.UUID, Conversation]:
+def _threads(connection: Connection, customers: set[uuid.UUID], *, reopen_after: datetime) -> dict[uuid.UUID, _Thread]:
     """Per customer: the open conversation, else the one resolved recently enough to reopen."""
-    chosen: dict[uuid.UUID, Conversation] = {}
+    chosen: dict[uuid.UUID, _Thread] = {}
     if not customers:
         return chosen
-    stmt = (
-        select(Conversation)
-        .where(
-            Conversation.customer_id.in_(customers),
-            or_(Conversation.status != "resolved", Conversation.resolved_at >= reopen_after),
-        )
-        .order_by(Conversation.id)
-    )
-    if session.get_bind().dialect.name == "postgresql":
+    stmt = _THREADS
+    if connection.dialect.name == "postgresql":
         # Two processes taking in a new customer's first messages at once must not open two
         # conversations: one holds the customer's advisory lock until it commits.
         for key in sorted(int.from_bytes(c.bytes[:8], "big", signed=True) for c in customers):
-            session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+            connection.execute(_ADVISORY_LOCK, {"key": key})
         # An agent resolving it right now must not leave this message in a resolved conversation (nor
         # both of us move the agent's counter). Locked in id order; a deadlock retries the batch.
         stmt = stmt.with_for_update()
-    rows = sorted(session.scalars(stmt), key=lambda c: c.last_message_at, reverse=True)
-    for conversation in rows:
+    rows = connection.execute(stmt, {"customers": list(customers), "reopen_after": reopen_after})
+    found = [_Thread(*row) for row in rows]  # type: ignore[call-arg]
+    found.sort(key=lambda c: c.last_message_at, reverse=True)
+    for conversation in found:
         current = chosen.get(conversation.customer_id)
         if current is None or (current.status == "resolved" and conversation.status != "resolved"):
             chosen[conversation.customer_id] = conversation
@@ -113,7 +159,9 @@ def _follow(merged: dict[uuid.UUID, uuid.UUID], customer_id: uuid.UUID) -> uuid.
 
 def receive(session: Session, items: Sequence[InboundInput], *, settings: Settings) -> list[InboundResult]:
     now = utcnow()
-    known = _known_messages(session, items)
+    session.flush()  # the batch reads through the connection: whatever the session holds goes first
+    connection = session.connection()
+    known = _known_messages(connection, items)
     resolver = Resolver(session, settings, now=now)
     resolver.prefetch(key for item in items for key in item.identities)
 
@@ -146,73 +194,71 @@ def receive(session: Session, items: Sequence[InboundInput], *, settings: Settin
         seen[key] = result
         fresh.append((item, result))
     resolver.flush()
+    session.flush()  # a merge may have left ORM changes behind
 
     for _, result in fresh:
         assert result.customer_id is not None
         result.customer_id = _follow(merged, result.customer_id)
     customers = {result.customer_id for _, result in fresh if result.customer_id is not None}
-    threads = _threads(session, customers, reopen_after=now - timedelta(seconds=settings.reopen_window_seconds))
-    traits: dict[uuid.UUID, dict[str, Any]] = {
-        customer_id: found
-        for customer_id, found in session.execute(
-            select(Customer.id, Customer.traits).where(Customer.id.in_(customers))
-        )
-    }
+    threads = _threads(connection, customers, reopen_after=now - timedelta(seconds=settings.reopen_window_seconds))
+    # Only a customer without a conversation to continue needs its traits (for the new one's language and tier).
+    unthreaded = [customer_id for customer_id in customers if customer_id not in threads]
+    traits: dict[uuid.UUID, dict[str, Any]] = (
+        {customer_id: found for customer_id, found in connection.execute(_TRAITS, {"customers": unthreaded})}
+        if unthreaded
+        else {}
+    )
 
     events: list[dict[str, Any]] = []
     messages: list[dict[str, Any]] = []
-    stored: list[tuple[InboundResult, dict[str, Any]]] = []
-    started: list[tuple[InboundInput, Conversation, str | None]] = []
-    opened: set[uuid.UUID] = set()
+    stored: list[tuple[InboundResult, dict[str, Any], _Thread]] = []
+    started: list[tuple[InboundInput, _Thread, str | None]] = []
     touched: dict[uuid.UUID, str] = {}  # existing conversation -> channel of its last message in this batch
+    changed: dict[uuid.UUID, tuple[str, _Thread]] = {}  # existing conversations whose status the batch changed
     for item, result in fresh:
-        assert result.customer_id is not None
-        conversation = threads.get(result.customer_id)
+        customer_id = result.customer_id
+        assert customer_id is not None
+        conversation = threads.get(customer_id)
         if conversation is None and not item.reopens:
             result.dropped = True
             continue
         if conversation is None:
-            customer_traits = traits.get(result.customer_id) or {}
-            conversation = _open(session, item, result.customer_id, customer_traits, now=now)
-            threads[result.customer_id] = conversation
+            customer_traits = traits.get(customer_id) or {}
+            conversation = _Thread(
+                id=uuid7(), customer_id=customer_id, status="open", assignee_id=None, team_id=None,
+                priority="normal", language=customer_traits.get("language"), last_channel=item.channel,
+                last_message_at=now, resolved_at=None, reopened_count=0, first_response_at=None, new=True,
+            )  # fmt: skip
+            threads[customer_id] = conversation
             result.new_conversation = True
             attributes = customer_traits.get("attributes") or {}
             started.append((item, conversation, attributes.get("tier") if isinstance(attributes, dict) else None))
-            opened.add(conversation.id)
         elif item.reopens:
-            _continue(session, conversation, now=now)
+            _continue(session, conversation, changed)
         message_id = uuid7()
         messages.append(
             {
-                "id": message_id, "conversation_id": conversation.id, "customer_id": result.customer_id,
-                "source_customer_id": result.customer_id, "channel": item.channel, "direction": "inbound",
+                "id": message_id, "conversation_id": conversation.id, "customer_id": customer_id,
+                "source_customer_id": customer_id, "channel": item.channel, "direction": "inbound",
                 "sender_type": "customer", "sender_id": None, "text": item.text, "attachments": item.attachments,
                 "private": False, "mentions": [], "external_id": item.external_id,
                 "channel_instance_id": item.channel_instance_id, "status": "received",
                 "occurred_at": item.occurred_at, "created_at": now, "updated_at": now,
             }
         )  # fmt: skip
-        if conversation.id in opened:
-            conversation.last_channel = item.channel
-            conversation.last_message_at = now
-            conversation.last_inbound_at = now
-            conversation.updated_at = now
-        else:
-            # Stored by one executemany after the loop; the object shows the values without the ORM
-            # flushing each conversation (bench, C1).
-            for name, value in (("last_channel", item.channel), ("last_message_at", now),
-                                ("last_inbound_at", now), ("updated_at", now)):  # fmt: skip
-                set_committed_value(conversation, name, value)
+        conversation.last_channel = item.channel
+        conversation.last_message_at = now
+        conversation.last_inbound_at = now
+        if not conversation.new:
             touched[conversation.id] = item.channel
         result.message_id = message_id
-        stored.append((result, messages[-1]))
         result.conversation_id = conversation.id
-        message_hex = message_id.hex
+        stored.append((result, messages[-1], conversation))
         events.append(
             {
-                "event_id": f"msg_{message_hex}",
-                "customer_id": result.customer_id,
-                "source_customer_id": result.customer_id,
+                "event_id": f"msg_{message_id.hex}",
+                "customer_id": customer_id,
+                "source_customer_id": customer_id,
                 "type": "message.received",
                 "channel": item.channel,
                 "occurred_at": item.occurred_at,
@@ -231,82 +277,134 @@ def receive(session: Session, items: Sequence[InboundInput], *, settings: Settin
         # instead of flushing the batch's pending rows piecemeal before each of its queries.
         with session.no_autoflush:
             for item, conversation, tier in started:
-                routing.route_new(
-                    session, conversation, channel=item.channel, text=item.text, tier=tier, now=now, batch=batch
-                )
-    bulk_insert(session, Message, messages)  # flushes the conversations first (messages refer to them)
-    if touched:
-        session.connection().execute(
-            _TOUCH,
-            [{"conversation_id": cid, "channel": channel, "now": now} for cid, channel in touched.items()],
-        )
+                batch.route(conversation, channel=item.channel, text=item.text, tier=tier, now=now)
+            batch.finish()
+        bulk_insert(session, Conversation, [_new_row(conversation, now) for _, conversation, _ in started])
+    bulk_insert(session, Message, messages)  # after the conversations: messages refer to them
+    bulk_update(
+        session,
+        Conversation,
+        "id",
+        [
+            {"last_channel": channel, "last_message_at": now, "last_inbound_at": now, "updated_at": now, "id": cid}
+            for cid, channel in touched.items()
+        ],
+    )
+    _store_status_changes(connection, changed)
     bulk_insert(session, Event, events)
+    _sync_loaded(session, touched, changed, now=now)
     for repeat, first in repeats:
         repeat.message_id, repeat.conversation_id = first.message_id, first.conversation_id
         repeat.customer_id = first.customer_id
     created_at = now.isoformat()
-    for result, row in stored:
-        assert result.customer_id is not None
-        conversation = threads[result.customer_id]
-        about = conversation_data(conversation)
+    abouts: dict[uuid.UUID, dict[str, Any]] = {}
+    for result, row, conversation in stored:
+        about = abouts.get(conversation.id)
+        if about is None:
+            about = abouts[conversation.id] = _about(conversation)
         # what notify.message_data gives for this row, without reading it back
         data = {
-            "id": str(row["id"]), "conversation_id": about["id"], "customer_id": str(row["customer_id"]),
+            "id": str(row["id"]), "conversation_id": about["id"], "customer_id": about["customer_id"],
             "channel": row["channel"], "direction": "inbound", "sender_type": "customer", "sender_id": None,
             "text": row["text"], "private": False, "status": "received", "created_at": created_at,
-            "conversation": about,
+            "conversation": dict(about),
         }  # fmt: skip
         announce(session, "message.received", data)
         if result.new_conversation:
-            announce(session, "conversation.created", conversation_data(conversation))
+            announce(session, "conversation.created", dict(about))
             if conversation.assignee_id is not None:
-                announce(session, "conversation.assigned", conversation_data(conversation) | {"actor": "routing"})
+                announce(session, "conversation.assigned", about | {"actor": "routing"})
             _out_of_hours_reply(session, conversation, now=now, batch=batch)
     return results
 
 
-_conversations = cast(Table, Conversation.__table__)
-_TOUCH = (
+_REOPEN = (
     update(_conversations)
     .where(_conversations.c.id == bindparam("conversation_id"))
-    .values(
-        last_channel=bindparam("channel"),
-        last_message_at=bindparam("now"),
-        last_inbound_at=bindparam("now"),
-        updated_at=bindparam("now"),
-    )
+    .values(status="open", resolved_at=None, reopened_count=bindparam("reopened_count"))
+)
+_WAKE = (
+    update(_conversations)
+    .where(_conversations.c.id == bindparam("conversation_id"))
+    .values(status="open", snooze_until=None)
 )
 
 
-def _open(session: Session, item: InboundInput, customer_id: uuid.UUID, traits: dict[str, Any], *,
-          now: datetime) -> Conversation:  # fmt: skip
-    """A new conversation, routed later with the rest of its batch."""
-    conversation = Conversation(
-        id=uuid7(), customer_id=customer_id, source_customer_id=customer_id, status="open",
-        language=traits.get("language"), last_channel=item.channel, last_message_at=now, created_at=now,
-        updated_at=now, labels=[], priority="normal", reopened_count=0,
-    )  # fmt: skip
-    session.add(conversation)
-    return conversation
+def _about(conversation: _Thread) -> dict[str, Any]:
+    """What notify.conversation_data gives for the conversation."""
+    return {
+        "id": str(conversation.id),
+        "customer_id": str(conversation.customer_id),
+        "status": conversation.status,
+        "assignee_id": str(conversation.assignee_id) if conversation.assignee_id else None,
+        "team_id": str(conversation.team_id) if conversation.team_id else None,
+        "last_channel": conversation.last_channel,
+        "priority": conversation.priority,
+    }
 
 
-def _continue(session: Session, conversation: Conversation, *, now: datetime) -> None:
+def _new_row(conversation: _Thread, now: datetime) -> dict[str, Any]:
+    return {
+        "id": conversation.id, "customer_id": conversation.customer_id,
+        "source_customer_id": conversation.customer_id, "status": "open", "snooze_until": None,
+        "assignee_id": conversation.assignee_id, "team_id": conversation.team_id, "priority": "normal",
+        "labels": [], "language": conversation.language, "last_channel": conversation.last_channel,
+        "last_message_at": now, "last_inbound_at": now, "first_response_at": None,
+        "first_response_due_at": conversation.first_response_due_at,
+        "resolution_due_at": conversation.resolution_due_at, "resolved_at": None, "reopened_count": 0,
+        "created_at": now, "updated_at": now,
+    }  # fmt: skip
+
+
+def _continue(session: Session, conversation: _Thread, changed: dict[uuid.UUID, tuple[str, _Thread]]) -> None:
     if conversation.status == "resolved":
         conversation.status = "open"
         conversation.resolved_at = None
         conversation.reopened_count += 1
         if conversation.assignee_id is not None:
             routing.take_slot(session, conversation.assignee_id, force=True)
-        announce(session, "conversation.open", conversation_data(conversation) | {"actor": "customer"})
+        changed[conversation.id] = ("reopened", conversation)
+        announce(session, "conversation.open", _about(conversation) | {"actor": "customer"})
     elif conversation.status in ("pending", "snoozed"):
         conversation.status = "open"
         conversation.snooze_until = None
-        announce(session, "conversation.open", conversation_data(conversation) | {"actor": "customer"})
+        changed[conversation.id] = ("woken", conversation)
+        announce(session, "conversation.open", _about(conversation) | {"actor": "customer"})
 
 
-def _out_of_hours_reply(
-    session: Session, conversation: Conversation, *, now: datetime, batch: routing.BatchRouting
-) -> None:
+def _store_status_changes(connection: Connection, changed: dict[uuid.UUID, tuple[str, _Thread]]) -> None:
+    reopened = [
+        {"conversation_id": conversation.id, "reopened_count": conversation.reopened_count}
+        for how, conversation in changed.values()
+        if how == "reopened"
+    ]
+    woken = [{"conversation_id": conversation.id} for how, conversation in changed.values() if how == "woken"]
+    if reopened:
+        connection.execute(_REOPEN, reopened)
+    if woken:
+        connection.execute(_WAKE, woken)
+
+
+def _sync_loaded(session: Session, touched: dict[uuid.UUID, str], changed: dict[uuid.UUID, tuple[str, _Thread]], *,
+                 now: datetime) -> None:  # fmt: skip
+    """Conversations the session already holds as objects show what the batch wrote without the ORM."""
+    if not session.identity_map:
+        return
+    for held in list(session.identity_map.values()):
+        if not isinstance(held, Conversation) or held.id not in touched:
+            continue
+        values: dict[str, Any] = {"last_channel": touched[held.id], "last_message_at": now, "last_inbound_at": now,
+                                  "updated_at": now}  # fmt: skip
+        how, conversation = changed.get(held.id, ("", None))
+        if how == "reopened":
+            values |= {"status": "open", "resolved_at": None, "reopened_count": conversation.reopened_count}  # type: ignore[union-attr]
+        elif how == "woken":
+            values |= {"status": "open", "snooze_until": None}
+        for name, value in values.items():
+            set_committed_value(held, name, value)
+
+
+def _out_of_hours_reply(session: Session, conversation: _Thread, *, now: datetime, batch: routing.BatchRouting) -> None:
     from omnicanal.conversations.service import reply
 
     if conversation.team_id is None:

@@ -5,12 +5,14 @@ from __future__ import annotations
 import re
 import uuid
 from collections import defaultdict
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import orjson
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import Table, and_, bindparam, func, or_, select
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.util import identity_key
 
 from omnicanal.access.models import StaffUser
 from omnicanal.conversations.channels import CHANNEL_RULES, ReplyOption, reply_options
@@ -20,7 +22,7 @@ from omnicanal.conversations.reply_content import check_reply_content, interacti
 from omnicanal.conversations.schemas import ConversationOut, MessageOut, SlaOut
 from omnicanal.customers.models import Customer, Identity
 from omnicanal.customers.service import get_customer
-from omnicanal.db import utcnow
+from omnicanal.db import bulk_update, utcnow
 from omnicanal.errors import Conflict, NotFound, ValidationFailed
 from omnicanal.outbox.service import enqueue
 from omnicanal.pagination import check_limit, decode_cursor, encode_cursor
@@ -596,6 +598,19 @@ def outbound_sent(session: Session, item: Any) -> None:
     """Outbox outcome: the provider accepted the message."""
     if item.message_id is None:
         return
+    batch: _OutboundBatch | None = session.info.get(_OUTBOUND)
+    row = batch.rows.get(item.message_id) if batch is not None else None
+    if row is not None and session.identity_map.get(identity_key(Message, item.message_id)) is None:
+        assert batch is not None
+        # the same rules as below, on the batch's copy of the row, written by outbound_written
+        if row["provider_message_id"] is None:
+            row["provider_message_id"] = item.provider_id
+            batch.changed[item.message_id] = row
+        if row["status"] in ("queued", "failed"):
+            row |= {"status": "sent", "failure_reason": None, "updated_at": utcnow()}
+            batch.changed[item.message_id] = row
+            announce(session, "message.sent", {name: _as_data(name, row[name]) for name in _MESSAGE_DATA})
+        return
     message = session.get(Message, item.message_id)
     if message is None:
         return
@@ -609,15 +624,64 @@ def outbound_sent(session: Session, item: Any) -> None:
         announce(session, "message.sent", message_data(message))
 
 
-def outbound_messages(session: Session, items: list[Any]) -> list[Message]:
-    """The messages of a batch of outbox outcomes, read at once for :func:`outbound_sent` and :func:`outbound_dead`."""
+_OUTBOUND = "omnicanal.outbound_messages"
+# what notify.message_data gives, in its order
+_MESSAGE_DATA = ("id", "conversation_id", "customer_id", "channel", "direction", "sender_type", "sender_id", "text",
+                 "private", "status", "created_at")  # fmt: skip
+_messages = cast(Table, Message.__table__)
+_OUTBOUND_ROWS = select(
+    *(_messages.c[name] for name in _MESSAGE_DATA), _messages.c.provider_message_id, _messages.c.failure_reason,
+    _messages.c.updated_at,
+).where(_messages.c.id.in_(bindparam("ids", expanding=True)))  # fmt: skip
+
+
+def _as_data(name: str, value: Any) -> Any:
+    if name == "created_at":
+        return value.isoformat()
+    if name in ("id", "conversation_id", "customer_id"):
+        return str(value)
+    return value
+
+
+@dataclass
+class _OutboundBatch:
+    """The messages of a batch of outbox outcomes, read with Core; the rows the handlers changed."""
+
+    rows: dict[uuid.UUID, dict[str, Any]]
+    changed: dict[uuid.UUID, dict[str, Any]] = field(default_factory=dict)
+
+
+def outbound_messages(session: Session, items: list[Any]) -> _OutboundBatch:
+    """The messages of a batch of outbox outcomes, read at once for :func:`outbound_sent` (bench, C4: no ORM
+    objects; :func:`outbound_written` stores what the handlers changed in one statement)."""
     ids = sorted({item.message_id for item in items if item.kind == "message" and item.message_id is not None})
-    found: list[Message] = []
+    rows: dict[uuid.UUID, dict[str, Any]] = {}
     for start in range(0, len(ids), 500):
-        found.extend(session.scalars(select(Message).where(Message.id.in_(ids[start : start + 500]))))
-    return found
+        for row in session.connection().execute(_OUTBOUND_ROWS, {"ids": ids[start : start + 500]}).mappings():
+            rows[row["id"]] = dict(row)
+    batch = session.info[_OUTBOUND] = _OutboundBatch(rows)
+    return batch
+
+
+def outbound_written(session: Session) -> None:
+    """Store the messages the outcome handlers of the batch changed (see :func:`outbound_messages`)."""
+    batch: _OutboundBatch | None = session.info.pop(_OUTBOUND, None)
+    if batch is None or not batch.changed:
+        return
+    bulk_update(
+        session,
+        Message,
+        "id",
+        [
+            {"provider_message_id": row["provider_message_id"], "status": row["status"],
+             "failure_reason": row["failure_reason"], "updated_at": row["updated_at"], "id": message_id}
+            for message_id, row in batch.changed.items()
+        ],
+    )  # fmt: skip
 
 
 def outbound_dead(session: Session, item: Any) -> None:
     if item.message_id is not None:
+        if _OUTBOUND in session.info:
+            outbound_written(session)  # what the batch changed so far, before the ORM reads the message
         update_delivery_status(session, message_id=item.message_id, status="failed", reason=item.last_error)

@@ -7,12 +7,13 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import Table, and_, or_, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
-from omnicanal.db import utcnow, uuid7
+from omnicanal.db import bulk_insert, bulk_update, utcnow, uuid7
 from omnicanal.errors import Conflict, NotFound, ValidationFailed
 from omnicanal.outbox.models import OutboxAttempt, OutboxItem
 from omnicanal.pagination import check_limit, decode_cursor, encode_cursor
@@ -84,30 +85,51 @@ def claim_due(
 
     ``channels`` caps how many of each channel may be taken (per-channel rate limits).
     """
+    outbox = _outbox
     due = or_(
-        and_(OutboxItem.state == "pending", OutboxItem.next_attempt_at <= now),
-        and_(OutboxItem.state == "sending", OutboxItem.lease_until < now),
+        and_(outbox.c.state == "pending", outbox.c.next_attempt_at <= now),
+        and_(outbox.c.state == "sending", outbox.c.lease_until < now),
     )
     exhausted = sorted(channel for channel, left in (channels or {}).items() if left <= 0)
-    stmt = select(OutboxItem).where(due)
+    stmt = select(outbox.c.id, outbox.c.kind, outbox.c.channel, outbox.c.payload, outbox.c.attempts).where(due)
     if exhausted:
-        stmt = stmt.where(OutboxItem.channel.not_in(exhausted))
-    stmt = stmt.order_by(OutboxItem.next_attempt_at).limit(limit)
-    if session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.where(outbox.c.channel.not_in(exhausted))
+    stmt = stmt.order_by(outbox.c.next_attempt_at).limit(limit)
+    session.flush()  # read and written through the connection (no ORM objects; bench, C4)
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
         stmt = stmt.with_for_update(skip_locked=True)
     taken: list[Claimed] = []
     budget = dict(channels or {})
-    for item in session.scalars(stmt):
-        if item.channel in budget:
-            if budget[item.channel] <= 0:
+    lease_until = now + lease
+    for item_id, kind, channel, payload, attempts in connection.execute(stmt):
+        if channel in budget:
+            if budget[channel] <= 0:
                 continue
-            budget[item.channel] -= 1
-        item.state = "sending"
-        item.attempts += 1
-        item.lease_until = now + lease
-        taken.append(Claimed(item.id, item.kind, item.channel, dict(item.payload), item.attempts))
-    session.flush()
+            budget[channel] -= 1
+        taken.append(Claimed(item_id, kind, channel, dict(payload), attempts + 1))
+    bulk_update(
+        session,
+        OutboxItem,
+        "id",
+        [{"state": "sending", "attempts": item.attempt, "lease_until": lease_until, "id": item.id} for item in taken],
+    )
+    _sync_held(session, {item.id: {"state": "sending", "attempts": item.attempt, "lease_until": lease_until}
+                         for item in taken})  # fmt: skip
     return taken
+
+
+_outbox = cast(Table, OutboxItem.__table__)
+
+
+def _sync_held(session: Session, changes: dict[uuid.UUID, dict[str, Any]]) -> None:
+    """Items the session already holds as objects show what was written without the ORM."""
+    if not changes or not session.identity_map:
+        return
+    for held in list(session.identity_map.values()):
+        if isinstance(held, OutboxItem) and held.id in changes:
+            for name, value in changes[held.id].items():
+                set_committed_value(held, name, value)
 
 
 def _log_attempt(
@@ -224,41 +246,78 @@ def record_outcomes(session: Session, outcomes: list[Outcome]) -> list[str]:
     for start in range(0, len(ids), 500):
         for found in session.scalars(select(OutboxItem).where(OutboxItem.id.in_(ids[start : start + 500]))):
             items[found.id] = found
+    # The same rules as _mark_sent / _mark_failed, applied to the loaded objects as committed values and
+    # written with one executemany per table instead of the ORM's flush of each object (bench, C4).
     changed: list[tuple[OutboxItem, str]] = []
+    attempts: list[dict[str, Any]] = []
     states: list[str] = []
-    with session.no_autoflush:
-        for outcome in outcomes:
-            item = items.get(outcome.item_id)
-            if outcome.sent:
-                if _mark_sent(session, item, outcome.provider_id, outcome.started_at, outcome.duration_ms,
-                              outcome.status_code, outcome.detail):  # fmt: skip
-                    assert item is not None
-                    changed.append((item, "sent"))
-                states.append(item.state if item is not None else "missing")
-            else:
-                state, did = _mark_failed(session, item, outcome.detail, outcome.permanent, outcome.started_at,
-                                          outcome.duration_ms, outcome.status_code, outcome.attempt)  # fmt: skip
-                if did:
-                    assert item is not None
-                    changed.append((item, state))
-                states.append(state)
-    session.flush()
+    for outcome in outcomes:
+        item = items.get(outcome.item_id)
+        if outcome.sent:
+            if item is not None and item.state != "sent":
+                _commit_values(item, state="sent", provider_id=outcome.provider_id, sent_at=utcnow(),
+                               lease_until=None, last_error=None)  # fmt: skip
+                attempts.append(_attempt_row(item, outcome, "sent", outcome.detail))
+                changed.append((item, "sent"))
+            states.append(item.state if item is not None else "missing")
+            continue
+        if item is None:
+            states.append("missing")
+            continue
+        if item.state != "sending" or outcome.attempt != item.attempts:
+            states.append(item.state)
+            continue
+        dead = outcome.permanent or item.attempts >= item.max_attempts
+        detail = outcome.detail[:2000]
+        if dead:
+            _commit_values(item, last_error=detail, lease_until=None, state="dead")
+        else:
+            _commit_values(item, last_error=detail, lease_until=None, state="pending",
+                           next_attempt_at=utcnow() + backoff(item.attempts))  # fmt: skip
+        attempts.append(_attempt_row(item, outcome, "dead" if dead else "retry", detail))
+        changed.append((item, item.state))
+        states.append(item.state)
+    written = {item.id: item for item, _ in changed}
+    bulk_update(session, OutboxItem, "id", [{name: getattr(item, name) for name in _OUTCOME_COLUMNS} | {"id": item.id}
+                                            for item in written.values()])  # fmt: skip
+    bulk_insert(session, OutboxAttempt, attempts)
     # held while the handlers run: the identity map alone may drop unchanged rows
-    prefetched = [prefetch(session, [item for item, _ in changed]) for prefetch in _prefetchers]
+    prefetched = [prefetch(session, [item for item, _ in changed]) for prefetch, _ in _prefetchers]
     for item, state in changed:
         _run_handlers(session, item, state)
+    for _, finish in _prefetchers:
+        if finish is not None:
+            finish(session)
     del prefetched
     return states
 
 
-_prefetchers: list[Callable[[Session, list[OutboxItem]], Any]] = []
+_OUTCOME_COLUMNS = ("state", "provider_id", "sent_at", "lease_until", "last_error", "next_attempt_at")
 
 
-def on_outcomes_prefetch(prefetch: Callable[[Session, list[OutboxItem]], Any]) -> None:
+def _commit_values(item: OutboxItem, **values: Any) -> None:
+    for name, value in values.items():
+        set_committed_value(item, name, value)
+
+
+def _attempt_row(item: OutboxItem, outcome: Outcome, result: str, detail: str) -> dict[str, Any]:
+    return {
+        "item_id": item.id, "number": item.attempts, "started_at": outcome.started_at,
+        "duration_ms": outcome.duration_ms, "outcome": result, "status_code": outcome.status_code, "detail": detail,
+    }  # fmt: skip
+
+
+_prefetchers: list[tuple[Callable[[Session, list[OutboxItem]], Any], Callable[[Session], None] | None]] = []
+
+
+def on_outcomes_prefetch(
+    prefetch: Callable[[Session, list[OutboxItem]], Any], finish: Callable[[Session], None] | None = None
+) -> None:
     """Let a domain read, in one query, the rows its outcome handlers will need for a batch of items
-    (:func:`record_outcomes`); ``prefetch`` returns them, so that they stay loaded while the handlers run."""
-    if prefetch not in _prefetchers:
-        _prefetchers.append(prefetch)
+    (:func:`record_outcomes`); ``prefetch`` returns them, so that they stay loaded while the handlers run.
+    ``finish`` runs after the batch's handlers (e.g. to store what they changed in one statement)."""
+    if all(prefetch is not known for known, _ in _prefetchers):
+        _prefetchers.append((prefetch, finish))
 
 
 def retry(session: Session, *, item_id: uuid.UUID) -> OutboxItem:

@@ -7,6 +7,7 @@ the ``log`` transport (development) or at an HTTP endpoint (a provider double, a
 from __future__ import annotations
 
 import http.client
+import json
 import logging
 import threading
 import urllib.parse
@@ -86,7 +87,7 @@ class HttpTransport:
     def send(self, envelope: Envelope) -> Sent:
         body = {"id": envelope.id, "kind": envelope.kind, "channel": envelope.channel, "payload": envelope.payload}
         if self._plain is not None:
-            return classify_response(self._plain.post(orjson.dumps(body), {"Idempotency-Key": envelope.id}))
+            return self._plain.send(orjson.dumps(body), {"Idempotency-Key": envelope.id})
         try:
             response = self._client().post(self.url, json=body, headers={"Idempotency-Key": envelope.id})
         except httpx.HTTPError as exc:
@@ -119,7 +120,20 @@ class _PlainHttp:
         proxies = urllib.request.getproxies()
         return "http" not in proxies and "all" not in proxies
 
+    def send(self, body: bytes, headers: dict[str, str]) -> Sent:
+        """:func:`classify_response` of the answer; a 2xx is classified without building an ``httpx.Response``."""
+        status, answer_headers, content = self._exchange(body, headers)
+        if 200 <= status < 300 and not any(name.lower() == "content-encoding" for name, _ in answer_headers):
+            return Sent(provider_id=_provider_id(content), status_code=status)
+        return classify_response(self._as_response(status, answer_headers, content))
+
     def post(self, body: bytes, headers: dict[str, str]) -> httpx.Response:
+        return self._as_response(*self._exchange(body, headers))
+
+    def _as_response(self, status: int, headers: list[tuple[str, str]], content: bytes) -> httpx.Response:
+        return httpx.Response(status, headers=headers, content=content, request=httpx.Request("POST", self.url))
+
+    def _exchange(self, body: bytes, headers: dict[str, str]) -> tuple[int, list[tuple[str, str]], bytes]:
         for retry in (False, True):
             connection: http.client.HTTPConnection | None = getattr(self._local, "connection", None)
             reused = connection is not None
@@ -143,25 +157,26 @@ class _PlainHttp:
             if answer.will_close:
                 connection.close()
                 self._local.connection = None
-            return httpx.Response(
-                answer.status, headers=answer.getheaders(), content=content,
-                request=httpx.Request("POST", self.url),
-            )  # fmt: skip
+            return answer.status, answer.getheaders(), content
         raise AssertionError("unreachable")
+
+
+def _provider_id(content: bytes) -> str | None:
+    """The provider's id in a 2xx answer's JSON body, as :func:`classify_response` reads it."""
+    try:
+        data = json.loads(content)
+    except ValueError:
+        return None
+    if isinstance(data, dict):
+        raw = data.get("id") or data.get("sid") or data.get("message_id")
+        return str(raw) if raw is not None else None
+    return None
 
 
 def classify_response(response: httpx.Response) -> Sent:
     code = response.status_code
     if 200 <= code < 300:
-        provider_id = None
-        try:
-            data = response.json()
-            if isinstance(data, dict):
-                raw = data.get("id") or data.get("sid") or data.get("message_id")
-                provider_id = str(raw) if raw is not None else None
-        except ValueError:
-            pass
-        return Sent(provider_id=provider_id, status_code=code)
+        return Sent(provider_id=_provider_id(response.content), status_code=code)
     detail = f"HTTP {code}: {response.text[:300]}"
     permanent = (300 <= code < 400) or (400 <= code < 500 and code not in (408, 409, 425, 429))
     raise DeliveryError(detail, permanent=permanent, status_code=code)

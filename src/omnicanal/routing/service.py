@@ -11,15 +11,28 @@ import unicodedata
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, TypeVar, cast
+from typing import Any, Protocol, TypeVar, cast
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from omnicanal.conversations.models import Conversation
 from omnicanal.db import utcnow
 from omnicanal.routing.models import AgentProfile, RoutingRule, Team, TeamMember
+
+
+class Routable(Protocol):
+    """What routing reads and sets on a new conversation (an ORM object, or the inbound batch's plain values)."""
+
+    language: str | None
+    team_id: uuid.UUID | None
+    assignee_id: uuid.UUID | None
+    first_response_at: datetime | None
+    first_response_due_at: datetime | None
+    resolution_due_at: datetime | None
+
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _QUEUED = ("open", "pending")
@@ -66,7 +79,7 @@ def pick_team(session: Session, *, channel: str, language: str | None, tier: str
     return None
 
 
-def is_within_business_hours(team: Team, when: datetime) -> bool:
+def is_within_business_hours(team: Team | TeamState, when: datetime) -> bool:
     hours = team.business_hours or {}
     weekly = hours.get("weekly")
     if not weekly:
@@ -120,7 +133,7 @@ def _candidates(session: Session, team: Team, language: str | None) -> list[Agen
     return _in_turn(agents, team, language)
 
 
-def _in_turn(agents: list[_Member], team: Team, language: str | None) -> list[_Member]:
+def _in_turn(agents: list[_Member], team: Team | TeamState, language: str | None) -> list[_Member]:
     """Free agents (in user id order) in the order the team's strategy offers them the conversation."""
     if language:
         speakers = [a for a in agents if not a.languages or language in a.languages]
@@ -144,7 +157,7 @@ def assign_within_team(session: Session, conversation: Conversation, team: Team)
     return None
 
 
-def apply_sla(conversation: Conversation, team: Team | None, *, now: datetime) -> None:
+def apply_sla(conversation: Routable, team: Team | TeamState | None, *, now: datetime) -> None:
     if team is None:
         return
     if team.sla_first_response_minutes and conversation.first_response_at is None:
@@ -161,11 +174,8 @@ def route_new(
     text: str,
     tier: str | None,
     now: datetime,
-    batch: BatchRouting | None = None,
 ) -> Team | None:
-    """``batch``: routing many new conversations in one transaction (see :class:`BatchRouting`)."""
-    if batch is not None:
-        return batch.route(conversation, channel=channel, text=text, tier=tier, now=now)
+    """One new conversation; the inbound batch routes its new conversations with :class:`BatchRouting`."""
     team = pick_team(session, channel=channel, language=conversation.language, tier=tier, text=text)
     if team is None:
         return None
@@ -187,64 +197,121 @@ _TAKE_FREE_SLOT = (
 )
 
 
+_teams = cast(Table, Team.__table__)
+_rules = cast(Table, RoutingRule.__table__)
+_team_members = cast(Table, TeamMember.__table__)
+_TEAM_COLUMNS = (
+    _teams.c.id, _teams.c.strategy, _teams.c.business_hours, _teams.c.out_of_hours_reply,
+    _teams.c.sla_first_response_minutes, _teams.c.sla_resolution_minutes, _teams.c.last_assigned_user_id,
+)  # fmt: skip
+_RULES_AND_TEAMS = (
+    select(_rules.c.conditions, *_TEAM_COLUMNS)
+    .join(_teams, _teams.c.id == _rules.c.team_id)
+    .where(_rules.c.active.is_(True))
+    .order_by(_rules.c.position, _rules.c.created_at)
+)
+_TEAM = select(*_TEAM_COLUMNS).where(_teams.c.id == bindparam("team_id"))
+_MEMBERS = (
+    select(
+        _agent_profiles.c.user_id, _agent_profiles.c.online, _agent_profiles.c.open_count,
+        _agent_profiles.c.capacity, _agent_profiles.c.languages,
+    )
+    .join(_team_members, _team_members.c.user_id == _agent_profiles.c.user_id)
+    .where(_team_members.c.team_id == bindparam("team_id"), _agent_profiles.c.online.is_(True))
+    .order_by(_agent_profiles.c.user_id)
+)  # fmt: skip
+_LAST_ASSIGNED = (
+    update(_teams).where(_teams.c.id == bindparam("team_id")).values(last_assigned_user_id=bindparam("user_id"))
+)
+
+
+@dataclass(slots=True)
+class TeamState:
+    """A team as routing reads it, copied once per batch (what :class:`Team` holds for routing)."""
+
+    id: uuid.UUID
+    strategy: str
+    business_hours: dict[str, Any]
+    out_of_hours_reply: str
+    sla_first_response_minutes: int | None
+    sla_resolution_minutes: int | None
+    last_assigned_user_id: uuid.UUID | None
+
+
 class BatchRouting:
     """Routing many new conversations in one transaction: rules, teams and members read once.
 
-    Same decisions as :func:`route_new` one conversation after the other. The members' rows are read
-    once per team; the conditional update of ``take_slot`` stays the authority (it rechecks online and
-    capacity in the database), and a slot taken here is counted in the copy, so later conversations of
-    the batch see it. Call with autoflush off: nothing read here depends on the batch's pending rows.
+    Same decisions as :func:`route_new` one conversation after the other. Rules and their teams are
+    read in one query and the members' rows once per team, with Core (no ORM objects); the conditional
+    update of ``take_slot`` stays the authority (it rechecks online and capacity in the database), and a
+    slot taken here is counted in the copy, so later conversations of the batch see it. The teams' turn
+    (``last_assigned_user_id``) is written by :meth:`finish`. Call with autoflush off: nothing read here
+    depends on the batch's pending rows.
     """
 
     def __init__(self, session: Session) -> None:
         self.session = session
-        self._rules: list[RoutingRule] | None = None
-        self._teams: dict[uuid.UUID, Team] = {}  # strong references: the identity map alone may drop them
+        self._rules: list[tuple[dict[str, Any], TeamState]] | None = None
+        self._teams: dict[uuid.UUID, TeamState] = {}
         self._members: dict[uuid.UUID, list[_Agent]] = {}
+        self._turns: dict[uuid.UUID, uuid.UUID] = {}  # team -> agent last handed a conversation in this batch
 
-    def team(self, team_id: uuid.UUID) -> Team | None:
+    def team(self, team_id: uuid.UUID) -> TeamState | None:
         team = self._teams.get(team_id)
         if team is None:
-            team = self.session.get(Team, team_id)
-            if team is not None:
-                self._teams[team_id] = team
+            row = self.session.connection().execute(_TEAM, {"team_id": team_id}).first()
+            if row is not None:
+                team = self._teams[team_id] = TeamState(*row)
         return team
 
-    def route(self, conversation: Conversation, *, channel: str, text: str, tier: str | None,
-              now: datetime) -> Team | None:  # fmt: skip
+    def _load_rules(self) -> list[tuple[dict[str, Any], TeamState]]:
+        rules = []
+        for conditions, *team_row in self.session.connection().execute(_RULES_AND_TEAMS):
+            team = self._teams.get(team_row[0])
+            if team is None:
+                team = self._teams[team_row[0]] = TeamState(*team_row)
+            rules.append((conditions or {}, team))
+        return rules
+
+    def route(self, conversation: Routable, *, channel: str, text: str, tier: str | None,
+              now: datetime) -> TeamState | None:  # fmt: skip
         if self._rules is None:
-            self._rules = _active_rules(self.session)
+            self._rules = self._load_rules()
         team = None
-        for rule in self._rules:
-            if rule_matches(rule.conditions or {}, channel=channel, language=conversation.language, tier=tier,
-                            text=text):  # fmt: skip
-                team = self.team(rule.team_id)
+        for conditions, candidate in self._rules:
+            if rule_matches(conditions, channel=channel, language=conversation.language, tier=tier, text=text):
+                team = candidate
                 break
         if team is None:
             return None
         conversation.team_id = team.id
+        connection = self.session.connection()
         for agent in self._candidates(team, conversation.language):
-            if self.session.execute(_TAKE_FREE_SLOT, {"agent_id": agent.user_id}).rowcount:  # type: ignore[attr-defined]
+            if connection.execute(_TAKE_FREE_SLOT, {"agent_id": agent.user_id}).rowcount:
                 agent.open_count += 1
                 conversation.assignee_id = agent.user_id
-                team.last_assigned_user_id = agent.user_id
+                team.last_assigned_user_id = self._turns[team.id] = agent.user_id
                 break
             agent.online = False  # busy or offline in the database: not offered again in this batch
         apply_sla(conversation, team, now=now)
         return team
 
-    def _candidates(self, team: Team, language: str | None) -> list[_Agent]:
+    def finish(self) -> None:
+        """Store each team's turn (round robin goes on from the agent last handed a conversation)."""
+        if not self._turns:
+            return
+        self.session.connection().execute(
+            _LAST_ASSIGNED, [{"team_id": team_id, "user_id": user_id} for team_id, user_id in self._turns.items()]
+        )
+        for held in list(self.session.identity_map.values()):
+            if isinstance(held, Team) and held.id in self._turns:
+                set_committed_value(held, "last_assigned_user_id", self._turns[held.id])
+        self._turns.clear()
+
+    def _candidates(self, team: TeamState, language: str | None) -> list[_Agent]:
         members = self._members.get(team.id)
         if members is None:
-            rows = self.session.execute(
-                select(
-                    AgentProfile.user_id, AgentProfile.online, AgentProfile.open_count, AgentProfile.capacity,
-                    AgentProfile.languages,
-                )
-                .join(TeamMember, TeamMember.user_id == AgentProfile.user_id)
-                .where(TeamMember.team_id == team.id, AgentProfile.online.is_(True))
-                .order_by(AgentProfile.user_id)
-            )  # fmt: skip
+            rows = self.session.connection().execute(_MEMBERS, {"team_id": team.id})
             members = self._members[team.id] = [_Agent(*row) for row in rows]
             for agent in members:
                 agent.languages = agent.languages or []
