@@ -190,9 +190,19 @@ def release_on_sent(session: Session, item: Any) -> None:
     """Outbox outcome handler: the provider id of a reply is recorded; statuses that came first apply now."""
     if item.message_id is None or not item.provider_id:
         return
+    from omnicanal.conversations.service import outbound_written
+
     stash: dict[uuid.UUID, list[HeldStatus]] = session.info.get(_PREFETCHED, {})
+    provider_ids = {str(item.provider_id): item.message_id}
     held = stash.pop(item.id, None)
-    release_held(session, {str(item.provider_id): item.message_id}, held=held)
+    if held is None:
+        held = held_for(session, provider_ids)
+    if not held:
+        return
+    # The batch keeps the messages it marks "sent" to write them at its end; write them now, or that
+    # write would land after (and undo) the held status applied here.
+    outbound_written(session)
+    release_held(session, provider_ids, held=held)
 
 
 def register() -> None:
