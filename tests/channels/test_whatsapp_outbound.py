@@ -215,3 +215,39 @@ def test_a_file_chosen_in_the_console_reply_box_goes_out_as_whatsapp_media(
         files={"files": ("virus.exe", b"MZ", "application/x-msdownload")}, follow_redirects=True,
     )  # fmt: skip
     assert refused.status_code == 422 and "not accepted" in refused.text
+
+
+def test_a_place_goes_out_as_a_location_pin_after_the_text(client: TestClient, cloud: CloudApi) -> None:
+    _, conversation = conversation_with(client, cloud)
+    store = {"latitude": 40.4169, "longitude": -3.7035, "name": "Tienda Sol", "address": "Puerta del Sol 1, Madrid"}
+    sent = reply(client, conversation["id"], text="Te esperamos aquí:", location=store)
+    assert sent["attachments"][0]["kind"] == "location" and sent["attachments"][0]["name"] == "Tienda Sol"
+    only_pin = reply(client, conversation["id"], location={"latitude": 41.39, "longitude": 2.16})
+    assert only_pin["attachments"][0]["name"] == "41.39, 2.16"
+    worker(client).drain()
+    bodies = cloud.sent()
+    pins = [body["location"] for body in bodies if body["type"] == "location"]
+    assert {"latitude": 40.4169, "longitude": -3.7035, "name": "Tienda Sol",
+            "address": "Puerta del Sol 1, Madrid"} in pins  # fmt: skip
+    assert {"latitude": 41.39, "longitude": 2.16} in pins
+    assert [body["text"]["body"] for body in bodies if body["type"] == "text"] == ["Te esperamos aquí:"]
+    assert all(message["status"] != "failed" for message in messages(client, conversation["id"]))
+
+
+def test_a_place_that_cannot_be_sent_is_refused_with_the_reason(client: TestClient, cloud: CloudApi) -> None:
+    from tests.conversations.helpers import inbound
+
+    _, conversation = conversation_with(client, cloud)
+    path = f"{API}/conversations/{conversation['id']}/messages"
+    far_north = client.post(path, json={"location": {"latitude": 91, "longitude": 0}})
+    assert far_north.status_code == 422 and "latitude" in far_north.text
+    both = {"text": "¿Sí?", "location": {"latitude": 1, "longitude": 1},
+            "interactive": {"type": "button", "buttons": [{"id": "a", "title": "Sí"}]}}  # fmt: skip
+    refused = client.post(path, json=both)
+    assert refused.status_code == 422 and "location" in refused.text
+    created = inbound(client, channel="sms", identities=[{"type": "phone", "value": "+34699999999"}])
+    by_sms = client.post(
+        f"{API}/conversations/{created['conversation_id']}/messages",
+        json={"channel": "sms", "location": {"latitude": 40.4, "longitude": -3.7}},
+    )
+    assert by_sms.status_code == 422 and "whatsapp" in by_sms.text

@@ -57,6 +57,13 @@ def payload_problem(body: dict[str, Any]) -> str | None:
         return None
     if kind == "interactive":
         return _interactive_problem(content)
+    if kind == "location":
+        if set(content) - {"latitude", "longitude", "name", "address"}:
+            return f"location does not take {sorted(set(content) - {'latitude', 'longitude', 'name', 'address'})}"
+        coordinates = (content.get("latitude"), content.get("longitude"))
+        if not all(isinstance(value, int | float) for value in coordinates):
+            return "location.latitude and location.longitude are required numbers"
+        return None
     return None
 
 

@@ -246,19 +246,25 @@ def post_message(
     """A reply (or a private note). A retried request with the same ``Idempotency-Key`` sends nothing twice."""
 
     def produce() -> tuple[int, Any]:
-        if (data.text is None) == (data.answer_id is None) and not (data.attachments and data.answer_id is None):
+        without_text = (data.attachments or data.location) and data.answer_id is None
+        if (data.text is None) == (data.answer_id is None) and not without_text:
             raise ValidationFailed.on_field("text", "give exactly one of text or answer_id")
         text = data.text or ""
         if data.answer_id is not None:
             text = _render_answer(session, conversation_id, data)
         author_type, author_id = _principal_author(principal)
         settings = request.app.state.settings
+        rich = data.interactive.model_dump(exclude_none=True) if data.interactive else None
+        if data.location is not None:
+            if rich is not None:
+                raise ValidationFailed.on_field("location", "give either interactive or location, not both")
+            rich = {"type": "location", **data.location.model_dump(exclude_none=True)}
         files = store_reply_attachments([a.model_dump() for a in data.attachments], settings=settings)
         try:
             message = service.reply(
                 session, conversation_id=conversation_id, text=text, channel=data.channel, private=data.private,
                 author_type=author_type, author_id=author_id, answer_id=data.answer_id, attachments=files,
-                interactive=data.interactive.model_dump(exclude_none=True) if data.interactive else None,
+                interactive=rich,
             )  # fmt: skip
             session.flush()
         except BaseException:

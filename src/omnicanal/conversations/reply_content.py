@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from omnicanal.errors import ValidationFailed
 
 INTERACTIVE_CHANNELS = ("whatsapp",)
+LOCATION_CHANNELS = ("whatsapp",)
 MEDIA_ID_CHANNELS = ("whatsapp",)
 # the channels whose transports deliver a reply's files (SMS, Telegram, ... would drop them silently)
 FILE_CHANNELS = ("whatsapp", "email", "web")
@@ -36,6 +37,17 @@ class ReplyAttachmentIn(BaseModel):
         if sum(value is not None and value != "" for value in (self.data, self.url, self.media_id)) != 1:
             raise ValueError("give exactly one of data, url or media_id")
         return self
+
+
+class LocationIn(BaseModel):
+    """A place sent as a pin (WhatsApp's location message): a store, a pickup point."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    latitude: float = Field(ge=-90, le=90, examples=[40.4169])
+    longitude: float = Field(ge=-180, le=180, examples=[-3.7035])
+    name: str | None = Field(default=None, max_length=1000, examples=["Tienda Sol"])
+    address: str | None = Field(default=None, max_length=1000, examples=["Puerta del Sol 1, Madrid"])
 
 
 class ButtonIn(BaseModel):
@@ -98,6 +110,12 @@ def check_reply_content(
     *, channel: str | None, text: str, attachments: list[dict[str, Any]], interactive: dict[str, Any] | None
 ) -> None:
     """Refuse what the reply's channel cannot carry. ``channel`` None: a private note."""
+    if interactive is not None and interactive.get("type") == "location":
+        if channel not in LOCATION_CHANNELS:
+            raise ValidationFailed.on_field("location", f"a location is sent on {', '.join(LOCATION_CHANNELS)} only")
+        if attachments:
+            raise ValidationFailed.on_field("attachments", "a location message carries no files")
+        return  # a text, if any, goes first as its own message
     if interactive is not None:
         if channel not in INTERACTIVE_CHANNELS:
             raise ValidationFailed.on_field(
@@ -122,7 +140,10 @@ def check_reply_content(
 
 
 def interactive_record(interactive: dict[str, Any]) -> dict[str, Any]:
-    """How the message keeps its buttons or list: named by the choices, as the console lists attachments."""
+    """How the message keeps its buttons, list or place: named by the choices, as the console lists attachments."""
+    if interactive["type"] == "location":
+        place = interactive.get("name") or f"{interactive['latitude']}, {interactive['longitude']}"
+        return {"kind": "location", "name": str(place), **interactive}
     if interactive["type"] == "button":
         name = " · ".join(str(button["title"]) for button in interactive["buttons"])
     else:

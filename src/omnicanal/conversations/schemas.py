@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from omnicanal.conversations.reply_content import InteractiveIn, ReplyAttachmentIn
+from omnicanal.conversations.reply_content import InteractiveIn, LocationIn, ReplyAttachmentIn
 from omnicanal.customers.schemas import IdentityIn
 
 
@@ -48,6 +48,7 @@ class ReplyIn(BaseModel):
     context: dict[str, Any] = Field(default_factory=dict, description="values for the answer's variables")
     attachments: list[ReplyAttachmentIn] = Field(default_factory=list, max_length=10)
     interactive: InteractiveIn | None = Field(default=None, description="WhatsApp: reply buttons or a list")
+    location: LocationIn | None = Field(default=None, description="WhatsApp: a place, sent as a pin after the text")
 
 
 class MessageOut(BaseModel):

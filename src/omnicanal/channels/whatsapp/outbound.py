@@ -45,6 +45,10 @@ def plan(payload: dict[str, Any]) -> list[dict[str, Any]]:
     """The messages one reply becomes: ``{"type": ..., "<type>": {...}}`` each, files still unresolved."""
     text = str(payload.get("text") or "")
     interactive = payload.get("interactive")
+    if interactive and interactive.get("type") == "location":
+        place = {key: interactive[key] for key in ("latitude", "longitude", "name", "address") if key in interactive}
+        pin = {"type": "location", "location": place}
+        return [{"type": "text", "text": {"preview_url": False, "body": text}}, pin] if text.strip() else [pin]
     if interactive:
         return [{"type": "interactive", "interactive": interactive_body(interactive, text)}]
     files = list(payload.get("attachments") or [])
