@@ -12,6 +12,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.routing import APIRoute
+from pydantic import TypeAdapter, ValidationError
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -252,3 +253,21 @@ async def body_as_fastapi_reads_it(request: Request) -> Any:
         error = {"type": "json_invalid", "loc": ("body", exc.pos), "msg": "JSON decode error", "input": {},
                  "ctx": {"error": exc.msg}}  # fmt: skip
         raise RequestValidationError([error]) from None
+
+
+async def validated_body(request: Request, adapter: TypeAdapter[Any], errors: list[Any] | None = None) -> Any:
+    """The body validated as FastAPI validates a JSON body parameter: the same 422s, beside ``errors`` found before."""
+    errors = list(errors or ())
+    data = None
+    try:
+        body = await body_as_fastapi_reads_it(request)
+    except RequestValidationError as exc:
+        errors += list(exc.errors())
+    else:
+        try:
+            data = adapter.validate_python(body)
+        except ValidationError as exc:
+            errors += [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
+    if errors or data is None:
+        raise RequestValidationError(errors)
+    return data

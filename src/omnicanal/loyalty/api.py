@@ -42,10 +42,10 @@ from omnicanal.web import (
     ReadSession,
     WriteSession,
     authorize,
-    body_as_fastapi_reads_it,
     database,
     require,
     served_by,
+    validated_body,
 )
 
 router = APIRouter(prefix="/api/v1", tags=["loyalty"])
@@ -162,17 +162,8 @@ async def _serve_redeem(request: Request) -> Response:
         customer_id = _CUSTOMER_ID.validate_python(request.path_params["customer_id"])
     except ValidationError as exc:
         errors += [{**e, "loc": ("path", "customer_id", *e["loc"])} for e in exc.errors(include_url=False)]
-    data: RedemptionIn | None = None
-    try:
-        body = await body_as_fastapi_reads_it(request)
-    except RequestValidationError as exc:
-        errors += list(exc.errors())
-    else:
-        try:
-            data = _REDEMPTION_IN.validate_python(body)
-        except ValidationError as exc:
-            errors += [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
-    if errors or customer_id is None or data is None:
+    data: RedemptionIn = await validated_body(request, _REDEMPTION_IN, errors)
+    if customer_id is None:
         raise RequestValidationError(errors)
     db: Database = request.app.state.database
     content, status = await run_in_threadpool(_redemption_json, db, customer_id, data, principal.label)
