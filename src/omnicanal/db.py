@@ -207,11 +207,6 @@ def uuid_from_db(value: Any) -> uuid.UUID:
     return uuid.UUID(hex=value)
 
 
-def uuid_to_db(session: Session, value: uuid.UUID) -> Any:
-    """A UUID as the driver takes it for a UUID column (hex text on SQLite)."""
-    return value.hex if session.get_bind().dialect.name == "sqlite" else value
-
-
 def _driver_params(
     rows: Sequence[Mapping[str, Any]], columns: tuple[str, ...], converters: list[_Converter | None]
 ) -> list[tuple[Any, ...]]:

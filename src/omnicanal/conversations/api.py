@@ -185,8 +185,7 @@ async def _serve_inbox(request: Request) -> Response:
         raise RequestValidationError(errors)
     db: Database = request.app.state.database
     me = principal.id if principal.kind == "user" else None
-    async with db.read_gate():
-        body = await run_in_threadpool(_inbox_json, db, me, params)
+    body = await db.run_read(_inbox_json, db, me, params)
     return Response(body, media_type="application/json")
 
 
