@@ -54,6 +54,11 @@ def export_conversations(session: Session, tree: set[uuid.UUID]) -> Any:
 
 
 def erase_conversations(session: Session, tree: set[uuid.UUID], *, settings: Settings) -> None:
+    # The outbox worker writes an outcome to the outbox row, then to its message: take the outbox rows
+    # first too (in id order, as the worker writes them), or the two can wait on each other (PostgreSQL).
+    session.execute(
+        select(OutboxItem.id).where(OutboxItem.customer_id.in_(tree)).order_by(OutboxItem.id).with_for_update()
+    )
     store = blob_store(settings)
     for attachments in session.scalars(select(Message.attachments).where(Message.customer_id.in_(tree))):
         for attachment in attachments or []:

@@ -277,7 +277,8 @@ def record_outcomes(session: Session, outcomes: list[Outcome]) -> list[str]:
         attempts.append(_attempt_row(item, outcome, "dead" if dead else "retry", detail))
         changed.append((item, item.state))
         states.append(item.state)
-    written = {item.id: item for item, _ in changed}
+    # in id order, as erasure locks them (conversations/privacy.py): no two writers wait on each other
+    written = {item.id: item for item, _ in sorted(changed, key=lambda pair: pair[0].id)}
     bulk_update(session, OutboxItem, "id", [{name: getattr(item, name) for name in _OUTCOME_COLUMNS} | {"id": item.id}
                                             for item in written.values()])  # fmt: skip
     bulk_insert(session, OutboxAttempt, attempts)
