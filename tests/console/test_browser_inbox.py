@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, Page, Route, expect
 
 from omnicanal.db import Database
 from omnicanal.routing.admin import update_agent
@@ -124,6 +124,30 @@ def test_a_message_arrives_live_the_agent_replies_by_email_and_sms_joins_the_con
     expect(messages.nth(2)).to_have_attribute("data-channel", "sms")
     expect(messages.nth(2)).to_contain_text("Gracias, paso mañana")
     _not_reloaded(page)
+
+
+def test_a_refresh_already_on_its_way_does_not_undo_the_agents_channel_pick(
+    server: LiveServer, page: Page, db: Database, settings: Settings
+) -> None:
+    make_customer(db, settings, first="Ana", last="García",
+                  identities=[("email", "ana@example.com"), ("phone", "+34612345678")])  # fmt: skip
+    conversation, _ = receive_message(db, settings, channel="whatsapp", identities=[("phone", "+34612345678")],
+                                      text="¿Tenéis la talla 42?")  # fmt: skip
+    email = make_user(db, role="agent")
+    _log_in(page, server, email, f"/console/conversations/{conversation}")
+    picker = page.get_by_test_id("channel-picker")
+    expect(picker).to_have_value("whatsapp")
+
+    held: list[Route] = []
+    page.route(re.compile(r".*/channels\?.*"), lambda route: held.append(route))
+    page.evaluate("htmx.trigger(document.getElementById('channel-picker'), 'live-refresh')")
+    while not held:  # the refresh left while WhatsApp was still the choice
+        page.wait_for_timeout(20)
+    picker.select_option("email")
+    page.evaluate("document.getElementById('reply-channel').dataset.stale = 'yes'")
+    held[0].continue_()
+    page.wait_for_function("document.getElementById('reply-channel').dataset.stale !== 'yes'")
+    expect(picker).to_have_value("email")
 
 
 def test_the_slash_shortcut_inserts_an_answer(server: LiveServer, page: Page, db: Database, settings: Settings) -> None:

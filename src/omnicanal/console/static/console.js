@@ -184,9 +184,22 @@
       if (select) select.disabled = !!(note && note.checked);
     }
     if (note) note.addEventListener("change", noteMode);
+    // A refresh requested before the agent picked a channel must not undo the pick when it lands.
+    var pickedChannel = null;
+    document.body.addEventListener("htmx:beforeSwap", function (event) {
+      var target = event.detail && event.detail.target;
+      var select = document.getElementById("reply-channel");
+      if (target && target.id === "channel-picker" && select) pickedChannel = select.value;
+    });
     document.body.addEventListener("htmx:afterSwap", function (event) {
       var target = event.detail && event.detail.target;
-      if (target && target.id === "channel-picker") noteMode();
+      if (target && target.id === "channel-picker") {
+        var select = document.getElementById("reply-channel");
+        var option = select && pickedChannel ? select.querySelector('option[value="' + pickedChannel + '"]') : null;
+        if (option && !option.disabled) select.value = pickedChannel;
+        pickedChannel = null;
+        noteMode();
+      }
       if (target && target.id === "messages") scrollThread();
     });
     noteMode();
