@@ -23,7 +23,7 @@ from operator import itemgetter
 from typing import Any, TypeVar
 
 import orjson
-from sqlalchemy import JSON, DateTime, Engine, MetaData, Table, Uuid, create_engine, event
+from sqlalchemy import JSON, Connection, DateTime, Engine, MetaData, Table, Uuid, create_engine, event
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
@@ -90,6 +90,7 @@ def uuid7() -> uuid.UUID:
 
 
 _Converter = Callable[[Any], Any]
+_T = TypeVar("_T")
 _insert_plans: dict[tuple[str, str, tuple[str, ...]], tuple[str, list[_Converter | None]]] = {}
 
 
@@ -160,7 +161,10 @@ def bulk_insert(session: Session, model: type[Base], rows: Sequence[Mapping[str,
     connection = session.connection()
     columns = tuple(rows[0])
     sql, converters = _insert_plan(connection.dialect, table, columns)
-    params = _driver_params(rows, columns, converters)
+    _executemany(connection, sql, _driver_params(rows, columns, converters))
+
+
+def _executemany(connection: Connection, sql: str, params: list[tuple[Any, ...]]) -> None:
     cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:
         cursor.executemany(sql, params)
@@ -185,6 +189,15 @@ def driver_rows(session: Session, sql: str, params: Sequence[Any]) -> list[tuple
     the statement (bench/README.md, B1). Values come back as the driver gives them: on SQLite a
     UUID column is 32 hex digits (see :func:`uuid_from_db`) and a datetime is text.
     """
+    return _on_driver(session, sql, params, lambda cursor: list(cursor.fetchall()))
+
+
+def driver_execute(session: Session, sql: str, params: Sequence[Any]) -> int:
+    """Run one statement (``?`` placeholders) like :func:`driver_rows`; returns the number of rows it changed."""
+    return _on_driver(session, sql, params, lambda cursor: int(cursor.rowcount))
+
+
+def _on_driver(session: Session, sql: str, params: Sequence[Any], answer: Callable[[Any], _T]) -> _T:
     connection = session.connection()
     style = connection.dialect.paramstyle
     text = sql
@@ -193,7 +206,7 @@ def driver_rows(session: Session, sql: str, params: Sequence[Any]) -> list[tuple
     cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:
         cursor.execute(text, tuple(params))
-        return list(cursor.fetchall())
+        return answer(cursor)
     except connection.dialect.loaded_dbapi.Error as exc:
         raise _as_sqlalchemy_error(connection.dialect, text, params, exc) from exc
     finally:
@@ -205,6 +218,25 @@ def uuid_from_db(value: Any) -> uuid.UUID:
     if isinstance(value, uuid.UUID):
         return value
     return uuid.UUID(hex=value)
+
+
+def is_sqlite(session: Session) -> bool:
+    return session.get_bind().dialect.name == "sqlite"
+
+
+def uuid_to_db(value: uuid.UUID | None, *, sqlite: bool) -> Any:
+    """A UUID as a parameter of a driver statement: what ``Uuid`` binds on that database."""
+    return value.hex if sqlite and value is not None else value
+
+
+def datetime_to_db(value: datetime, *, sqlite: bool) -> Any:
+    """A datetime as a parameter of a driver statement: what ``UTCDateTime`` binds on that database."""
+    return _sqlite_utc(value) if sqlite else value
+
+
+def json_from_db(value: Any) -> Any:
+    """A JSON column's value as :func:`driver_rows` returns it (text on SQLite, decoded on PostgreSQL)."""
+    return orjson.loads(value) if isinstance(value, str | bytes) else value
 
 
 def _driver_params(
@@ -248,28 +280,30 @@ def bulk_update(session: Session, model: type[Base], key: str, rows: Sequence[Ma
         sql = f"UPDATE {quote(table.name)} SET {assignments} WHERE {quote(key)} = {mark}"
         plan = _update_plans[plan_key] = (sql, _converters(dialect, table, columns))
     sql, converters = plan
-    connection.exec_driver_sql(sql, _driver_params(rows, columns, converters))
+    _executemany(connection, sql, _driver_params(rows, columns, converters))
 
 
 def _memoized(convert: _Converter | None) -> _Converter | None:
-    """Convert each distinct datetime once per statement (a batch shares its ``now``)."""
-    if convert is not _sqlite_utc:
-        return convert
-    seen: dict[datetime, Any] = {}
+    """Convert each distinct datetime once (a batch shares its ``now``, and a message its ``occurred_at`` with
+    its timeline event)."""
+    return _sqlite_utc_once if convert is _sqlite_utc else convert
 
-    def cached(value: Any) -> Any:
-        if value is None:
-            return None
-        out = seen.get(value)
-        if out is None:
-            out = seen[value] = _sqlite_utc(value)
-        return out
 
-    return cached
+_utc_texts: dict[datetime, str] = {}
+
+
+def _sqlite_utc_once(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    text = _utc_texts.get(value)
+    if text is None:
+        if len(_utc_texts) >= 4096:
+            _utc_texts.clear()
+        text = _utc_texts[value] = _sqlite_utc(value)  # type: ignore[assignment]
+    return text
 
 
 SQLITE_READERS = 4
-_T = TypeVar("_T")
 
 
 @dataclass

@@ -38,6 +38,10 @@ class _Subscriber:
             self.queue.get_nowait()
         self.queue.put_nowait(item)
 
+    def offer_all(self, items: list[dict[str, Any]]) -> None:
+        for item in items:
+            self.offer(item)
+
 
 class Broadcaster:
     """Local fan-out; :meth:`publish` may be called from any thread."""
@@ -55,12 +59,19 @@ class Broadcaster:
     def publish(self, item: dict[str, Any]) -> None:
         self.deliver_locally(item)
 
+    def publish_all(self, items: list[dict[str, Any]]) -> None:
+        """Several items in order, handed to each subscriber's event loop at once (one wake-up for all)."""
+        self.deliver_all_locally(items)
+
     def deliver_locally(self, item: dict[str, Any]) -> None:
+        self.deliver_all_locally([item])
+
+    def deliver_all_locally(self, items: list[dict[str, Any]]) -> None:
         with self._lock:
             subscribers = list(self._subscribers)
         for subscriber in subscribers:
             try:
-                subscriber.loop.call_soon_threadsafe(subscriber.offer, item)
+                subscriber.loop.call_soon_threadsafe(subscriber.offer_all, items)
             except RuntimeError:
                 self._drop(subscriber)
 
@@ -142,6 +153,17 @@ class RedisBroadcaster(Broadcaster):
             log.exception("could not publish to Redis; delivering locally only")
             self.deliver_locally(item)
 
+    def publish_all(self, items: list[dict[str, Any]]) -> None:
+        """Each item as its own Redis message (what every listener expects), sent in one round trip."""
+        try:
+            pipeline = self._redis.pipeline(transaction=False)
+            for item in items:
+                pipeline.publish(REDIS_CHANNEL, orjson.dumps(item))
+            pipeline.execute()
+        except Exception:
+            log.exception("could not publish to Redis; delivering locally only")
+            self.deliver_all_locally(items)
+
     def _listen(self) -> None:
         while not self._stopping.is_set():
             try:
@@ -189,6 +211,13 @@ def publish_after_commit(session: Session, item: dict[str, Any]) -> None:
     runtime = runtime_for(session)
     if runtime is not None:
         on_commit(session, lambda: runtime.broadcaster.publish(item))
+
+
+def publish_all_after_commit(session: Session, items: list[dict[str, Any]]) -> None:
+    """:func:`publish_after_commit` of several items, handed over at once after commit."""
+    runtime = runtime_for(session)
+    if runtime is not None and items:
+        on_commit(session, lambda: runtime.broadcaster.publish_all(items))
 
 
 def wake_outbox_after_commit(session: Session) -> None:

@@ -11,17 +11,26 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Connection, Table, bindparam, or_, select, text, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from omnicanal.conversations.models import Conversation, Message
-from omnicanal.conversations.notify import announce
-from omnicanal.customers.models import Customer
+from omnicanal.conversations.notify import announce, announce_all
 from omnicanal.customers.resolution import Resolver
-from omnicanal.db import bulk_insert, bulk_update, utcnow, uuid7
+from omnicanal.db import (
+    bulk_insert,
+    bulk_update,
+    datetime_to_db,
+    driver_rows,
+    is_sqlite,
+    json_from_db,
+    utcnow,
+    uuid7,
+    uuid_from_db,
+    uuid_to_db,
+)
 from omnicanal.errors import DomainError
 from omnicanal.routing import service as routing
 from omnicanal.settings import Settings
@@ -56,37 +65,26 @@ class InboundResult:
     dropped: bool = False  # an automatic reply with no conversation to join
 
 
-_messages = cast(Table, Message.__table__)
-_conversations = cast(Table, Conversation.__table__)
-_customers = cast(Table, Customer.__table__)
-# Built once: a batch runs each of these with its own values (bench, C1: building and coercing the
-# statements per batch cost more than running them).
-_KNOWN = select(
-    _messages.c.channel, _messages.c.external_id, _messages.c.id, _messages.c.conversation_id,
-    _messages.c.customer_id,
-).where(
+# The batch's statements run on the driver connection of the session's transaction (db.driver_rows), as the
+# event ingest does: SQLAlchemy's compiling, parameter processing and result processing per statement cost
+# more than the statements (bench, C1).
+_KNOWN = (
     # Both columns of uq_messages_channel_external_id: with the external ids alone the lookup cannot use
     # the index and reads every message (bench, C1).
-    _messages.c.channel.in_(bindparam("channels", expanding=True)),
-    _messages.c.external_id.in_(bindparam("external_ids", expanding=True)),
-)  # fmt: skip
-_THREADS = (
-    select(
-        _conversations.c.id, _conversations.c.customer_id, _conversations.c.status, _conversations.c.assignee_id,
-        _conversations.c.team_id, _conversations.c.priority, _conversations.c.language,
-        _conversations.c.last_channel, _conversations.c.last_message_at, _conversations.c.resolved_at,
-        _conversations.c.reopened_count, _conversations.c.first_response_at,
-    )
-    .where(
-        _conversations.c.customer_id.in_(bindparam("customers", expanding=True)),
-        or_(_conversations.c.status != "resolved", _conversations.c.resolved_at >= bindparam("reopen_after")),
-    )
-    .order_by(_conversations.c.id)
-)  # fmt: skip
-_TRAITS = select(_customers.c.id, _customers.c.traits).where(
-    _customers.c.id.in_(bindparam("customers", expanding=True))
+    "SELECT channel, external_id, id, conversation_id, customer_id FROM messages "
+    "WHERE channel IN ({channels}) AND external_id IN ({external_ids})"
 )
-_ADVISORY_LOCK = text("SELECT pg_advisory_xact_lock(:key)")
+_THREADS = (
+    "SELECT id, customer_id, status, assignee_id, team_id, priority, language, last_channel, last_message_at, "
+    "resolved_at, reopened_count, first_response_at FROM conversations "
+    "WHERE customer_id IN ({customers}) AND (status != 'resolved' OR resolved_at >= ?) ORDER BY id"
+)
+_TRAITS = "SELECT id, traits FROM customers WHERE id IN ({customers})"
+_ADVISORY_LOCK = "SELECT pg_advisory_xact_lock(?)"
+
+
+def _marks(count: int) -> str:
+    return ", ".join("?" * count)
 
 
 @dataclass(slots=True)
@@ -102,10 +100,12 @@ class _Thread:
     priority: str
     language: str | None
     last_channel: str | None
-    last_message_at: datetime
-    resolved_at: datetime | None
+    # Stored ones as the driver returns them (text on SQLite, which sorts like the time): only compared with
+    # each other to pick the latest conversation, never written back.
+    last_message_at: Any
+    resolved_at: Any
     reopened_count: int
-    first_response_at: datetime | None
+    first_response_at: Any
     new: bool = False
     last_inbound_at: datetime | None = None
     snooze_until: datetime | None = None
@@ -113,40 +113,64 @@ class _Thread:
     resolution_due_at: datetime | None = None
 
 
-def _known_messages(connection: Connection, items: Sequence[InboundInput]) -> dict[tuple[str, str], InboundResult]:
+def _known_messages(session: Session, items: Sequence[InboundInput]) -> dict[tuple[str, str], InboundResult]:
     known: dict[tuple[str, str], InboundResult] = {}
     external_ids = sorted({item.external_id for item in items})
     channels = sorted({item.channel for item in items})
     for start in range(0, len(external_ids), 500):
-        rows = connection.execute(_KNOWN, {"channels": channels, "external_ids": external_ids[start : start + 500]})
-        for channel, external_id, message_id, conversation_id, customer_id in rows:
+        chunk = external_ids[start : start + 500]
+        sql = _KNOWN.format(channels=_marks(len(channels)), external_ids=_marks(len(chunk)))
+        for channel, external_id, message_id, conversation_id, customer_id in driver_rows(
+            session, sql, [*channels, *chunk]
+        ):
             if external_id is not None:
-                known[(channel, external_id)] = InboundResult(message_id, conversation_id, customer_id, duplicate=True)
+                known[(channel, external_id)] = InboundResult(
+                    uuid_from_db(message_id), uuid_from_db(conversation_id), uuid_from_db(customer_id), duplicate=True
+                )
     return known
 
 
-def _threads(connection: Connection, customers: set[uuid.UUID], *, reopen_after: datetime) -> dict[uuid.UUID, _Thread]:
+def _threads(session: Session, customers: set[uuid.UUID], *, reopen_after: datetime) -> dict[uuid.UUID, _Thread]:
     """Per customer: the open conversation, else the one resolved recently enough to reopen."""
     chosen: dict[uuid.UUID, _Thread] = {}
     if not customers:
         return chosen
-    stmt = _THREADS
-    if connection.dialect.name == "postgresql":
+    sqlite = is_sqlite(session)
+    sql = _THREADS.format(customers=_marks(len(customers)))
+    if not sqlite:
         # Two processes taking in a new customer's first messages at once must not open two
         # conversations: one holds the customer's advisory lock until it commits.
         for key in sorted(int.from_bytes(c.bytes[:8], "big", signed=True) for c in customers):
-            connection.execute(_ADVISORY_LOCK, {"key": key})
+            driver_rows(session, _ADVISORY_LOCK, [key])
         # An agent resolving it right now must not leave this message in a resolved conversation (nor
         # both of us move the agent's counter). Locked in id order; a deadlock retries the batch.
-        stmt = stmt.with_for_update()
-    rows = connection.execute(stmt, {"customers": list(customers), "reopen_after": reopen_after})
-    found = [_Thread(*row) for row in rows]  # type: ignore[call-arg]
+        sql += " FOR UPDATE"
+    by_key = {uuid_to_db(customer_id, sqlite=sqlite): customer_id for customer_id in customers}
+    rows = driver_rows(session, sql, [*by_key, datetime_to_db(reopen_after, sqlite=sqlite)])
+    found = [
+        _Thread(
+            uuid_from_db(cid), by_key[customer], status, None if assignee is None else uuid_from_db(assignee),
+            None if team is None else uuid_from_db(team), priority, language, last_channel, last_message_at,
+            resolved_at, reopened_count, first_response_at,
+        )
+        for (cid, customer, status, assignee, team, priority, language, last_channel, last_message_at, resolved_at,
+             reopened_count, first_response_at) in rows
+    ]  # fmt: skip
     found.sort(key=lambda c: c.last_message_at, reverse=True)
     for conversation in found:
         current = chosen.get(conversation.customer_id)
         if current is None or (current.status == "resolved" and conversation.status != "resolved"):
             chosen[conversation.customer_id] = conversation
     return chosen
+
+
+def _traits(session: Session, customers: list[uuid.UUID]) -> dict[uuid.UUID, dict[str, Any]]:
+    if not customers:
+        return {}
+    sqlite = is_sqlite(session)
+    by_key = {uuid_to_db(customer_id, sqlite=sqlite): customer_id for customer_id in customers}
+    rows = driver_rows(session, _TRAITS.format(customers=_marks(len(by_key))), list(by_key))
+    return {by_key[key]: json_from_db(traits) for key, traits in rows}
 
 
 def _follow(merged: dict[uuid.UUID, uuid.UUID], customer_id: uuid.UUID) -> uuid.UUID:
@@ -160,8 +184,7 @@ def _follow(merged: dict[uuid.UUID, uuid.UUID], customer_id: uuid.UUID) -> uuid.
 def receive(session: Session, items: Sequence[InboundInput], *, settings: Settings) -> list[InboundResult]:
     now = utcnow()
     session.flush()  # the batch reads through the connection: whatever the session holds goes first
-    connection = session.connection()
-    known = _known_messages(connection, items)
+    known = _known_messages(session, items)
     resolver = Resolver(session, settings, now=now)
     resolver.prefetch(key for item in items for key in item.identities)
 
@@ -200,14 +223,9 @@ def receive(session: Session, items: Sequence[InboundInput], *, settings: Settin
         assert result.customer_id is not None
         result.customer_id = _follow(merged, result.customer_id)
     customers = {result.customer_id for _, result in fresh if result.customer_id is not None}
-    threads = _threads(connection, customers, reopen_after=now - timedelta(seconds=settings.reopen_window_seconds))
+    threads = _threads(session, customers, reopen_after=now - timedelta(seconds=settings.reopen_window_seconds))
     # Only a customer without a conversation to continue needs its traits (for the new one's language and tier).
-    unthreaded = [customer_id for customer_id in customers if customer_id not in threads]
-    traits: dict[uuid.UUID, dict[str, Any]] = (
-        {customer_id: found for customer_id, found in connection.execute(_TRAITS, {"customers": unthreaded})}
-        if unthreaded
-        else {}
-    )
+    traits = _traits(session, [customer_id for customer_id in customers if customer_id not in threads])
 
     events: list[dict[str, Any]] = []
     messages: list[dict[str, Any]] = []
@@ -290,7 +308,7 @@ def receive(session: Session, items: Sequence[InboundInput], *, settings: Settin
             for cid, channel in touched.items()
         ],
     )
-    _store_status_changes(connection, changed)
+    _store_status_changes(session, changed)
     bulk_insert(session, Event, events)
     _sync_loaded(session, touched, changed, now=now)
     for repeat, first in repeats:
@@ -298,6 +316,7 @@ def receive(session: Session, items: Sequence[InboundInput], *, settings: Settin
         repeat.customer_id = first.customer_id
     created_at = now.isoformat()
     abouts: dict[uuid.UUID, dict[str, Any]] = {}
+    announcements: list[tuple[str, dict[str, Any]]] = []
     for result, row, conversation in stored:
         about = abouts.get(conversation.id)
         if about is None:
@@ -309,25 +328,18 @@ def receive(session: Session, items: Sequence[InboundInput], *, settings: Settin
             "text": row["text"], "private": False, "status": "received", "created_at": created_at,
             "conversation": dict(about),
         }  # fmt: skip
-        announce(session, "message.received", data)
+        announcements.append(("message.received", data))
         if result.new_conversation:
-            announce(session, "conversation.created", dict(about))
+            announcements.append(("conversation.created", dict(about)))
             if conversation.assignee_id is not None:
-                announce(session, "conversation.assigned", about | {"actor": "routing"})
-            _out_of_hours_reply(session, conversation, now=now, batch=batch)
+                announcements.append(("conversation.assigned", about | {"actor": "routing"}))
+            out_of_hours = _out_of_hours_text(conversation, now=now, batch=batch)
+            if out_of_hours:
+                announce_all(session, announcements)  # what came before the reply is announced before it
+                announcements = []
+                _out_of_hours_reply(session, conversation, out_of_hours)
+    announce_all(session, announcements)
     return results
-
-
-_REOPEN = (
-    update(_conversations)
-    .where(_conversations.c.id == bindparam("conversation_id"))
-    .values(status="open", resolved_at=None, reopened_count=bindparam("reopened_count"))
-)
-_WAKE = (
-    update(_conversations)
-    .where(_conversations.c.id == bindparam("conversation_id"))
-    .values(status="open", snooze_until=None)
-)
 
 
 def _about(conversation: _Thread) -> dict[str, Any]:
@@ -372,17 +384,19 @@ def _continue(session: Session, conversation: _Thread, changed: dict[uuid.UUID, 
         announce(session, "conversation.open", _about(conversation) | {"actor": "customer"})
 
 
-def _store_status_changes(connection: Connection, changed: dict[uuid.UUID, tuple[str, _Thread]]) -> None:
+def _store_status_changes(session: Session, changed: dict[uuid.UUID, tuple[str, _Thread]]) -> None:
     reopened = [
-        {"conversation_id": conversation.id, "reopened_count": conversation.reopened_count}
+        {"status": "open", "resolved_at": None, "reopened_count": conversation.reopened_count, "id": conversation.id}
         for how, conversation in changed.values()
         if how == "reopened"
     ]
-    woken = [{"conversation_id": conversation.id} for how, conversation in changed.values() if how == "woken"]
-    if reopened:
-        connection.execute(_REOPEN, reopened)
-    if woken:
-        connection.execute(_WAKE, woken)
+    woken = [
+        {"status": "open", "snooze_until": None, "id": conversation.id}
+        for how, conversation in changed.values()
+        if how == "woken"
+    ]
+    bulk_update(session, Conversation, "id", reopened)
+    bulk_update(session, Conversation, "id", woken)
 
 
 def _sync_loaded(session: Session, touched: dict[uuid.UUID, str], changed: dict[uuid.UUID, tuple[str, _Thread]], *,
@@ -404,17 +418,21 @@ def _sync_loaded(session: Session, touched: dict[uuid.UUID, str], changed: dict[
             set_committed_value(held, name, value)
 
 
-def _out_of_hours_reply(session: Session, conversation: _Thread, *, now: datetime, batch: routing.BatchRouting) -> None:
-    from omnicanal.conversations.service import reply
-
+def _out_of_hours_text(conversation: _Thread, *, now: datetime, batch: routing.BatchRouting) -> str | None:
     if conversation.team_id is None:
-        return
+        return None
     team = batch.team(conversation.team_id)
     if team is None or not team.out_of_hours_reply or routing.is_within_business_hours(team, now):
-        return
+        return None
+    return team.out_of_hours_reply
+
+
+def _out_of_hours_reply(session: Session, conversation: _Thread, text: str) -> None:
+    from omnicanal.conversations.service import reply
+
     try:
         reply(
-            session, conversation_id=conversation.id, text=team.out_of_hours_reply, channel=None, private=False,
+            session, conversation_id=conversation.id, text=text, channel=None, private=False,
             author_type="bot", author_id="out-of-hours",
         )  # fmt: skip
     except DomainError as exc:

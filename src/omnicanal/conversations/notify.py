@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from omnicanal import dispatch
 from omnicanal.conversations.models import Conversation, Message
-from omnicanal.realtime import publish_after_commit
+from omnicanal.realtime import publish_after_commit, publish_all_after_commit
 
 
 def message_data(message: Message) -> dict[str, Any]:
@@ -52,3 +53,11 @@ def announce(session: Session, event_type: str, data: dict[str, Any]) -> None:
     """Publish to other domains (webhooks, ...) in this transaction, and to consoles after commit."""
     dispatch.publish(session, event_type, data)
     publish_after_commit(session, {"type": event_type, "data": data})
+
+
+def announce_all(session: Session, announcements: Sequence[tuple[str, dict[str, Any]]]) -> None:
+    """:func:`announce` of several changes in order; consoles get them in one hand-over after commit (a batch
+    wakes each listener once, not once per change)."""
+    for event_type, data in announcements:
+        dispatch.publish(session, event_type, data)
+    publish_all_after_commit(session, [{"type": event_type, "data": data} for event_type, data in announcements])

@@ -9,17 +9,27 @@ from __future__ import annotations
 
 import unicodedata
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol, TypeVar, cast
+from typing import Any, Protocol, TypeVar
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Table, bindparam, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from omnicanal.conversations.models import Conversation
-from omnicanal.db import utcnow
+from omnicanal.db import (
+    bulk_update,
+    driver_execute,
+    driver_rows,
+    is_sqlite,
+    json_from_db,
+    utcnow,
+    uuid_from_db,
+    uuid_to_db,
+)
 from omnicanal.routing.models import AgentProfile, RoutingRule, Team, TeamMember
 
 
@@ -184,44 +194,24 @@ def route_new(
     return team
 
 
-_agent_profiles = cast(Table, AgentProfile.__table__)
-# Core statements (no ORM synchronization): BatchRouting keeps its own copy of the counters.
-_TAKE_FREE_SLOT = (
-    update(_agent_profiles)
-    .where(
-        _agent_profiles.c.user_id == bindparam("agent_id"),
-        _agent_profiles.c.online.is_(True),
-        _agent_profiles.c.open_count < _agent_profiles.c.capacity,
-    )
-    .values(open_count=_agent_profiles.c.open_count + 1)
-)
-
-
-_teams = cast(Table, Team.__table__)
-_rules = cast(Table, RoutingRule.__table__)
-_team_members = cast(Table, TeamMember.__table__)
+# BatchRouting's statements run on the driver connection (db.driver_rows), as the inbound batch's do: no
+# ORM objects and no per-statement SQLAlchemy work (bench, C1). BatchRouting keeps its own copy of the counters.
 _TEAM_COLUMNS = (
-    _teams.c.id, _teams.c.strategy, _teams.c.business_hours, _teams.c.out_of_hours_reply,
-    _teams.c.sla_first_response_minutes, _teams.c.sla_resolution_minutes, _teams.c.last_assigned_user_id,
-)  # fmt: skip
-_RULES_AND_TEAMS = (
-    select(_rules.c.conditions, *_TEAM_COLUMNS)
-    .join(_teams, _teams.c.id == _rules.c.team_id)
-    .where(_rules.c.active.is_(True))
-    .order_by(_rules.c.position, _rules.c.created_at)
+    "t.id, t.strategy, t.business_hours, t.out_of_hours_reply, t.sla_first_response_minutes, "
+    "t.sla_resolution_minutes, t.last_assigned_user_id"
 )
-_TEAM = select(*_TEAM_COLUMNS).where(_teams.c.id == bindparam("team_id"))
+_RULES_AND_TEAMS = (
+    f"SELECT r.conditions, {_TEAM_COLUMNS} FROM routing_rules r JOIN teams t ON t.id = r.team_id "
+    "WHERE r.active = TRUE ORDER BY r.position, r.created_at"
+)
+_TEAM = f"SELECT {_TEAM_COLUMNS} FROM teams t WHERE t.id = ?"
 _MEMBERS = (
-    select(
-        _agent_profiles.c.user_id, _agent_profiles.c.online, _agent_profiles.c.open_count,
-        _agent_profiles.c.capacity, _agent_profiles.c.languages,
-    )
-    .join(_team_members, _team_members.c.user_id == _agent_profiles.c.user_id)
-    .where(_team_members.c.team_id == bindparam("team_id"), _agent_profiles.c.online.is_(True))
-    .order_by(_agent_profiles.c.user_id)
-)  # fmt: skip
-_LAST_ASSIGNED = (
-    update(_teams).where(_teams.c.id == bindparam("team_id")).values(last_assigned_user_id=bindparam("user_id"))
+    "SELECT a.user_id, a.online, a.open_count, a.capacity, a.languages FROM agent_profiles a "
+    "JOIN team_members m ON m.user_id = a.user_id WHERE m.team_id = ? AND a.online = TRUE ORDER BY a.user_id"
+)
+_TAKE_FREE_SLOT = (
+    "UPDATE agent_profiles SET open_count = open_count + 1 WHERE user_id = ? AND online = TRUE "
+    "AND open_count < capacity"
 )
 
 
@@ -237,6 +227,14 @@ class TeamState:
     sla_resolution_minutes: int | None
     last_assigned_user_id: uuid.UUID | None
 
+    @classmethod
+    def from_db(cls, row: Sequence[Any]) -> TeamState:
+        team_id, strategy, business_hours, out_of_hours_reply, first_response, resolution, last_assigned = row
+        return cls(
+            uuid_from_db(team_id), strategy, json_from_db(business_hours), out_of_hours_reply, first_response,
+            resolution, None if last_assigned is None else uuid_from_db(last_assigned),
+        )  # fmt: skip
+
 
 class BatchRouting:
     """Routing many new conversations in one transaction: rules, teams and members read once.
@@ -251,6 +249,7 @@ class BatchRouting:
 
     def __init__(self, session: Session) -> None:
         self.session = session
+        self._sqlite = is_sqlite(session)
         self._rules: list[tuple[dict[str, Any], TeamState]] | None = None
         self._teams: dict[uuid.UUID, TeamState] = {}
         self._members: dict[uuid.UUID, list[_Agent]] = {}
@@ -259,18 +258,19 @@ class BatchRouting:
     def team(self, team_id: uuid.UUID) -> TeamState | None:
         team = self._teams.get(team_id)
         if team is None:
-            row = self.session.connection().execute(_TEAM, {"team_id": team_id}).first()
-            if row is not None:
-                team = self._teams[team_id] = TeamState(*row)
+            rows = driver_rows(self.session, _TEAM, [uuid_to_db(team_id, sqlite=self._sqlite)])
+            if rows:
+                team = self._teams[team_id] = TeamState.from_db(rows[0])
         return team
 
     def _load_rules(self) -> list[tuple[dict[str, Any], TeamState]]:
         rules = []
-        for conditions, *team_row in self.session.connection().execute(_RULES_AND_TEAMS):
-            team = self._teams.get(team_row[0])
+        for conditions, *team_row in driver_rows(self.session, _RULES_AND_TEAMS, ()):
+            team_id = uuid_from_db(team_row[0])
+            team = self._teams.get(team_id)
             if team is None:
-                team = self._teams[team_row[0]] = TeamState(*team_row)
-            rules.append((conditions or {}, team))
+                team = self._teams[team_id] = TeamState.from_db(team_row)
+            rules.append((json_from_db(conditions) or {}, team))
         return rules
 
     def route(self, conversation: Routable, *, channel: str, text: str, tier: str | None,
@@ -285,9 +285,8 @@ class BatchRouting:
         if team is None:
             return None
         conversation.team_id = team.id
-        connection = self.session.connection()
         for agent in self._candidates(team, conversation.language):
-            if connection.execute(_TAKE_FREE_SLOT, {"agent_id": agent.user_id}).rowcount:
+            if driver_execute(self.session, _TAKE_FREE_SLOT, [uuid_to_db(agent.user_id, sqlite=self._sqlite)]):
                 agent.open_count += 1
                 conversation.assignee_id = agent.user_id
                 team.last_assigned_user_id = self._turns[team.id] = agent.user_id
@@ -300,8 +299,11 @@ class BatchRouting:
         """Store each team's turn (round robin goes on from the agent last handed a conversation)."""
         if not self._turns:
             return
-        self.session.connection().execute(
-            _LAST_ASSIGNED, [{"team_id": team_id, "user_id": user_id} for team_id, user_id in self._turns.items()]
+        bulk_update(
+            self.session,
+            Team,
+            "id",
+            [{"last_assigned_user_id": user_id, "id": team_id} for team_id, user_id in self._turns.items()],
         )
         for held in list(self.session.identity_map.values()):
             if isinstance(held, Team) and held.id in self._turns:
@@ -311,10 +313,11 @@ class BatchRouting:
     def _candidates(self, team: TeamState, language: str | None) -> list[_Agent]:
         members = self._members.get(team.id)
         if members is None:
-            rows = self.session.connection().execute(_MEMBERS, {"team_id": team.id})
-            members = self._members[team.id] = [_Agent(*row) for row in rows]
-            for agent in members:
-                agent.languages = agent.languages or []
+            rows = driver_rows(self.session, _MEMBERS, [uuid_to_db(team.id, sqlite=self._sqlite)])
+            members = self._members[team.id] = [
+                _Agent(uuid_from_db(user_id), bool(online), open_count, capacity, json_from_db(languages) or [])
+                for user_id, online, open_count, capacity, languages in rows
+            ]
         free = [a for a in members if a.online and a.open_count < a.capacity]
         return _in_turn(free, team, language)
 
