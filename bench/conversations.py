@@ -715,10 +715,10 @@ def c2_views(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def c2_inproc_child(url: str, calls: int, views_json: str) -> None:
-    """Child process: time ``conversations.service.list_conversations`` with a read session per call."""
+    """Child process: time ``conversations.inbox.list_conversations`` with a read session per call."""
     import resource
 
-    from omnicanal.conversations.service import list_conversations
+    from omnicanal.conversations.inbox import list_conversations
     from omnicanal.db import create_database
     from omnicanal.settings import Settings
 

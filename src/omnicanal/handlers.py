@@ -78,8 +78,8 @@ def _erase_conversations(session: Session, tree: set[uuid.UUID]) -> None:
 def register() -> None:
     from omnicanal.answers.service import set_conversation_context_provider
     from omnicanal.channels import privacy as channels_privacy
+    from omnicanal.conversations.delivery import outbound_dead, outbound_messages, outbound_sent, outbound_written
     from omnicanal.conversations.privacy import erase_outbox, export_conversations
-    from omnicanal.conversations.service import outbound_dead, outbound_messages, outbound_sent, outbound_written
     from omnicanal.loyalty.handlers import register as register_loyalty
     from omnicanal.outbox.service import on_outcome, on_outcomes_prefetch
     from omnicanal.privacy import service as privacy

@@ -8,7 +8,7 @@ from typing import Any
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from omnicanal.conversations import service
+from omnicanal.conversations import inbox, service
 from omnicanal.conversations.models import Conversation, Message
 from omnicanal.db import Database
 from omnicanal.outbox.models import OutboxItem
@@ -177,15 +177,15 @@ def test_sla_due_times_and_breach_flags(client: TestClient, db: Database) -> Non
     with db.read() as session:
         stored = session.get(Conversation, _uuid(conversation_id))
         assert stored is not None
-        late = service.conversation_out(stored, now=datetime.now(UTC) + timedelta(minutes=11)).sla
+        late = inbox.conversation_out(stored, now=datetime.now(UTC) + timedelta(minutes=11)).sla
         assert late.first_response_breached and not late.resolution_breached
-        later = service.conversation_out(stored, now=datetime.now(UTC) + timedelta(minutes=61)).sla
+        later = inbox.conversation_out(stored, now=datetime.now(UTC) + timedelta(minutes=61)).sla
         assert later.resolution_breached
     reply(client, conversation_id, text="on it", channel="whatsapp")
     with db.read() as session:
         stored = session.get(Conversation, _uuid(conversation_id))
         assert stored is not None
-        answered = service.conversation_out(stored, now=datetime.now(UTC) + timedelta(minutes=11)).sla
+        answered = inbox.conversation_out(stored, now=datetime.now(UTC) + timedelta(minutes=11)).sla
         assert not answered.first_response_breached
 
 

@@ -95,7 +95,7 @@ def record_part(
 
 def hold_unknown(session: Session, *, provider_message_id: str, status: str, reason: str | None) -> uuid.UUID | None:
     """A status callback for an id no message has (yet): the message it turns out to be, else held for later."""
-    from omnicanal.conversations.service import update_delivery_status
+    from omnicanal.conversations.delivery import update_delivery_status
 
     _lock(session, shared=False)
     message_id = session.scalar(select(Message.id).where(Message.provider_message_id == provider_message_id).limit(1))
@@ -127,7 +127,7 @@ def held_for(session: Session, provider_ids: Iterable[str]) -> list[HeldStatus]:
 
 def release_held(session: Session, messages: dict[str, uuid.UUID], *, held: list[HeldStatus] | None = None) -> int:
     """Apply the held statuses of these provider ids to their messages, in the order they arrived."""
-    from omnicanal.conversations.service import update_delivery_status
+    from omnicanal.conversations.delivery import update_delivery_status
 
     statuses = held if held is not None else held_for(session, messages)
     applied = 0
@@ -190,7 +190,7 @@ def release_on_sent(session: Session, item: Any) -> None:
     """Outbox outcome handler: the provider id of a reply is recorded; statuses that came first apply now."""
     if item.message_id is None or not item.provider_id:
         return
-    from omnicanal.conversations.service import outbound_written
+    from omnicanal.conversations.delivery import outbound_written
 
     stash: dict[uuid.UUID, list[HeldStatus]] = session.info.get(_PREFETCHED, {})
     provider_ids = {str(item.provider_id): item.message_id}

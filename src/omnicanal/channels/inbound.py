@@ -26,8 +26,8 @@ from starlette.concurrency import run_in_threadpool
 
 from omnicanal.channels.delivery import before_statuses, hold_unknown
 from omnicanal.channels.service import ConfiguredChannel, directory
+from omnicanal.conversations.delivery import update_delivery_status
 from omnicanal.conversations.inbound import InboundInput, InboundResult
-from omnicanal.conversations.service import update_delivery_status
 from omnicanal.db import Database
 from omnicanal.errors import DomainError, Forbidden, NotFound, PayloadTooLarge, Unauthenticated
 from omnicanal.timeline.writer import IngestWriter

@@ -18,6 +18,7 @@ def mount_console(app: FastAPI) -> None:
     from omnicanal.console.channel_setup import router as channel_setup_router
     from omnicanal.console.context import ConsoleError, LoginRequired, render_error, set_display_timezone
     from omnicanal.console.conversation import router as conversation_router
+    from omnicanal.console.conversation_actions import router as conversation_actions_router
     from omnicanal.console.inbox import router as inbox_router
     from omnicanal.console.loyalty import router as loyalty_router
     from omnicanal.console.review import router as review_router
@@ -45,6 +46,7 @@ def mount_console(app: FastAPI) -> None:
     app.include_router(review_router)
     app.include_router(inbox_router)
     app.include_router(conversation_router)
+    app.include_router(conversation_actions_router)
     app.include_router(supervision_router)
     app.include_router(channel_setup_router)
     app.include_router(loyalty_router)

@@ -19,8 +19,9 @@ from omnicanal.access.roles import Permission
 from omnicanal.console.context import Console, StaffConsole
 from omnicanal.console.routes import problem_text
 from omnicanal.conversations.channels import CHANNEL_RULES
+from omnicanal.conversations.inbox import list_conversations
 from omnicanal.conversations.schemas import ConversationOut
-from omnicanal.conversations.service import STATUSES, list_conversations
+from omnicanal.conversations.service import STATUSES
 from omnicanal.errors import DomainError
 from omnicanal.routing.models import Team, TeamMember
 

@@ -16,9 +16,10 @@ from omnicanal.access.roles import Permission
 from omnicanal.console.context import Console, StaffConsole, StaffPostConsole
 from omnicanal.console.routes import parse_id, problem_text
 from omnicanal.console.security import safe_next
+from omnicanal.conversations.delivery import update_delivery_status
+from omnicanal.conversations.inbox import conversation_out, customer_names
 from omnicanal.conversations.models import Conversation
 from omnicanal.conversations.schemas import ConversationOut
-from omnicanal.conversations.service import conversation_out, customer_names, update_delivery_status
 from omnicanal.db import utcnow
 from omnicanal.errors import DomainError
 from omnicanal.outbox.models import OutboxItem

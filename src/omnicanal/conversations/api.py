@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 
 from omnicanal.access.roles import Permission
 from omnicanal.access.service import Principal
-from omnicanal.conversations import service
+from omnicanal.conversations import inbox, service
 from omnicanal.conversations.channels import MESSAGE_CHANNELS
 from omnicanal.conversations.inbound import InboundInput
 from omnicanal.conversations.reply_content import store_reply_attachments
@@ -154,10 +154,10 @@ def _inbox_json(db: Database, me: uuid.UUID | None, params: dict[str, Any]) -> b
     if db.is_sqlite and params["customer_id"] is None:
         fast = {name: value for name, value in params.items() if name != "customer_id"}
         with db.sqlite_read() as connection:
-            items, next_cursor = service.sqlite_inbox_page(connection, me=me, **fast)
+            items, next_cursor = inbox.sqlite_inbox_page(connection, me=me, **fast)
     else:
         with db.read() as session:
-            items, next_cursor = service.inbox_page(session, me=me, **params)
+            items, next_cursor = inbox.inbox_page(session, me=me, **params)
     # serialized as ConversationPage would be (UUIDs as text, datetimes in UTC with "Z")
     return orjson.dumps({"items": items, "next_cursor": next_cursor}, option=orjson.OPT_UTC_Z)
 
@@ -201,7 +201,7 @@ def list_conversations(
     cursor: str | None = None,
 ) -> ConversationPage:
     # The documented signature (OpenAPI); requests are served by _serve_inbox.
-    items, next_cursor = service.list_conversations(
+    items, next_cursor = inbox.list_conversations(
         session, status=status, assignee=assignee, team_id=team, channel=channel, customer_id=customer_id,
         me=principal.id if principal.kind == "user" else None, limit=limit, cursor=cursor,
     )  # fmt: skip
@@ -220,8 +220,8 @@ router.add_api_route(
 @router.get("/conversations/{conversation_id}", response_model=ConversationOut)
 def get_conversation(conversation_id: uuid.UUID, session: ReadSession, _: Reader) -> ConversationOut:
     conversation = service.get_conversation(session, conversation_id)
-    names = service.customer_names(session, {conversation.customer_id})
-    return service.conversation_out(conversation, customer_name=names.get(conversation.customer_id))
+    names = inbox.customer_names(session, {conversation.customer_id})
+    return inbox.conversation_out(conversation, customer_name=names.get(conversation.customer_id))
 
 
 @router.get("/conversations/{conversation_id}/messages", response_model=MessagePage)
@@ -293,7 +293,7 @@ def assign(conversation_id: uuid.UUID, data: AssignIn, session: WriteSession, pr
     conversation = service.assign(
         session, conversation_id=conversation_id, agent_id=data.agent_id, team_id=data.team_id, actor=principal.label
     )
-    return service.conversation_out(conversation)
+    return inbox.conversation_out(conversation)
 
 
 @router.post("/conversations/{conversation_id}/status", response_model=ConversationOut)
@@ -302,7 +302,7 @@ def set_status(conversation_id: uuid.UUID, data: StatusIn, session: WriteSession
         session, conversation_id=conversation_id, status=data.status, snooze_until=data.snooze_until,
         actor=principal.label,
     )  # fmt: skip
-    return service.conversation_out(conversation)
+    return inbox.conversation_out(conversation)
 
 
 @router.patch("/conversations/{conversation_id}", response_model=ConversationOut)
@@ -310,4 +310,4 @@ def patch_conversation(
     conversation_id: uuid.UUID, data: ConversationPatch, session: WriteSession, _: Writer
 ) -> ConversationOut:
     conversation = service.update(session, conversation_id=conversation_id, priority=data.priority, labels=data.labels)
-    return service.conversation_out(conversation)
+    return inbox.conversation_out(conversation)

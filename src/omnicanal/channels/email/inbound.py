@@ -25,9 +25,9 @@ from sqlalchemy.orm import Session
 from omnicanal.channels.email.models import EmailHeader
 from omnicanal.channels.email.parsing import ParsedEmail, parse_email
 from omnicanal.channels.email.reply_address import conversation_of
+from omnicanal.conversations.delivery import update_delivery_status
 from omnicanal.conversations.inbound import InboundInput, InboundResult, receive
 from omnicanal.conversations.models import Conversation, Message
-from omnicanal.conversations.service import update_delivery_status
 from omnicanal.customers.identities import InvalidIdentity, normalize
 from omnicanal.customers.models import Identity
 from omnicanal.db import utcnow
