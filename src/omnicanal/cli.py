@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 from typing import Annotated
@@ -72,6 +73,18 @@ def migrate() -> None:
     db.dispose()
 
 
+def _settle_garbage_collector() -> None:
+    """Keep the objects every server process lives with out of the collector's way.
+
+    The application (modules, routes, models, SQLAlchemy metadata, templates) is ~200,000 objects that live
+    as long as the process; a full collection walks every one of them, 50-150 ms on these machines with
+    every request in flight paused. Frozen, they are never walked again (a full collection of a serving
+    process walks ~18,000 objects, ~25 ms); what requests create is collected as usual.
+    """
+    gc.collect()
+    gc.freeze()
+
+
 def _serve(settings: Settings, host: str, port: int, database: object) -> None:
     import uvicorn
 
@@ -80,6 +93,7 @@ def _serve(settings: Settings, host: str, port: int, database: object) -> None:
 
     assert isinstance(database, Database)
     application = create_app(settings, database=database)
+    _settle_garbage_collector()
     uvicorn.run(
         application,
         host=host,
