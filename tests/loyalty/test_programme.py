@@ -199,6 +199,22 @@ def test_birthday_job_pays_once_a_year(client: TestClient, db: Database) -> None
     assert uuid.UUID(born)
 
 
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_the_workers_birthday_job_scans_outside_the_write_lock_and_pays_once_a_day(
+    client: TestClient, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(jobs, "_birthdays_paid_for", None)
+    event_rule(client, "birthday", 40)
+    born = new_customer(client, birthday=f"1992-{utcnow():%m-%d}")
+    other = new_customer(client, birthday=f"1992-{utcnow() + timedelta(days=2):%m-%d}")
+    assert jobs.daily_birthdays(db) == 1
+    assert jobs.daily_birthdays(db) == 0  # the same day: nothing scanned again
+    monkeypatch.setattr(jobs, "_birthdays_paid_for", None)  # another process, the same day
+    jobs.daily_birthdays(db)
+    assert wallet(client, born)["balance"] == 40
+    assert wallet(client, other)["balance"] == 0
+
+
 def test_catalogue_posts_honour_idempotency_key_and_export_includes_the_wallet(client: TestClient) -> None:
     body = {"name": "Tote bag", "kind": "product", "cost_points": 10, "stock": 5}
     first = client.post("/api/v1/rewards", json=body, headers={"Idempotency-Key": "k1"})
