@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -131,3 +132,16 @@ def test_a_process_is_gone_when_its_pid_no_longer_runs_or_it_stopped_committing(
     assert not jobs.worker_gone(job("elsewhere:42:t", ago=timedelta(seconds=30)))
     assert jobs.worker_gone(job("elsewhere:42:t", ago=jobs.STALE_AFTER + timedelta(seconds=1)))
     assert not jobs.worker_gone(job(f"{host}:999999999:t", status="done"))
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_many_readers_noticing_the_dead_process_at_once_resume_the_import_once(
+    client: TestClient, settings: Settings, db: Database
+) -> None:
+    job_id = import_in_a_process_that_dies(settings)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        resumed = list(pool.map(lambda _: jobs.recover(db), range(16)))
+    assert sum(len(ids) for ids in resumed) == 1
+    job = finished(client, f"{API}/catalog/imports/{job_id}")
+    assert (job["status"], job["attempts"], job["done"], job["products"]) == ("done", 2, 7, 5)
+    assert [r["line"] for r in job["rejected"]] == [3, 7]

@@ -271,8 +271,14 @@ def run_import(database: Database, job_id: uuid.UUID, *, importer: Callable[...,
             _running.discard(job_id)
 
 
+def _release(job_ids: list[uuid.UUID]) -> None:
+    with _running_lock:
+        _running.difference_update(job_ids)
+
+
 def _take_over(session: Session, job: CatalogImport, *, status: str, attempts: int) -> bool:
-    """Make this process the job's owner, once, whoever else tries at the same time."""
+    """Make this process the job's owner, once, whoever else tries at the same time (another thread of this
+    process sees the job as running here from now on, before the take-over commits)."""
     taken = session.execute(
         update(CatalogImport)
         .where(CatalogImport.id == job.id, CatalogImport.worker == job.worker, CatalogImport.status == job.status,
@@ -281,7 +287,11 @@ def _take_over(session: Session, job: CatalogImport, *, status: str, attempts: i
                 finished_at=None)
         .execution_options(synchronize_session=False)
     )  # fmt: skip
-    return getattr(taken, "rowcount", 0) == 1
+    if getattr(taken, "rowcount", 0) != 1:
+        return False
+    with _running_lock:
+        _running.add(job.id)
+    return True
 
 
 def recover(database: Database, job_ids: list[uuid.UUID] | None = None) -> list[uuid.UUID]:
@@ -292,21 +302,25 @@ def recover(database: Database, job_ids: list[uuid.UUID] | None = None) -> list[
             query = query.where(CatalogImport.id.in_(job_ids))
         if not [job for job in session.scalars(query) if worker_gone(job)]:
             return []
-    resumed = []
-    with database.write() as session:
-        for job in session.scalars(query.order_by(CatalogImport.id)):
-            if not worker_gone(job):
-                continue
-            if job.attempts >= MAX_ATTEMPTS:
-                session.execute(
-                    update(CatalogImport)
-                    .where(CatalogImport.id == job.id, CatalogImport.worker == job.worker)
-                    .values(status="failed", failure="worker_lost", finished_at=utcnow())
-                )
-                log.warning("catalog import %s: its process stopped %d times, given up", job.id, job.attempts)
-            elif _take_over(session, job, status=job.status, attempts=job.attempts + 1):
-                log.warning("catalog import %s: its process is gone, resumed after %d products", job.id, job.done)
-                resumed.append(job.id)
+    resumed: list[uuid.UUID] = []
+    try:
+        with database.write() as session:
+            for job in list(session.scalars(query.order_by(CatalogImport.id))):
+                if not worker_gone(job):
+                    continue
+                if job.attempts >= MAX_ATTEMPTS:
+                    session.execute(
+                        update(CatalogImport)
+                        .where(CatalogImport.id == job.id, CatalogImport.worker == job.worker)
+                        .values(status="failed", failure="worker_lost", finished_at=utcnow())
+                    )
+                    log.warning("catalog import %s: its process stopped %d times, given up", job.id, job.attempts)
+                elif _take_over(session, job, status=job.status, attempts=job.attempts + 1):
+                    log.warning("catalog import %s: its process is gone, resumed after %d products", job.id, job.done)
+                    resumed.append(job.id)
+    except BaseException:
+        _release(resumed)
+        raise
     for job_id in resumed:
         start(database, job_id)
     return resumed
@@ -314,16 +328,22 @@ def recover(database: Database, job_ids: list[uuid.UUID] | None = None) -> list[
 
 def resume(database: Database, job_id: uuid.UUID) -> None:
     """Start a failed job again from where it stopped (its file must have been kept)."""
-    with database.write() as session:
-        job = session.get(CatalogImport, job_id)
-        if job is None:
-            raise NotFound(f"catalog import {job_id} not found")
-        if job.status != "failed":
-            raise Conflict(f"this import is {job.status}; only a failed import can be resumed", status=job.status)
-        if session.scalar(select(CatalogImport.source.isnot(None)).where(CatalogImport.id == job_id)) is not True:
-            raise Conflict("the file of this import was not kept; upload it again")
-        if not _take_over(session, job, status="running" if job.total else "queued", attempts=1):
-            raise Conflict("this import has just been resumed")
+    claimed: list[uuid.UUID] = []
+    try:
+        with database.write() as session:
+            job = session.get(CatalogImport, job_id)
+            if job is None:
+                raise NotFound(f"catalog import {job_id} not found")
+            if job.status != "failed":
+                raise Conflict(f"this import is {job.status}; only a failed import can be resumed", status=job.status)
+            if session.scalar(select(CatalogImport.source.isnot(None)).where(CatalogImport.id == job_id)) is not True:
+                raise Conflict("the file of this import was not kept; upload it again")
+            if not _take_over(session, job, status="running" if job.total else "queued", attempts=1):
+                raise Conflict("this import has just been resumed")
+            claimed.append(job_id)
+    except BaseException:
+        _release(claimed)
+        raise
     start(database, job_id)
 
 
