@@ -19,6 +19,7 @@ from omnicanal.channels.catalog import load_adapters
 from omnicanal.channels.delivery import forget_stale as forget_stale_statuses
 from omnicanal.channels.transport import install_transports
 from omnicanal.commerce.api import router as commerce_router
+from omnicanal.commerce.catalog_import_jobs import recover_at_startup as recover_catalog_imports
 from omnicanal.commerce.catalog_imports import router as catalog_imports_router
 from omnicanal.commerce.orders import expire_due
 from omnicanal.commerce.store_credit import router as store_credit_router
@@ -90,6 +91,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime.broadcaster.start()
         writer.start()
+        recover_catalog_imports(db)
         if settings.outbox_in_process:
             worker.start()
         try:

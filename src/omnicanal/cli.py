@@ -233,8 +233,8 @@ def catalog_import(path: Annotated[str, typer.Argument(help="CSV file, one row p
             session, source, progress=lambda done, total: progress.update(task, completed=done, total=total)
         )
     err.print(f"Imported {report.products} products ({report.variants} rows).")
-    for line, why in report.rejected:
-        err.print(f"[yellow]line {line}:[/yellow] {why}")
+    for row in report.rejected:
+        err.print(f"[yellow]line {row.line}:[/yellow] {row.reason}")
     db.dispose()
     if report.rejected:
         err.print(f"[red]{len(report.rejected)} rows rejected.[/red]")
