@@ -75,11 +75,13 @@ def migrate() -> None:
 def _serve(settings: Settings, host: str, port: int, database: object) -> None:
     import uvicorn
 
+    from omnicanal import longlived
     from omnicanal.app import create_app
     from omnicanal.db import Database
 
     assert isinstance(database, Database)
     application = create_app(settings, database=database)
+    longlived.enable()
     uvicorn.run(
         application,
         host=host,
