@@ -31,7 +31,7 @@ from omnicanal.customers.api import router as customers_router
 from omnicanal.db import Database, create_database
 from omnicanal.fastlane import OmnicanalAPI
 from omnicanal.loyalty.api import router as loyalty_router
-from omnicanal.loyalty.jobs import daily_birthdays
+from omnicanal.loyalty.jobs import hourly_birthdays
 from omnicanal.loyalty.jobs import periodic as loyalty_jobs
 from omnicanal.outbox.api import router as outbox_router
 from omnicanal.outbox.transports import registry_from_settings
@@ -72,7 +72,7 @@ def build_runtime(settings: Settings, db: Database) -> tuple[Runtime, OutboxWork
         senders=settings.outbox_senders,
         rate_limits=settings.channel_rate_limits,
         periodic=[wake_snoozed, loyalty_jobs, expire_due, forget_stale_statuses],
-        background=[daily_birthdays],
+        background=[hourly_birthdays],
     )
     return runtime, worker
 

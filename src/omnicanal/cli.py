@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import os
 import sys
 from typing import Annotated
@@ -73,27 +72,16 @@ def migrate() -> None:
     db.dispose()
 
 
-def _settle_garbage_collector() -> None:
-    """Keep the objects every server process lives with out of the collector's way.
-
-    The application (modules, routes, models, SQLAlchemy metadata, templates) is ~200,000 objects that live
-    as long as the process; a full collection walks every one of them, 50-150 ms on these machines with
-    every request in flight paused. Frozen, they are never walked again (a full collection of a serving
-    process walks ~18,000 objects, ~25 ms); what requests create is collected as usual.
-    """
-    gc.collect()
-    gc.freeze()
-
-
 def _serve(settings: Settings, host: str, port: int, database: object) -> None:
     import uvicorn
 
+    from omnicanal import longlived
     from omnicanal.app import create_app
     from omnicanal.db import Database
 
     assert isinstance(database, Database)
     application = create_app(settings, database=database)
-    _settle_garbage_collector()
+    longlived.enable()
     uvicorn.run(
         application,
         host=host,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -43,26 +43,26 @@ def birthdays(session: Session, *, now: datetime | None = None, born: list[uuid.
     return len(earn_events(session, events, now=now))
 
 
-_birthdays_paid_for: date | None = None
+_next_birthdays = 0.0
 
 
-def daily_birthdays(db: Database) -> int:
-    """For the worker's schedule: the birthdays of the day, once per UTC day and process.
+def hourly_birthdays(db: Database) -> int:
+    """For the worker's schedule: the birthdays of the day, once an hour (someone who joins on their
+    birthday is paid the same day).
 
     The scan reads every customer (seconds with a million of them): it runs in a read transaction, and
-    only the day's few events are written, so the writers (ingest, messages, orders) never wait on it.
+    only the few events found are written, so the writers (ingest, messages, orders) never wait on it.
     Paying twice is impossible (one claim per customer and year), so several processes may all run it.
     """
-    global _birthdays_paid_for
-    now = utcnow()
-    if _birthdays_paid_for == now.date():
+    global _next_birthdays
+    if time.monotonic() < _next_birthdays:
         return 0
+    _next_birthdays = time.monotonic() + HOURLY_SECONDS
+    now = utcnow()
     with db.read() as session:
         born = born_on(session, now)
     with db.write() as session:
-        paid = birthdays(session, now=now, born=born)
-    _birthdays_paid_for = now.date()
-    return paid
+        return birthdays(session, now=now, born=born)
 
 
 def expiring_notices(session: Session, *, now: datetime | None = None) -> int:
@@ -104,7 +104,7 @@ def run(
 
 
 def periodic(session: Session) -> None:
-    """For the worker's schedule: expiry on every run, the rest once an hour (birthdays: daily_birthdays)."""
+    """For the worker's schedule: expiry on every run, the rest once an hour (birthdays: hourly_birthdays)."""
     global _next_hourly
     hourly = time.monotonic() >= _next_hourly
     if hourly:
