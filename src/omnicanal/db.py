@@ -27,7 +27,7 @@ import orjson
 from sqlalchemy import JSON, DateTime, Engine, MetaData, Table, Uuid, create_engine, event
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.pool import NullPool
 from sqlalchemy.types import TypeDecorator
@@ -527,6 +527,29 @@ def _sqlite_engine(url: str, settings: Settings, *, immediate: bool) -> Engine:
     return engine
 
 
+PING_AFTER_IDLE_SECONDS = 2.0
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """Ping a pooled connection on checkout only when it sat idle for a while (``pool_pre_ping`` pings on every
+    checkout: one more round trip per transaction, a sixth of a redemption's CPU, docs/benchmarks-loyalty.md L2).
+    A connection returned moments ago answered then; one idle longer is pinged, and a dead one is replaced."""
+
+    @event.listens_for(engine, "checkin")
+    def _returned(_dbapi_connection: Any, record: Any) -> None:
+        record.info["returned_at"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _check(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        returned = record.info.get("returned_at")
+        if returned is None or time.monotonic() - returned < PING_AFTER_IDLE_SECONDS:
+            return  # new, or used a moment ago
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except Exception as exc:
+            raise DisconnectionError("the connection did not answer a ping") from exc
+
+
 def create_database(settings: Settings) -> Database:
     url = settings.database_url
     checkpointer = None
@@ -538,10 +561,11 @@ def create_database(settings: Settings) -> Database:
             checkpointer = WalCheckpointer(path)
             event.listen(write_engine, "commit", lambda _connection: checkpointer.committed())
     else:
-        pool_args: dict[str, Any] = {"pool_size": settings.db_pool_size, "max_overflow": 10, "pool_pre_ping": True}
+        pool_args: dict[str, Any] = {"pool_size": settings.db_pool_size, "max_overflow": 10}
         if os.environ.get("OMNICANAL_DB_NULLPOOL") == "1":
             pool_args = {"poolclass": NullPool}
         write_engine = create_engine(url, **pool_args)
+        _ping_when_idle(write_engine)
         read_engine = write_engine
     return Database(
         settings=settings,
