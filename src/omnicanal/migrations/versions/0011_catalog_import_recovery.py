@@ -1,7 +1,7 @@
 """Catalog imports survive the process that ran them: the file kept until done, the owner and its heartbeat
 
 Revision ID: 0011_catalog_import_recovery
-Revises: 0009_channel_commerce_gaps
+Revises: 0010_loyalty_redeem_function
 Create Date: 2026-11-23
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 import omnicanal.db
 
 revision = "0011_catalog_import_recovery"
-down_revision = "0009_channel_commerce_gaps"
+down_revision = "0010_loyalty_redeem_function"
 branch_labels = None
 depends_on = None
 
