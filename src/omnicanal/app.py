@@ -19,6 +19,7 @@ from omnicanal.channels.catalog import load_adapters
 from omnicanal.channels.delivery import forget_stale as forget_stale_statuses
 from omnicanal.channels.transport import install_transports
 from omnicanal.commerce.api import router as commerce_router
+from omnicanal.commerce.catalog_import_jobs import recover_at_startup as recover_catalog_imports
 from omnicanal.commerce.catalog_imports import router as catalog_imports_router
 from omnicanal.commerce.orders import expire_due
 from omnicanal.commerce.store_credit import router as store_credit_router
@@ -30,6 +31,7 @@ from omnicanal.customers.api import router as customers_router
 from omnicanal.db import Database, create_database
 from omnicanal.fastlane import OmnicanalAPI
 from omnicanal.loyalty.api import router as loyalty_router
+from omnicanal.loyalty.jobs import hourly_birthdays
 from omnicanal.loyalty.jobs import periodic as loyalty_jobs
 from omnicanal.outbox.api import router as outbox_router
 from omnicanal.outbox.transports import registry_from_settings
@@ -70,6 +72,7 @@ def build_runtime(settings: Settings, db: Database) -> tuple[Runtime, OutboxWork
         senders=settings.outbox_senders,
         rate_limits=settings.channel_rate_limits,
         periodic=[wake_snoozed, loyalty_jobs, expire_due, forget_stale_statuses],
+        background=[hourly_birthdays],
     )
     return runtime, worker
 
@@ -88,6 +91,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime.broadcaster.start()
         writer.start()
+        recover_catalog_imports(db)
         if settings.outbox_in_process:
             worker.start()
         try:

@@ -75,11 +75,13 @@ def migrate() -> None:
 def _serve(settings: Settings, host: str, port: int, database: object) -> None:
     import uvicorn
 
+    from omnicanal import longlived
     from omnicanal.app import create_app
     from omnicanal.db import Database
 
     assert isinstance(database, Database)
     application = create_app(settings, database=database)
+    longlived.enable()
     uvicorn.run(
         application,
         host=host,
@@ -219,8 +221,8 @@ def catalog_import(path: Annotated[str, typer.Argument(help="CSV file, one row p
             session, source, progress=lambda done, total: progress.update(task, completed=done, total=total)
         )
     err.print(f"Imported {report.products} products ({report.variants} rows).")
-    for line, why in report.rejected:
-        err.print(f"[yellow]line {line}:[/yellow] {why}")
+    for row in report.rejected:
+        err.print(f"[yellow]line {row.line}:[/yellow] {row.reason}")
     db.dispose()
     if report.rejected:
         err.print(f"[red]{len(report.rejected)} rows rejected.[/red]")

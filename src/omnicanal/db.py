@@ -8,8 +8,9 @@ busy timeout instead of failing with "database is locked" half-way through.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
-import secrets
+import sqlite3
 import threading
 import time
 import uuid
@@ -26,12 +27,14 @@ import orjson
 from sqlalchemy import JSON, Connection, DateTime, Engine, MetaData, Table, Uuid, create_engine, event
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.pool import NullPool
 from sqlalchemy.types import TypeDecorator
 
 from omnicanal.settings import Settings
+
+log = logging.getLogger(__name__)
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -77,16 +80,56 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+_RANDOM_CHUNK = 4096
+_random = threading.local()
+
+
+def _forget_random_bytes() -> None:
+    """A forked child must not hand out the random bytes its parent hands out."""
+    global _random
+    _random = threading.local()
+
+
+os.register_at_fork(after_in_child=_forget_random_bytes)
+_new_uuid = object.__new__
+_set_slot = object.__setattr__
+_SAFE_UNKNOWN = uuid.SafeUUID.unknown
+
+
+def _random_80_bits() -> int:
+    """10 bytes from the OS's generator, read in 4 KiB chunks: one system call per ~400 ids, not per id."""
+    buffer: bytes | None = getattr(_random, "buffer", None)
+    position: int = getattr(_random, "position", _RANDOM_CHUNK)
+    if buffer is None or position + 10 > _RANDOM_CHUNK:
+        buffer = _random.buffer = os.urandom(_RANDOM_CHUNK)
+        position = 0
+    _random.position = position + 10
+    return int.from_bytes(buffer[position : position + 10], "big")
+
+
+def _uuid_of_int(value: int) -> uuid.UUID:
+    """``uuid.UUID(int=value)`` without the argument checks, for values valid by construction."""
+    made = _new_uuid(uuid.UUID)
+    _set_slot(made, "int", value)
+    _set_slot(made, "is_safe", _SAFE_UNKNOWN)
+    return made
+
+
 def uuid7() -> uuid.UUID:
-    """Time-ordered UUID (RFC 9562 version 7): new rows land at the end of the index."""
+    """Time-ordered UUID (RFC 9562 version 7): new rows land at the end of the index.
+
+    Ingest makes about two per event (bench/README.md, B2): the random bytes come from a buffer and the
+    UUID is built without ``UUID.__init__``'s checks, at about half the cost.
+    """
     millis = time.time_ns() // 1_000_000
-    rand = int.from_bytes(secrets.token_bytes(10), "big")
-    value = (millis & ((1 << 48) - 1)) << 80
-    value |= 0x7 << 76
-    value |= ((rand >> 62) & 0xFFF) << 64
-    value |= 0b10 << 62
-    value |= rand & ((1 << 62) - 1)
-    return uuid.UUID(int=value)
+    rand = _random_80_bits()
+    return _uuid_of_int(
+        ((millis & 0xFFFF_FFFF_FFFF) << 80)
+        | (0x7 << 76)
+        | (((rand >> 62) & 0xFFF) << 64)
+        | (0b10 << 62)
+        | (rand & ((1 << 62) - 1))
+    )
 
 
 _Converter = Callable[[Any], Any]
@@ -217,6 +260,8 @@ def uuid_from_db(value: Any) -> uuid.UUID:
     """A UUID column's value as :func:`driver_rows` returns it, on either database."""
     if isinstance(value, uuid.UUID):
         return value
+    if len(value) == 32:  # how SQLAlchemy stores a UUID on SQLite; int() refuses anything not hex
+        return _uuid_of_int(int(value, 16))
     return uuid.UUID(hex=value)
 
 
@@ -317,9 +362,11 @@ class Database:
     read_sessions: sessionmaker[Session]
     _read_executor: ThreadPoolExecutor | None = field(default=None, repr=False)
     _executor_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _write_turn: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _read_gates: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = field(
         default_factory=weakref.WeakKeyDictionary, repr=False
     )
+    checkpointer: WalCheckpointer | None = field(default=None, repr=False)
 
     @property
     def is_sqlite(self) -> bool:
@@ -329,6 +376,23 @@ class Database:
     def write(self) -> Iterator[Session]:
         """One command: commit on success, roll back on any error."""
         with self.write_sessions() as session, session.begin():
+            yield session
+
+    @contextmanager
+    def write_in_turn(self) -> Iterator[Session]:
+        """:meth:`write` for a transaction that begins and ends in one thread (the lean handlers).
+
+        On SQLite this process's writers take turns on a lock before ``BEGIN IMMEDIATE``: a writer that
+        finds the database locked otherwise sleeps in SQLite's busy handler, whose back-off (1, 2, 5, 10…
+        100 ms) overshoots the few milliseconds the holder needs; a waiter on the lock starts the moment
+        the holder commits (bench/commerce.py, K2: it was the other source of the quote's p99 over HTTP).
+        Only for code that enters and leaves in the same thread: a FastAPI dependency may not.
+        """
+        if not self.is_sqlite:
+            with self.write() as session:
+                yield session
+            return
+        with self._write_turn, self.write() as session:
             yield session
 
     @contextmanager
@@ -390,12 +454,70 @@ class Database:
         return await asyncio.get_running_loop().run_in_executor(executor, function, *args)
 
     def dispose(self) -> None:
+        if self.checkpointer is not None:
+            self.checkpointer.stop()
         if self._read_executor is not None:
             self._read_executor.shutdown(wait=False)
             self._read_executor = None
         self.write_engine.dispose()
         if self.read_engine is not self.write_engine:
             self.read_engine.dispose()
+
+
+class WalCheckpointer:
+    """Copies SQLite's write-ahead log back into the database file on a thread of its own.
+
+    SQLite does it by default inside the commit that finds the log past 1,000 pages, so every few
+    write batches one commit also copied and synced thousands of pages while requests waited on it
+    (a third of the commit time in the batch ingest benchmark, bench/README.md B2). Here the writer
+    only marks that it committed; every ``interval`` seconds this thread runs a passive checkpoint,
+    which never blocks readers or the writer. The write connections keep SQLite's own checkpoint as
+    a backstop, at :data:`WAL_BACKSTOP_PAGES`, should this thread fall behind.
+    """
+
+    def __init__(self, path: str, interval: float = 0.5) -> None:
+        self.path = path
+        self.interval = interval
+        self.pending = False
+        self.checkpoints = 0
+        self._stopped = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+
+    def committed(self) -> None:
+        self.pending = True
+        if self._thread is None:
+            with self._start_lock:
+                if self._thread is None and not self._stopped.is_set():
+                    self._thread = threading.Thread(target=self._run, name="omnicanal-checkpoint", daemon=True)
+                    self._thread.start()
+
+    def _run(self) -> None:
+        connection = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        try:
+            while not self._stopped.wait(self.interval):
+                if self.pending:
+                    self.pending = False
+                    self._checkpoint(connection)
+            if self.pending:
+                self._checkpoint(connection)
+        finally:
+            connection.close()
+
+    def _checkpoint(self, connection: sqlite3.Connection) -> None:
+        try:
+            connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            self.checkpoints += 1
+        except sqlite3.Error:  # the file went away (a test's temporary directory); the backstop remains
+            log.debug("passive checkpoint of %s failed", self.path, exc_info=True)
+
+    def stop(self) -> None:
+        self._stopped.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+
+WAL_BACKSTOP_PAGES = 10_000
 
 
 def _sqlite_engine(url: str, settings: Settings, *, immediate: bool) -> Engine:
@@ -428,6 +550,8 @@ def _sqlite_engine(url: str, settings: Settings, *, immediate: bool) -> Engine:
         cursor.execute(f"PRAGMA cache_size=-{16384 if not immediate else 65536}")
         cursor.execute("PRAGMA mmap_size=0")
         cursor.execute("PRAGMA temp_store=MEMORY")
+        if immediate:  # WalCheckpointer does the checkpoints; this is the backstop
+            cursor.execute(f"PRAGMA wal_autocheckpoint={WAL_BACKSTOP_PAGES}")
         cursor.close()
 
     @event.listens_for(engine, "begin")
@@ -437,16 +561,45 @@ def _sqlite_engine(url: str, settings: Settings, *, immediate: bool) -> Engine:
     return engine
 
 
+PING_AFTER_IDLE_SECONDS = 2.0
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """Ping a pooled connection on checkout only when it sat idle for a while (``pool_pre_ping`` pings on every
+    checkout: one more round trip per transaction, a sixth of a redemption's CPU, docs/benchmarks-loyalty.md L2).
+    A connection returned moments ago answered then; one idle longer is pinged, and a dead one is replaced."""
+
+    @event.listens_for(engine, "checkin")
+    def _returned(_dbapi_connection: Any, record: Any) -> None:
+        record.info["returned_at"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _check(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        returned = record.info.get("returned_at")
+        if returned is None or time.monotonic() - returned < PING_AFTER_IDLE_SECONDS:
+            return  # new, or used a moment ago
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except Exception as exc:
+            raise DisconnectionError("the connection did not answer a ping") from exc
+
+
 def create_database(settings: Settings) -> Database:
     url = settings.database_url
+    checkpointer = None
     if settings.is_sqlite:
         write_engine = _sqlite_engine(url, settings, immediate=True)
         read_engine = _sqlite_engine(url, settings, immediate=False)
+        path = write_engine.url.database
+        if path and path != ":memory:" and not path.startswith("file:"):
+            checkpointer = WalCheckpointer(path)
+            event.listen(write_engine, "commit", lambda _connection: checkpointer.committed())
     else:
-        pool_args: dict[str, Any] = {"pool_size": settings.db_pool_size, "max_overflow": 10, "pool_pre_ping": True}
+        pool_args: dict[str, Any] = {"pool_size": settings.db_pool_size, "max_overflow": 10}
         if os.environ.get("OMNICANAL_DB_NULLPOOL") == "1":
             pool_args = {"poolclass": NullPool}
         write_engine = create_engine(url, **pool_args)
+        _ping_when_idle(write_engine)
         read_engine = write_engine
     return Database(
         settings=settings,
@@ -454,4 +607,5 @@ def create_database(settings: Settings) -> Database:
         read_engine=read_engine,
         write_sessions=sessionmaker(write_engine, expire_on_commit=False),
         read_sessions=sessionmaker(read_engine, expire_on_commit=False),
+        checkpointer=checkpointer,
     )

@@ -154,6 +154,9 @@ def load_demo(db: Database, settings: Settings) -> list[str]:
         from omnicanal.commerce.demo_credit import load_demo_store_credit
 
         credit = load_demo_store_credit(session, settings, people[1][0])
+    from omnicanal.commerce.demo_imports import load_demo_catalog_import
+
+    catalog_import = load_demo_catalog_import(db)
     with db.write() as session:
         channels = load_demo_channels(session, settings)
     with db.write() as session:
@@ -162,6 +165,7 @@ def load_demo(db: Database, settings: Settings) -> list[str]:
         inbox,
         shop,
         credit,
+        catalog_import,
         channels,
         webchat,
         email,

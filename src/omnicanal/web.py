@@ -242,11 +242,13 @@ async def body_as_fastapi_reads_it(request: Request) -> Any:
     raw = await request.body()
     if not raw:
         raise RequestValidationError([{"type": "missing", "loc": ("body",), "msg": "Field required", "input": None}])
-    message = email.message.Message()
-    message["content-type"] = request.headers.get("content-type", "")
-    subtype = message.get_content_subtype()
-    if message.get_content_maintype() != "application" or not (subtype == "json" or subtype.endswith("+json")):
-        return raw
+    content_type = request.headers.get("content-type", "")
+    if content_type != "application/json":  # what nearly every client sends skips the header parsing
+        message = email.message.Message()
+        message["content-type"] = content_type
+        subtype = message.get_content_subtype()
+        if message.get_content_maintype() != "application" or not (subtype == "json" or subtype.endswith("+json")):
+            return raw
     try:
         return json.loads(raw)
     except json.JSONDecodeError as exc:

@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-from omnicanal.commerce import catalog_imports
+from omnicanal.commerce import catalog_import_jobs
 from tests.commerce.helpers import API, make_category, ok
 from tests.commerce.test_catalog_csv import CSV
 
@@ -32,6 +32,7 @@ def test_an_uploaded_csv_is_imported_with_a_report_of_the_rejected_rows(client: 
     assert (job["products"], job["variants"]) == (2, 3)  # as the CLI: the same rows refused for the same reasons
     assert [r["line"] for r in job["rejected"]] == [4, 5]
     assert "unknown category" in job["rejected"][1]["reason"]
+    assert [r["column"] for r in job["rejected"]] == ["price", "category"]
     names = {p["name"] for p in ok(client.get(f"{API}/products"))["items"]}
     assert names == {"T-shirt", "Cap"}
 
@@ -39,7 +40,7 @@ def test_an_uploaded_csv_is_imported_with_a_report_of_the_rejected_rows(client: 
 def test_a_big_file_goes_in_slices_and_its_line_numbers_stay_those_of_the_file(
     client: TestClient, monkeypatch: Any
 ) -> None:
-    monkeypatch.setattr(catalog_imports, "SLICE", 2)
+    monkeypatch.setattr(catalog_import_jobs, "SLICE", 2)
     rows = ["product,name,sku,currency,price"]
     for n in range(7):
         rows.append(f"p{n},Product {n},SKU-{n},EUR,{'oops' if n == 5 else 1000 + n}")
@@ -60,6 +61,6 @@ def test_bad_uploads_are_refused_or_reported(client: TestClient) -> None:
     wrong = client.post(f"{API}/catalog/imports", content=b"sku,colour\nA,red\n", headers={"content-type": "text/csv"})
     job = finished(client, wrong.headers["location"])
     assert job["status"] == "done" and job["products"] == 0
-    assert job["rejected"] == [{"line": 1, "reason": "unknown columns: colour"}]
+    assert job["rejected"] == [{"line": 1, "column": "", "reason": "unknown columns: colour"}]
     missing = client.get(f"{API}/catalog/imports/01930000-0000-7000-8000-000000000000")
     assert missing.status_code == 404

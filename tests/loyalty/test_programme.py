@@ -199,6 +199,23 @@ def test_birthday_job_pays_once_a_year(client: TestClient, db: Database) -> None
     assert uuid.UUID(born)
 
 
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_the_workers_birthday_job_scans_outside_the_write_lock_and_pays_once(
+    client: TestClient, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    event_rule(client, "birthday", 40)
+    born = new_customer(client, birthday=f"1992-{utcnow():%m-%d}")
+    other = new_customer(client, birthday=f"1992-{utcnow() + timedelta(days=2):%m-%d}")
+    monkeypatch.setattr(jobs, "_next_birthdays", 0.0)
+    jobs.hourly_birthdays(db)  # (the app's own worker may run it too: it pays once all the same)
+    assert wallet(client, born)["balance"] == 40
+    assert jobs.hourly_birthdays(db) == 0  # within the hour: nothing scanned again
+    monkeypatch.setattr(jobs, "_next_birthdays", 0.0)  # an hour later, or another process
+    assert jobs.hourly_birthdays(db) == 0
+    assert wallet(client, born)["balance"] == 40
+    assert wallet(client, other)["balance"] == 0
+
+
 def test_catalogue_posts_honour_idempotency_key_and_export_includes_the_wallet(client: TestClient) -> None:
     body = {"name": "Tote bag", "kind": "product", "cost_points": 10, "stock": 5}
     first = client.post("/api/v1/rewards", json=body, headers={"Idempotency-Key": "k1"})

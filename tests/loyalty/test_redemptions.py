@@ -283,3 +283,88 @@ def test_a_product_redemption_spans_lots_soonest_expiring_first_and_sends_its_co
     assert events == ["loyalty.reward_redeemed"]
     entries = client.get(f"/api/v1/customers/{customer}/loyalty/ledger").json()["items"]
     assert sorted(e["points"] for e in entries if e["reason"] == "redeem") == [-20, -15]
+
+
+def test_product_redemptions_answer_alike_on_every_database(client: TestClient, db: Database) -> None:
+    # PostgreSQL redeems products through one database function, SQLite through Python: the same answers
+    customer = new_customer(client, attributes={"preferred_channel": "whatsapp"})
+    for channel in ("email", "whatsapp"):
+        url = f"/api/v1/customers/{customer}/consents/{channel}/transactional"
+        granted = client.put(url, json={"status": "granted", "source": "web"})
+        assert granted.status_code < 300, granted.text
+    give(client, customer, 30)
+    mug = reward(client, name="Mug", kind="product", value={}, cost_points=50)
+    pen = reward(client, name="Pen", kind="product", value={}, cost_points=10, stock=1)
+
+    refused = redeem(client, customer, mug["id"], "mug-1")
+    assert refused.status_code == 409
+    assert refused.json() == {
+        "type": "https://omnicanal.dev/problems/insufficient-points",
+        "title": "Not enough points",
+        "status": 409,
+        "detail": "50 points asked, 30 available",
+        "available": 30,
+        "asked": 50,
+    }
+    first_pen = redeem(client, customer, pen["id"], "pen-1")
+    assert first_pen.status_code == 201
+    sold_out = redeem(client, customer, pen["id"], "pen-2")
+    assert sold_out.status_code == 409
+    assert sold_out.json() == {
+        "type": "https://omnicanal.dev/problems/out-of-stock",
+        "title": "Out of stock",
+        "status": 409,
+        "detail": "the reward 'Pen' is out of stock",
+    }
+    give(client, customer, 40)
+    again = redeem(client, customer, mug["id"], "mug-1")  # a refused request_id was not kept
+    assert again.status_code == 201, again.text
+    elsewhere = redeem(client, new_customer(client), mug["id"], "mug-1")
+    assert elsewhere.status_code == 409 and elsewhere.json()["type"].endswith("/conflict")
+
+    client.put(
+        f"/api/v1/customers/{customer}/consents/whatsapp/transactional", json={"status": "withdrawn", "source": "web"}
+    )
+    give(client, customer, 50)
+    last = redeem(client, customer, mug["id"], "mug-2")
+    assert last.status_code == 201
+    with db.read() as session:
+        from omnicanal.outbox.models import OutboxItem
+
+        notices = sorted(
+            (item.created_at, item.channel, item.payload["data"]["code"], item.payload["data"]["reward"])
+            for item in session.scalars(select(OutboxItem))
+            if item.payload.get("template") == "reward_code"
+        )
+    assert [n[1:] for n in notices] == [
+        ("whatsapp", first_pen.json()["code"], "Pen"),
+        ("whatsapp", again.json()["code"], "Mug"),
+        ("email", last.json()["code"], "Mug"),
+    ]
+    assert wallet(client, customer)["balance"] == 120 - 10 - 50 - 50 == ledger_sum(db, customer)[0]
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_a_request_id_claimed_for_another_customer_meanwhile_changes_nothing(client: TestClient, db: Database) -> None:
+    from sqlalchemy import text
+
+    customer = new_customer(client)
+    give(client, customer, 100)
+    pen = reward(client, name="Pen", kind="product", value={}, cost_points=10, stock=5)
+    answers: list[Any] = []
+    with db.write_engine.connect() as other:  # another customer's request holds the claim, not yet committed
+        other.execute(text("INSERT INTO loyalty_keys (key, created_at) VALUES ('redeem:shared', now())"))
+        thread = threading.Thread(target=lambda: answers.append(redeem(client, customer, pen["id"], "shared")))
+        thread.start()
+        waiting = text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")
+        for _ in range(500):
+            with db.write_engine.connect() as probe:
+                if probe.execute(waiting).scalar():
+                    break
+            threading.Event().wait(0.02)
+        other.commit()
+    thread.join(timeout=30)
+    assert answers and answers[0].status_code == 409, answers
+    assert answers[0].json()["type"].endswith("/conflict")
+    assert client.get(f"/api/v1/rewards/{pen['id']}").json()["stock"] == 5
+    assert wallet(client, customer)["balance"] == 100 == ledger_sum(db, customer)[0]

@@ -16,7 +16,7 @@ from omnicanal.access.roles import Permission
 from omnicanal.access.service import Principal
 from omnicanal.commerce import catalog, fulfillment, orders, payments, promotions, returns, stores
 from omnicanal.commerce.checkout import quote_out
-from omnicanal.commerce.models import Order, Promotion
+from omnicanal.commerce.models import Promotion
 from omnicanal.commerce.schemas import (
     CartIn,
     CategoryIn,
@@ -215,7 +215,7 @@ def _quote_json(db: Database, settings: Settings, data: CartIn) -> bytes:
         cart = orders.quote(session, data, settings=settings)
         body = quote_out(cart).model_dump(mode="json")
     if cart.customer_id is not None and data.channel in ("web", "app"):
-        with db.write() as session:
+        with db.write_in_turn() as session:
             orders.save_cart(
                 session,
                 data,
@@ -254,7 +254,7 @@ router.add_api_route(
 def _create_order_response(
     db: Database, settings: Settings, request: Request, principal: Principal, data: CartIn
 ) -> Response:
-    with db.write() as session:
+    with db.write_in_turn() as session:
 
         def produce() -> tuple[int, Any]:
             order, lines = orders.place_order(session, data, settings=settings, actor=principal.label)
@@ -319,14 +319,13 @@ def cancel_order(order_id: uuid.UUID, session: WriteSession, settings: AppSettin
 def _payment_response(
     db: Database, settings: Settings, request: Request, principal: Principal, order_id: uuid.UUID, data: PaymentIn
 ) -> Response:
-    with db.write() as session:
+    with db.write_in_turn() as session:
 
         def produce() -> tuple[int, Any]:
-            payment = payments.record_payment(
+            payment, order = payments.record_payment_on(
                 session, order_id=order_id, data=data, settings=settings, actor=principal.label
             )
             out = orders.payment_out(payment, settings).model_dump(mode="json")
-            order = session.get(Order, order_id) or orders.get_order(session, order_id)
             return 201, out | {
                 "order_status": order.status,
                 "payment_status": order.payment_status,

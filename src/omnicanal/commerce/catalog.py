@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from sqlalchemy import Engine, delete, select, update
 from sqlalchemy.orm import Session
 
+from omnicanal import longlived
 from omnicanal.commerce.models import CatalogVersion, Category, Price, Product, Variant
 from omnicanal.commerce.schemas import CategoryIn, CategoryOut, PriceOut, ProductIn, ProductOut, VariantOut
 from omnicanal.db import utcnow
@@ -253,6 +254,7 @@ def catalog_items(session: Session, skus: Sequence[str], *, version: int | None 
     missing = [sku for sku in set(skus) if sku not in known]
     if missing:
         known.update(_load_items(session, missing))
+        longlived.grew("catalog_items", len(known))
     return {sku: known[sku] for sku in skus if sku in known}
 
 

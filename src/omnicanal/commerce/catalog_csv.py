@@ -16,7 +16,7 @@ import csv
 import io
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, TextIO
+from typing import Any, NamedTuple, TextIO
 
 from pydantic import ValidationError
 from sqlalchemy import select
@@ -31,11 +31,48 @@ FIXED = ("product", "name", "category", "tax_class", "sku", "currency", "price",
 PREFIXES = ("price_", "name_", "description_")
 
 
+class Rejected(NamedTuple):
+    line: int  # in the file, the header being line 1
+    column: str  # the CSV column at fault, "" when the row as a whole is
+    reason: str
+
+
 @dataclass
 class ImportReport:
     products: int = 0
     variants: int = 0
-    rejected: list[tuple[int, str]] = field(default_factory=list)  # (line number, why)
+    rejected: list[Rejected] = field(default_factory=list)
+
+
+class CellError(ValueError):
+    """A cell that cannot be read (a price that is not a number, attributes that are not name=value)."""
+
+    def __init__(self, column: str, message: str) -> None:
+        super().__init__(message)
+        self.column = column
+
+
+# where a field of ProductIn comes from in the file
+_COLUMNS = {"names": "name_", "descriptions": "description_", "prices": "price", "price": "price"}
+
+
+def column_of(location: tuple[Any, ...] | list[Any]) -> str:
+    """The CSV column a validation error's location points at (``variants.0.prices.1.amount`` -> ``price``)."""
+    parts = [str(p) for p in location if not isinstance(p, int) and not str(p).isdigit()]
+    if parts and parts[0] == "variants":
+        parts = parts[1:] or ["sku"]
+    if not parts:
+        return ""
+    head = parts[0]
+    if head in ("names", "descriptions") and len(parts) > 1:
+        return f"{_COLUMNS[head]}{parts[1]}"
+    return _COLUMNS.get(head, head)
+
+
+def _error_column(exc: DomainError) -> str:
+    if exc.errors:
+        return column_of(exc.errors[0].field.replace("[", ".").replace("]", "").split("."))
+    return "sku" if "sku" in exc.extra else ""
 
 
 def _attributes(text: str) -> dict[str, str]:
@@ -44,7 +81,7 @@ def _attributes(text: str) -> dict[str, str]:
         if part.strip():
             key, sep, value = part.partition("=")
             if not sep:
-                raise ValueError(f"attributes: {part.strip()!r} is not name=value")
+                raise CellError("attributes", f"{part.strip()!r} is not name=value")
             out[key.strip()] = value.strip()
     return out
 
@@ -70,13 +107,20 @@ def _product_body(rows: list[tuple[int, dict[str, str]]]) -> dict[str, Any]:
             "images": [i for i in row.get("images", "").split("|") if i.strip()],
         })  # fmt: skip
         for key, value in row.items():
-            if key == "price" and value.strip():
-                variant["prices"].append({"amount": int(value), "currency": currency})
-            elif key.startswith("price_") and value.strip():
-                channel = key.removeprefix("price_")
-                variant["prices"].append({"amount": int(value), "currency": currency, "channel": channel})
+            if (key == "price" or key.startswith("price_")) and value.strip():
+                price: dict[str, Any] = {"amount": _minor_units(key, value), "currency": currency}
+                if key != "price":
+                    price["channel"] = key.removeprefix("price_")
+                variant["prices"].append(price)
     body["variants"] = list(variants.values())
     return body
+
+
+def _minor_units(column: str, value: str) -> int:
+    try:
+        return int(value.strip())
+    except ValueError:
+        raise CellError(column, f"{value.strip()!r} is not a whole number of minor units (cents)") from None
 
 
 def import_csv(session: Session, source: TextIO, *, progress: Callable[[int, int], None] | None = None) -> ImportReport:
@@ -86,13 +130,13 @@ def import_csv(session: Session, source: TextIO, *, progress: Callable[[int, int
     report = ImportReport()
     if "sku" not in header or unknown:
         why = f"unknown columns: {', '.join(unknown)}" if unknown else "the header needs a sku column"
-        report.rejected.append((1, why))
+        report.rejected.append(Rejected(1, "", why))
         return report
     groups: dict[str, list[tuple[int, dict[str, str]]]] = {}
     for line, row in enumerate(reader, start=2):
         key = (row.get("product") or row.get("name") or "").strip()
         if not key:
-            report.rejected.append((line, "the row names no product"))
+            report.rejected.append(Rejected(line, "product", "the row names no product"))
             continue
         groups.setdefault(key, []).append((line, {k: v or "" for k, v in row.items() if k is not None}))
     total = len(groups)
@@ -108,10 +152,13 @@ def import_csv(session: Session, source: TextIO, *, progress: Callable[[int, int
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"])
             for line in lines:
-                report.rejected.append((line, f"{where}: {first['msg']}"))
-        except (ValueError, DomainError) as exc:
+                report.rejected.append(Rejected(line, column_of(first["loc"]), f"{where}: {first['msg']}"))
+        except CellError as exc:
             for line in lines:
-                report.rejected.append((line, str(getattr(exc, "detail", exc))))
+                report.rejected.append(Rejected(line, exc.column, f"{exc.column}: {exc}"))
+        except DomainError as exc:
+            for line in lines:
+                report.rejected.append(Rejected(line, _error_column(exc), exc.detail))
         else:
             report.products += 1
             report.variants += len(rows)

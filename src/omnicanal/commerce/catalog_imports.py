@@ -1,153 +1,33 @@
-"""Catalog CSV import over the API: upload, follow the progress, read the report of rejected rows.
+"""Catalog CSV import and export over the API: upload, follow the progress, read the report of rejected rows.
 
 The same import as ``omnicanal catalog import`` (:func:`catalog_csv.import_csv`), run after the upload is
-answered (202), in slices of products: each slice commits with the job's progress, so any server process
-answers ``GET /api/v1/catalog/imports/{id}`` with how far it got, and a big file never holds the database's
-one writer for long. Line numbers in the report are those of the uploaded file.
+answered (202) by :mod:`catalog_import_jobs` (slices committed with the job's progress; a job whose process
+died is resumed or failed with its reason when it is listed or read, and at startup). Line numbers in the
+report are those of the uploaded file.
 """
 
 from __future__ import annotations
 
-import csv
 import io
-import logging
-import threading
 import uuid
-from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
-from sqlalchemy import Integer, String, Uuid
-from sqlalchemy.orm import Mapped, mapped_column
-from sqlalchemy.orm.attributes import flag_modified
+from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from omnicanal.access.roles import Permission
 from omnicanal.access.service import Principal
-from omnicanal.commerce.catalog_csv import FIXED, PREFIXES, import_csv
-from omnicanal.db import Base, Database, JSONType, UTCDateTime, utcnow, uuid7
+from omnicanal.commerce import catalog_import_jobs as jobs
+from omnicanal.commerce.catalog_csv import export_csv
+from omnicanal.commerce.catalog_import_jobs import CatalogImport, CatalogImportOut, import_out
+from omnicanal.db import Database
 from omnicanal.errors import NotFound, PayloadTooLarge, ValidationFailed
-from omnicanal.web import ReadSession, require
+from omnicanal.web import require
 
-log = logging.getLogger(__name__)
-SLICE = 100  # products per transaction
 MAX_BYTES = 50 * 1024 * 1024
-
-
-class CatalogImport(Base):
-    __tablename__ = "commerce_catalog_imports"
-
-    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid7)
-    status: Mapped[str] = mapped_column(String(10), default="queued")  # queued / running / done / failed
-    filename: Mapped[str] = mapped_column(String(200), default="")
-    total: Mapped[int] = mapped_column(Integer, default=0)  # products in the file
-    done: Mapped[int] = mapped_column(Integer, default=0)
-    products: Mapped[int] = mapped_column(Integer, default=0)
-    variants: Mapped[int] = mapped_column(Integer, default=0)
-    rejected: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list)
-    created_by: Mapped[str] = mapped_column(String(200), default="")
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
-
-
-class RejectedRow(BaseModel):
-    line: int
-    reason: str
-
-
-class CatalogImportOut(BaseModel):
-    id: uuid.UUID
-    status: str
-    filename: str
-    total: int
-    done: int
-    progress: float
-    products: int
-    variants: int
-    rejected: list[RejectedRow]
-    created_at: datetime
-    finished_at: datetime | None
-
-
-def import_out(job: CatalogImport) -> CatalogImportOut:
-    return CatalogImportOut(
-        id=job.id, status=job.status, filename=job.filename, total=job.total, done=job.done,
-        progress=round(job.done / job.total, 4) if job.total else (1.0 if job.status == "done" else 0.0),
-        products=job.products, variants=job.variants, rejected=[RejectedRow(**r) for r in job.rejected or []],
-        created_at=job.created_at, finished_at=job.finished_at,
-    )  # fmt: skip
-
-
-def slices(text: str) -> tuple[list[str], list[tuple[str, list[int], int]], list[dict[str, Any]]]:
-    """The header, the file cut into CSV texts of at most SLICE products (with each row's line in the
-    file, and how many products), and the rows refused before any import (a bad header, rows naming no
-    product)."""
-    reader = csv.reader(io.StringIO(text))
-    header = next(reader, [])
-    unknown = [c for c in header if c not in FIXED and not c.startswith(PREFIXES)]
-    if "sku" not in header or unknown:
-        why = f"unknown columns: {', '.join(unknown)}" if unknown else "the header needs a sku column"
-        return header, [], [{"line": 1, "reason": why}]
-    product_at = header.index("product") if "product" in header else None
-    name_at = header.index("name") if "name" in header else None
-    groups: dict[str, list[tuple[int, list[str]]]] = {}
-    refused: list[dict[str, Any]] = []
-    for line, row in enumerate(reader, start=2):  # numbered as the CLI reports them
-        key = ""
-        for at in (product_at, name_at):
-            if at is not None and at < len(row) and row[at].strip():
-                key = row[at].strip()
-                break
-        if not key:
-            refused.append({"line": line, "reason": "the row names no product"})
-            continue
-        groups.setdefault(key, []).append((line, row))
-    parts: list[tuple[str, list[int], int]] = []
-    grouped = list(groups.values())
-    for start in range(0, len(grouped), SLICE):
-        buffer = io.StringIO()
-        writer = csv.writer(buffer)
-        writer.writerow(header)
-        lines: list[int] = []
-        for rows in grouped[start : start + SLICE]:
-            for line, row in rows:
-                writer.writerow(row)
-                lines.append(line)
-        parts.append((buffer.getvalue(), lines, len(grouped[start : start + SLICE])))
-    return header, parts, refused
-
-
-def run_import(database: Database, job_id: uuid.UUID, text: str) -> None:
-    """Import the file slice by slice, each slice committed with the job's progress."""
-    try:
-        _, parts, refused = slices(text)
-        with database.write() as session:
-            job = session.get(CatalogImport, job_id)
-            assert job is not None
-            job.status, job.total, job.rejected = "running", sum(count for _, _, count in parts), list(refused)
-        for part, lines, count in parts:
-            with database.write() as session:
-                report = import_csv(session, io.StringIO(part))
-                job = session.get(CatalogImport, job_id)
-                assert job is not None
-                found = [{"line": lines[line - 2], "reason": why} for line, why in report.rejected]
-                job.rejected = sorted([*(job.rejected or []), *found], key=lambda r: int(r["line"]))
-                flag_modified(job, "rejected")
-                job.products += report.products
-                job.variants += report.variants
-                job.done += count
-        with database.write() as session:
-            job = session.get(CatalogImport, job_id)
-            assert job is not None
-            job.status, job.finished_at = "done", utcnow()
-    except Exception:
-        log.exception("catalog import %s failed", job_id)
-        with database.write() as session:
-            job = session.get(CatalogImport, job_id)
-            if job is not None:
-                job.status, job.finished_at = "failed", utcnow()
 
 
 router = APIRouter(prefix="/api/v1", tags=["commerce"])
@@ -155,7 +35,7 @@ Manager = Annotated[Principal, Depends(require(Permission.CATALOG_MANAGE))]
 Reader = Annotated[Principal, Depends(require(Permission.CATALOG_READ))]
 
 
-async def _upload(request: Request) -> tuple[str, str]:
+async def read_upload(request: Request) -> tuple[str, str]:
     """The CSV of the request: a multipart ``file`` field, or the body itself (``text/csv``)."""
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("multipart/form-data"):
@@ -189,25 +69,78 @@ async def _upload(request: Request) -> tuple[str, str]:
 async def start_import(request: Request, principal: Manager) -> JSONResponse:
     """Upload a catalog CSV (the format of ``omnicanal catalog export``); the import runs after the answer.
     Follow it at the ``Location`` given: progress, products imported, rejected rows and why."""
-    text, name = await _upload(request)
+    text, name = await read_upload(request)
     database: Database = request.app.state.database
 
     def queue() -> dict[str, Any]:
         with database.write() as session:
-            job = CatalogImport(id=uuid7(), status="queued", filename=name, created_by=principal.label, rejected=[])
-            session.add(job)
-            session.flush()
+            job = jobs.create_job(session, filename=name, text=text, created_by=principal.label)
             return import_out(job).model_dump(mode="json")
 
     body = await run_in_threadpool(queue)
     job_id = uuid.UUID(body["id"])
-    threading.Thread(target=run_import, args=(database, job_id, text), name="catalog-import", daemon=True).start()
+    jobs.start(database, job_id)
     return JSONResponse(body, status_code=202, headers={"Location": f"/api/v1/catalog/imports/{job_id}"})
 
 
+class CatalogImportList(BaseModel):
+    items: list[CatalogImportOut]
+
+
+def recent_imports(database: Database, *, limit: int = 20) -> list[CatalogImportOut]:
+    """The latest imports, after resuming any whose process is gone."""
+    jobs.recover(database)
+    with database.read() as session:
+        rows = session.scalars(select(CatalogImport).order_by(CatalogImport.id.desc()).limit(limit))
+        return [import_out(job) for job in rows]
+
+
+def one_import(database: Database, import_id: uuid.UUID) -> CatalogImportOut:
+    """The import as it stands, resumed first if its process is gone."""
+    for attempt in range(2):
+        with database.read() as session:
+            job = session.get(CatalogImport, import_id)
+            if job is None:
+                raise NotFound(f"catalog import {import_id} not found")
+            if attempt or not jobs.worker_gone(job):
+                return import_out(job)
+        jobs.recover(database, [import_id])
+    raise AssertionError("unreachable")
+
+
+@router.get("/catalog/imports", response_model=CatalogImportList)
+def list_imports(request: Request, _: Reader, limit: Annotated[int, Query(ge=1, le=100)] = 20) -> CatalogImportList:
+    """The latest imports, newest first. An import whose server process stopped is resumed from where it
+    stopped, or marked ``failed`` with the reason (``error``) so it can be resumed or uploaded again."""
+    return CatalogImportList(items=recent_imports(request.app.state.database, limit=limit))
+
+
 @router.get("/catalog/imports/{import_id}", response_model=CatalogImportOut)
-def get_import(import_id: uuid.UUID, session: ReadSession, _: Reader) -> CatalogImportOut:
-    job = session.get(CatalogImport, import_id)
-    if job is None:
-        raise NotFound(f"catalog import {import_id} not found")
-    return import_out(job)
+def get_import(import_id: uuid.UUID, request: Request, _: Reader) -> CatalogImportOut:
+    return one_import(request.app.state.database, import_id)
+
+
+@router.post("/catalog/imports/{import_id}/resume", status_code=202, response_model=CatalogImportOut)
+def resume_import(import_id: uuid.UUID, request: Request, _: Manager) -> CatalogImportOut:
+    """Start a failed import again from the first product it had not committed."""
+    database: Database = request.app.state.database
+    jobs.resume(database, import_id)
+    return one_import(database, import_id)
+
+
+def export_text(database: Database) -> str:
+    buffer = io.StringIO()
+    with database.read() as session:
+        export_csv(session, buffer)
+    return buffer.getvalue()
+
+
+@router.get("/catalog/export", response_class=Response,
+            responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}}}})  # fmt: skip
+def export_catalog(request: Request, _: Reader) -> Response:
+    """Every active product as CSV, in the format the import reads (``omnicanal catalog export``)."""
+    return Response(export_text(request.app.state.database), media_type="text/csv; charset=utf-8",
+                    headers={"Content-Disposition": 'attachment; filename="catalog.csv"'})  # fmt: skip
+
+
+__all__ = ["CatalogImport", "router"]

@@ -31,11 +31,13 @@ def load_demo_store_credit(session: Session, settings: Settings, email: str) -> 
     })  # fmt: skip
     credit = returns.create_return(session, back, settings=settings, actor="demo").refund_amount
     later = orders.create_order(session, order("app", "TEE-S", 2), settings=settings, actor="demo")
-    payments.record_payment(session, order_id=later.id, data=PaymentIn(method="store_credit", amount=credit),
+    spent = credit // 2  # the rest is left to spend at the store counter
+    payments.record_payment(session, order_id=later.id, data=PaymentIn(method="store_credit", amount=spent),
                             settings=settings, actor="demo")  # fmt: skip
     left = store_credit.balance(session, later.customer_id, later.currency)
     return (
         f"Store credit: {email} returned a bottle for {credit / 100:.2f} € of credit and paid part of app order "
-        f"{later.number} with it ({(later.total - credit) / 100:.2f} € still due, {left / 100:.2f} € of credit left); "
-        f"GET /api/v1/customers/{later.customer_id}/store-credit."
+        f"{later.number} with {spent / 100:.2f} € of it ({(later.total - spent) / 100:.2f} € still due); the "
+        f"{left / 100:.2f} € left pay at the counter (/console/counter?customer={later.customer_id}, "
+        f'"Store credit to use"); GET /api/v1/customers/{later.customer_id}/store-credit.'
     )

@@ -80,7 +80,10 @@ def _transactional_grants(session: Session, customer_id: uuid.UUID) -> set[str]:
 
 def pick_channel(session: Session, customer: Customer) -> tuple[str, str] | None:
     """(channel, address) to notify this customer on, or None when no channel qualifies."""
-    grants = _transactional_grants(session, customer.id)
+    return _pick_channel(session, customer, _transactional_grants(session, customer.id))
+
+
+def _pick_channel(session: Session, customer: Customer, grants: set[str]) -> tuple[str, str] | None:
     if not grants:
         return None
     identities: dict[str, str] = {}
@@ -125,12 +128,16 @@ def _text(event: str, language: str, order: Order, details: dict[str, Any], sess
 
 
 def notify_customer(session: Session, order: Order, event: str, details: dict[str, Any]) -> Message | None:
+    if event not in TEXTS["en"]:
+        return None
+    # the consent grants first: without one there is nothing to send, and no need to load the customer
+    grants = _transactional_grants(session, order.customer_id)
+    if not grants:
+        return None
     customer = session.get(Customer, order.customer_id)
     if customer is None or customer.erased_at is not None:
         return None
-    if event not in TEXTS["en"]:
-        return None
-    target = pick_channel(session, customer)
+    target = _pick_channel(session, customer, grants)
     if target is None:
         return None
     channel, address = target

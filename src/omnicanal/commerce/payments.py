@@ -35,8 +35,15 @@ def _payment_status(order: Order) -> str:
 def record_payment(
     session: Session, *, order_id: uuid.UUID, data: PaymentIn, settings: Settings, actor: str
 ) -> Payment:
+    return record_payment_on(session, order_id=order_id, data=data, settings=settings, actor=actor)[0]
+
+
+def record_payment_on(
+    session: Session, *, order_id: uuid.UUID, data: PaymentIn, settings: Settings, actor: str
+) -> tuple[Payment, Order]:
+    """:func:`record_payment`, and the order as it stands after it (the session holds it only weakly)."""
     if data.kind == "refund":
-        return refund(
+        payment = refund(
             session,
             order_id=order_id,
             amount=data.amount,
@@ -44,6 +51,7 @@ def record_payment(
             actor=actor,
             reference=data.reference,
         )
+        return payment, get_order(session, order_id)
     if data.method is None:
         raise ValidationFailed.on_field("method", "a payment needs its method")
     order = get_order(session, order_id, for_update=True)
@@ -81,12 +89,12 @@ def record_payment(
             amount=data.amount,
             link=f"{settings.commerce_public_url.rstrip('/')}/pay/{payment.link_token}",
         )
-        return payment
+        return payment, order
     insert_new(session, [payment])
     if data.method == store_credit.METHOD:
         store_credit.spend(session, order=order, amount=data.amount, payment_id=payment.id)
     _capture(session, order, payment, settings=settings, actor=actor)
-    return payment
+    return payment, order
 
 
 def capture_link(session: Session, *, payment_id: uuid.UUID, settings: Settings, actor: str) -> Payment:

@@ -20,6 +20,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from omnicanal import longlived
 from omnicanal.commerce.catalog import bump_version, category_by_slug
 from omnicanal.commerce.models import CatalogVersion, Category, Coupon, Promotion, PromotionCustomerUsage, Variant
 from omnicanal.commerce.pricing import PromotionIndex, Rule
@@ -276,6 +277,7 @@ def active_index(session: Session, *, version: int | None = None) -> PromotionIn
     index = PromotionIndex([rule_of(p, tree, n) for n, p in enumerate(promotions)], version=version)
     with _cache_lock:
         _cache[engine] = index
+    longlived.rebuilt("promotion_index")
     return index
 
 

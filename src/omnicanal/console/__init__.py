@@ -24,6 +24,7 @@ def mount_console(app: FastAPI) -> None:
     from omnicanal.console.review import router as review_router
     from omnicanal.console.routes import router
     from omnicanal.console.shop import router as shop_router
+    from omnicanal.console.shop_imports import router as shop_imports_router
     from omnicanal.console.supervision import router as supervision_router
 
     i18n.load_all()
@@ -50,5 +51,6 @@ def mount_console(app: FastAPI) -> None:
     app.include_router(supervision_router)
     app.include_router(channel_setup_router)
     app.include_router(loyalty_router)
+    app.include_router(shop_imports_router)
     app.include_router(shop_router)
     app.mount("/console/static", StaticFiles(directory=STATIC_DIR), name="console-static")

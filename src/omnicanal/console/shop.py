@@ -11,6 +11,7 @@ from __future__ import annotations
 import uuid
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 from babel.numbers import format_currency, get_currency_precision
 from fastapi import APIRouter, Form, Query
@@ -18,7 +19,7 @@ from sqlalchemy import select
 from starlette.responses import Response
 
 from omnicanal.access.roles import Permission
-from omnicanal.commerce import catalog, fulfillment, lifecycle, orders, payments, returns, stores
+from omnicanal.commerce import catalog, fulfillment, lifecycle, orders, payments, returns, store_credit, stores
 from omnicanal.commerce.models import Location, Order, Price, Product, Stock, Variant
 from omnicanal.commerce.schemas import CartIn, PaymentIn, ReturnIn, ShipmentIn
 from omnicanal.console.channels import N_
@@ -95,6 +96,41 @@ def parse_lines(console: Console, text: str) -> list[dict[str, Any]]:
                 raise DomainError(console._("Write one SKU and its quantity per line, e.g. TEE-M 2")) from None
         lines.append({"sku": parts[0].upper(), "quantity": quantity})
     return lines
+
+
+class CreditShort(DomainError):
+    """The store credit typed is more than the customer has (the message is for the clerk, translated)."""
+
+
+def pay_with_credit(console: Console, session: Any, order: Order, typed: int, actor: str) -> int:
+    """Pay the order with its customer's store credit: what was typed, at most what is due; how much was paid.
+    Credit that does not cover what was typed is an error that says how much there is."""
+    money = money_formatter(console.language)
+
+    def short(available: int) -> CreditShort:
+        text = console._(
+            "Not enough store credit: the customer has %(available)s and %(typed)s was typed.",
+            available=money(available, order.currency),
+            typed=money(typed, order.currency),
+        )
+        return CreditShort(text)
+
+    available = store_credit.balance(session, order.customer_id, order.currency)
+    if typed > available:
+        raise short(available)
+    used = min(typed, order.total - order.paid_amount)
+    if used <= 0:
+        return 0
+    data = PaymentIn(method=store_credit.METHOD, amount=used)
+    try:
+        payments.record_payment(session, order_id=order.id, data=data, settings=console.settings, actor=actor)
+    except store_credit.NotEnoughCredit as exc:  # spent at another till meanwhile
+        raise short(int(exc.extra.get("available", 0))) from None
+    return used
+
+
+def _problem(console: Console, exc: DomainError) -> str:
+    return exc.detail if isinstance(exc, CreditShort) else problem_text(console, exc)
 
 
 def _stores(session: Any) -> list[Location]:
@@ -192,8 +228,10 @@ def order_detail(console: StaffConsole, order_id: str, code: Annotated[str, Quer
         names = _names(session, {order.customer_id})
         qr = fulfillment.pickup_qr_data_uri(order) if order.pickup_code and order.status == "ready_for_pickup" else None
         locations = _stores(session)
+        credit = store_credit.balance(session, order.customer_id, order.currency)
+    methods = (*PAYMENT_METHODS, store_credit.METHOD) if credit > 0 else PAYMENT_METHODS
     return _render(console, "shop_order.html", order=view, store=store, customer_name=names.get(order.customer_id),
-                   qr=qr, code=code, methods=PAYMENT_METHODS, stores=locations)  # fmt: skip
+                   qr=qr, code=code, methods=methods, stores=locations, credit=credit)  # fmt: skip
 
 
 def _act(console: Console, order_id: str, action: Any, done: str) -> Response:
@@ -203,7 +241,7 @@ def _act(console: Console, order_id: str, action: Any, done: str) -> Response:
         with console.db.write() as session:
             action(session, oid, user.actor)
     except DomainError as exc:
-        console.flash("error", problem_text(console, exc))
+        console.flash("error", _problem(console, exc))
     else:
         console.flash("success", done)
     return console.redirect(f"/console/shop/orders/{oid}")
@@ -215,6 +253,13 @@ def take_payment(console: StaffPostConsole, order_id: str, method: Annotated[str
     def act(session: Any, oid: uuid.UUID, actor: str) -> None:
         order = orders.get_order(session, oid)
         cents = parse_amount(console, amount, order.currency) if amount.strip() else order.total - order.paid_amount
+        if method == store_credit.METHOD:
+            if not amount.strip():  # as much of the credit as the order needs
+                cents = min(cents, store_credit.balance(session, order.customer_id, order.currency))
+            used = pay_with_credit(console, session, order, max(cents, 1), actor)
+            paid = money_formatter(console.language)(used, order.currency)
+            console.flash("success", console._("%(amount)s paid with store credit.", amount=paid))
+            return
         data = PaymentIn(method=method if method in PAYMENT_METHODS else "card", amount=max(cents, 1))
         payments.record_payment(session, order_id=oid, data=data, settings=console.settings, actor=actor)
 
@@ -266,7 +311,7 @@ def take_return(console: StaffPostConsole, order_id: str, sku: Annotated[str, Fo
 # -- the store counter --------------------------------------------------------------------------------------
 @router.get("/counter")
 def counter(console: StaffConsole, q: Annotated[str, Query()] = "", customer: Annotated[str, Query()] = "",
-            store: Annotated[str, Query()] = "") -> Response:  # fmt: skip
+            store: Annotated[str, Query()] = "", lines: Annotated[str, Query()] = "") -> Response:  # fmt: skip
     console.require(Permission.ORDERS_WRITE)
     q = q.strip()[:320]
     message = None
@@ -294,6 +339,8 @@ def counter(console: StaffConsole, q: Annotated[str, Query()] = "", customer: An
             message = problem_text(console, exc)
         if chosen is not None:
             context = _customer_context(session, chosen, console)
+            if lines.strip():  # what the clerk typed before an error sent them back here
+                context["cart_lines"] = lines[:2000]
     store_id = store or (str(locations[0].id) if locations else "")
     return _render(console, "counter.html", q=q, found=found, chosen=chosen, message=message, stores=locations,
                    store_id=store_id, methods=PAYMENT_METHODS, names=_names_of(found), **context)  # fmt: skip
@@ -334,18 +381,25 @@ def _customer_context(session: Any, customer: Customer, console: Console) -> dic
 def counter_sale(console: StaffPostConsole, customer_id: Annotated[str, Form()] = "",
                  store_id: Annotated[str, Form()] = "", lines: Annotated[str, Form()] = "",
                  coupon: Annotated[str, Form()] = "", method: Annotated[str, Form()] = "card",
+                 credit: Annotated[str, Form()] = "",
                  hand_over_now: Annotated[str, Form()] = "") -> Response:  # fmt: skip
-    """An in-store order: priced like any other; paid and handed over at once when the customer takes it now."""
+    """An in-store order: priced like any other; paid and handed over at once when the customer takes it now.
+    ``credit`` is paid with the customer's store credit first (at most the total), ``method`` pays the rest."""
     user = console.require(Permission.ORDERS_WRITE)
-    back = f"/console/counter?customer={customer_id}&store={store_id}"
+    back = f"/console/counter?{urlencode({'customer': customer_id, 'store': store_id, 'lines': lines[:2000]})}"
+    currency = console.settings.commerce_currency
     try:
         with console.db.write() as session:
+            typed_credit = parse_amount(console, credit, currency) if credit.strip() else 0
+            if typed_credit < 0:
+                raise DomainError(console._("Write the amount as a number, e.g. 12.50"))
             data = CartIn.model_validate({
                 "customer_id": customer_id, "channel": "store", "lines": parse_lines(console, lines),
                 "coupon_codes": [coupon.strip()] if coupon.strip() else [],
                 "fulfillment": {"type": "pickup", "store_id": store_id, "allow_transfer": not hand_over_now},
             })  # fmt: skip
             order = orders.create_order(session, data, settings=console.settings, actor=user.actor)
+            credit_used = pay_with_credit(console, session, order, typed_credit, user.actor) if typed_credit else 0
             if hand_over_now:
                 due = order.total - order.paid_amount
                 if due > 0:
@@ -357,12 +411,15 @@ def counter_sale(console: StaffPostConsole, customer_id: Annotated[str, Form()] 
                 fulfillment.hand_over(session, order_id=order.id, code=order.pickup_code or "", actor=user.actor)
             order_id = order.id
     except DomainError as exc:
-        console.flash("error", problem_text(console, exc))
+        console.flash("error", _problem(console, exc))
         return console.redirect(back)
     except ValueError as exc:
         console.flash("error", console._("That could not be done: %(detail)s", detail=str(exc).splitlines()[0]))
         return console.redirect(back)
     console.flash("success", console._("Order placed."))
+    if credit_used:
+        paid = money_formatter(console.language)(credit_used, currency)
+        console.flash("success", console._("%(amount)s paid with store credit.", amount=paid))
     return console.redirect(f"/console/shop/orders/{order_id}")
 
 

@@ -69,6 +69,7 @@ class Resolver:
         self._locked: set[uuid.UUID] = set()
         self._counts: dict[uuid.UUID, dict[str, int]] = {}
         self._rank = {kind: index for index, kind in enumerate(settings.identity_priority)}
+        self._blocked = settings.blocked_identity_pairs
 
     # -- lookups -------------------------------------------------------------------------
     def prefetch(self, keys: Iterable[IdentityKey]) -> None:
@@ -112,7 +113,7 @@ class Resolver:
             pending = set(moved.values()) - self._locked
 
     def is_blocked(self, key: IdentityKey) -> bool:
-        return (key[0], key[1].lower()) in self.settings.blocked_identity_pairs
+        return (key[0], key[1].lower()) in self._blocked
 
     # -- resolution ----------------------------------------------------------------------
     def resolve(
@@ -123,8 +124,10 @@ class Resolver:
         source: str,
         event_id: str | None = None,
     ) -> Resolution:
-        keys = [key for key in dict.fromkeys(implied(identities)) if not self.is_blocked(key)]
-        self.prefetch(keys)
+        blocked = self._blocked
+        keys = [key for key in dict.fromkeys(implied(identities)) if (key[0], key[1].lower()) not in blocked]
+        if not self._looked_up.issuperset(keys):  # the batch's prefetch usually found them all
+            self.prefetch(keys)
         owners: list[uuid.UUID] = []
         if customer_id is not None:
             current = self._current(customer_id)

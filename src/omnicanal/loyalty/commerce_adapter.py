@@ -9,16 +9,18 @@ on "clothing" also pays on "shoes" below it.
 from __future__ import annotations
 
 import uuid
+import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from omnicanal import dispatch
 from omnicanal.commerce import promotions
-from omnicanal.commerce.models import Category, Coupon, Order, OrderLine, Product, Promotion
+from omnicanal.commerce.models import Coupon, Order, Promotion
 from omnicanal.commerce.schemas import PromotionIn
+from omnicanal.db import driver_rows, uuid_from_db
 from omnicanal.loyalty import earning, rewards
 from omnicanal.loyalty.earning import WHOLE_ORDER
 from omnicanal.loyalty.models import LoyaltyReward
@@ -26,22 +28,39 @@ from omnicanal.loyalty.models import LoyaltyReward
 VOUCHER_PROMOTION_PREFIX = "Loyalty reward: "
 
 
+# Category id -> the ids and slugs of it and all its ancestors, per engine. Categories are only ever added, never
+# moved, renamed or deleted, so the tree is read again only when an order names a category it does not hold.
+_paths_cache: weakref.WeakKeyDictionary[Engine, dict[uuid.UUID, list[str]]] = weakref.WeakKeyDictionary()
+
+
 def _category_paths(session: Session, category_ids: set[uuid.UUID]) -> dict[uuid.UUID, list[str]]:
     """Category id -> the ids and slugs of it and all its ancestors."""
     if not category_ids:
         return {}
-    tree = {cid: (parent, slug) for cid, parent, slug in session.execute(select(Category.id, Category.parent_id,
-                                                                                 Category.slug))}  # fmt: skip
-    paths: dict[uuid.UUID, list[str]] = {}
-    for start in category_ids:
-        path: list[str] = []
-        current: uuid.UUID | None = start
-        while current is not None and current in tree and str(current) not in path:
-            parent, slug = tree[current]
-            path += [str(current), slug]
-            current = parent
-        paths[start] = path
-    return paths
+    engine = session.get_bind().engine
+    cached = _paths_cache.get(engine)
+    if cached is None or not category_ids <= cached.keys():
+        tree = {uuid_from_db(cid): (uuid_from_db(parent) if parent is not None else None, slug)
+                for cid, parent, slug in driver_rows(session, _CATEGORY_TREE, ())}  # fmt: skip
+        paths: dict[uuid.UUID, list[str]] = {}
+        for start in tree:
+            path: list[str] = []
+            current: uuid.UUID | None = start
+            while current is not None and current in tree and str(current) not in path:
+                parent, slug = tree[current]
+                path += [str(current), slug]
+                current = parent
+            paths[start] = path
+        cached = _paths_cache[engine] = paths
+    return {cid: cached.get(cid, []) for cid in category_ids}
+
+
+_CATEGORY_TREE = "SELECT id, parent_id, slug FROM commerce_categories"
+# Each line with its product's category now: one statement on the driver (it runs on every paid order).
+_ORDER_LINES = (
+    "SELECT l.sku, l.product_id, p.category_id, l.quantity, l.total FROM commerce_order_lines l"
+    " LEFT JOIN commerce_products p ON p.id = l.product_id WHERE l.order_id = ? ORDER BY l.position"
+)
 
 
 def order_lines(session: Session, payload: Mapping[str, Any]) -> Sequence[Mapping[str, Any]]:
@@ -50,30 +69,33 @@ def order_lines(session: Session, payload: Mapping[str, Any]) -> Sequence[Mappin
         order_id = uuid.UUID(str(payload["order_id"]))
     except (KeyError, ValueError):
         order_id = None
-    order = session.get(Order, order_id) if order_id is not None else None
-    if order is None:  # not a commerce order: it earns as a whole, on what was paid
+    session.flush()  # the lines read below are the transaction's
+    rows = []
+    if order_id is not None:
+        sqlite = session.get_bind().dialect.name == "sqlite"
+        rows = driver_rows(session, _ORDER_LINES, (order_id.hex if sqlite else order_id,))
+    if not rows and (order_id is None or session.get(Order, order_id) is None):
+        # not a commerce order: it earns as a whole, on what was paid
         amount = int(payload.get("paid_amount") or payload.get("total") or 0)
         return [{"line_id": WHOLE_ORDER, "quantity": amount, "amount": amount, "category_ids": []}]
-    rows = list(session.scalars(select(OrderLine).where(OrderLine.order_id == order.id).order_by(OrderLine.position)))
-    products = {row.product_id for row in rows}
-    category_of = dict(session.execute(select(Product.id, Product.category_id).where(Product.id.in_(products))).all())
-    paths = _category_paths(session, {c for c in category_of.values() if c is not None})
+    lines = [(sku, uuid_from_db(product), uuid_from_db(category) if category is not None else None, quantity, total)
+             for sku, product, category, quantity, total in rows]  # fmt: skip
+    paths = _category_paths(session, {category for _, _, category, _, _ in lines if category is not None})
     by_sku: dict[str, dict[str, Any]] = {}
-    for row in rows:
-        category = category_of.get(row.product_id)
+    for sku, product_id, category, quantity, total in lines:
         line = by_sku.setdefault(
-            row.sku,
+            sku,
             {
-                "line_id": row.sku,
-                "sku": row.sku,
-                "product_id": str(row.product_id),
+                "line_id": sku,
+                "sku": sku,
+                "product_id": str(product_id),
                 "category_ids": paths.get(category, []) if category is not None else [],
                 "quantity": 0,
                 "amount": 0,
             },
         )
-        line["quantity"] += row.quantity
-        line["amount"] += row.total
+        line["quantity"] += int(quantity)
+        line["amount"] += int(total)
     return list(by_sku.values())
 
 

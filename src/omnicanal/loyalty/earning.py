@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import case, func, literal, select
+from sqlalchemy import bindparam, case, func, literal, select
 from sqlalchemy.orm import Session
 
 from omnicanal.customers.models import Customer
@@ -23,7 +23,7 @@ from omnicanal.db import bulk_insert, utcnow, uuid7
 from omnicanal.errors import NotFound, ValidationFailed
 from omnicanal.loyalty import keys, ledger, wallets
 from omnicanal.loyalty.models import LoyaltyLot, LoyaltyRule, LoyaltySpend, LoyaltyTier, LoyaltyWallet
-from omnicanal.loyalty.queries import among
+from omnicanal.loyalty.queries import among, among_param, among_value, prebuilt
 from omnicanal.loyalty.rules import (
     CAP_PERIODS,
     ROUNDINGS,
@@ -131,12 +131,32 @@ class Earned:
 
 
 def _rules(session: Session, kind: str) -> list[RuleSpec]:
-    rows = session.scalars(
-        select(LoyaltyRule).where(
-            LoyaltyRule.kind == kind, LoyaltyRule.active.is_(True), LoyaltyRule.archived_at.is_(None)
-        )
+    statement = prebuilt(session.get_bind().dialect.name, "earning.rules", _build_rules)
+    session.flush()
+    return [RuleSpec.of(row) for row in session.connection().execute(statement, {"kind": kind})]
+
+
+def _build_rules(_: str) -> Any:
+    table = LoyaltyRule.__table__.c
+    return select(*(table[name] for name in RuleSpec.__dataclass_fields__)).where(
+        table.kind == bindparam("kind"), table.active.is_(True), table.archived_at.is_(None)
     )
-    return [RuleSpec.of(row) for row in rows]
+
+
+def _build_owners(dialect: str, with_traits: bool) -> Any:
+    table = Customer.__table__.c
+    traits = table.traits if with_traits else literal(None)
+    return select(table.id, table.merged_into_id, table.erased_at, traits).where(among_param(dialect, table.id, "ids"))
+
+
+def _build_tiers(dialect: str) -> Any:
+    wallet, tier = LoyaltyWallet.__table__.c, LoyaltyTier.__table__.c
+    return (
+        select(wallet.customer_id, tier.name, tier.multiplier)
+        .join_from(LoyaltyWallet.__table__, LoyaltyTier.__table__, tier.id == wallet.tier_id)
+        .where(among_param(dialect, wallet.customer_id, "ids"))
+        .order_by(tier.threshold)
+    )
 
 
 class _Context:
@@ -149,12 +169,12 @@ class _Context:
         self.traits: dict[uuid.UUID, Mapping[str, Any]] = {}
         moved: list[uuid.UUID] = []
         # traits are read (and parsed) only when a rule targets a segment
-        traits_column = Customer.traits if any(r.segments for r in rules) else literal(None)
-        for cid, merged_into, erased_at, traits in session.execute(
-            select(Customer.id, Customer.merged_into_id, Customer.erased_at, traits_column).where(
-                among(session, Customer.id, ids)
-            )
-        ):
+        dialect = session.get_bind().dialect.name
+        with_traits = any(r.segments for r in rules)
+        owners_of = prebuilt(dialect, f"earning.owners.{with_traits}", lambda d: _build_owners(d, with_traits))
+        session.flush()
+        connection = session.connection()
+        for cid, merged_into, erased_at, traits in connection.execute(owners_of, {"ids": among_value(dialect, ids)}):
             if erased_at is not None:
                 continue
             if merged_into is None:
@@ -172,12 +192,8 @@ class _Context:
         owners = list(set(self.owner.values()))
         wallets.ensure_wallets(session, owners, now=now)
         self.tier: dict[uuid.UUID, tuple[str, float]] = {}
-        for cid, name, multiplier in session.execute(
-            select(LoyaltyWallet.customer_id, LoyaltyTier.name, LoyaltyTier.multiplier)
-            .join(LoyaltyTier, LoyaltyTier.id == LoyaltyWallet.tier_id)
-            .where(among(session, LoyaltyWallet.customer_id, owners))
-            .order_by(LoyaltyTier.threshold)
-        ):
+        tiers_of = prebuilt(dialect, "earning.tiers", _build_tiers)
+        for cid, name, multiplier in connection.execute(tiers_of, {"ids": among_value(dialect, owners)}):
             self.tier[cid] = (name, multiplier)  # the highest tier among a survivor's wallets wins
         self.earned: dict[tuple[uuid.UUID, Any], dict[str, int]] = defaultdict(dict)
         capped_ids = [r.id for r in rules if r.caps]

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import time
+import uuid
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from omnicanal.customers.models import Customer
-from omnicanal.db import utcnow
+from omnicanal.db import Database, utcnow
 from omnicanal.loyalty import keys, ledger
 from omnicanal.loyalty.earning import LoyaltyEvent, earn_events, programme
 from omnicanal.loyalty.models import LoyaltyLot
@@ -20,11 +21,10 @@ HOURLY_SECONDS = 3600.0
 _next_hourly = 0.0
 
 
-def birthdays(session: Session, *, now: datetime | None = None) -> int:
-    """A ``birthday`` loyalty event for everyone born on this day (trait ``birthday``, YYYY-MM-DD), once a year."""
-    now = now or utcnow()
+def born_on(session: Session, now: datetime) -> list[uuid.UUID]:
+    """Who was born on this day (trait ``birthday``, YYYY-MM-DD): a scan of every customer."""
     suffix = now.strftime("-%m-%d")
-    ids = list(
+    return list(
         session.scalars(
             select(Customer.id).where(
                 Customer.traits["birthday"].as_string().like(f"%{suffix}"),
@@ -33,8 +33,36 @@ def birthdays(session: Session, *, now: datetime | None = None) -> int:
             )
         )
     )
+
+
+def birthdays(session: Session, *, now: datetime | None = None, born: list[uuid.UUID] | None = None) -> int:
+    """A ``birthday`` loyalty event for everyone born on this day, once a year."""
+    now = now or utcnow()
+    ids = born_on(session, now) if born is None else born
     events = [LoyaltyEvent(f"birthday:{cid}:{now.year}", cid, "birthday", {"year": now.year}, "system") for cid in ids]
     return len(earn_events(session, events, now=now))
+
+
+_next_birthdays = 0.0
+
+
+def hourly_birthdays(db: Database) -> int:
+    """For the worker's schedule: the birthdays of the day, once an hour (someone who joins on their
+    birthday is paid the same day).
+
+    The scan reads every customer (seconds with a million of them): it runs in a read transaction, and
+    only the few events found are written, so the writers (ingest, messages, orders) never wait on it.
+    Paying twice is impossible (one claim per customer and year), so several processes may all run it.
+    """
+    global _next_birthdays
+    if time.monotonic() < _next_birthdays:
+        return 0
+    _next_birthdays = time.monotonic() + HOURLY_SECONDS
+    now = utcnow()
+    with db.read() as session:
+        born = born_on(session, now)
+    with db.write() as session:
+        return birthdays(session, now=now, born=born)
 
 
 def expiring_notices(session: Session, *, now: datetime | None = None) -> int:
@@ -62,23 +90,26 @@ def expiring_notices(session: Session, *, now: datetime | None = None) -> int:
     return notify_many(session, notices)  # type: ignore[arg-type]
 
 
-def run(session: Session, *, now: datetime | None = None, hourly: bool = True) -> dict[str, int]:
+def run(
+    session: Session, *, now: datetime | None = None, hourly: bool = True, with_birthdays: bool = True
+) -> dict[str, int]:
     now = now or utcnow()
     done = {"expired_points": ledger.expire_due(session, now=now)}
     if hourly:
         done["tiers_lowered"] = review(session, now=now)
-        done["birthdays"] = birthdays(session, now=now)
+        if with_birthdays:
+            done["birthdays"] = birthdays(session, now=now)
         done["expiry_notices"] = expiring_notices(session, now=now)
     return done
 
 
 def periodic(session: Session) -> None:
-    """For the worker's schedule: expiry on every run, the rest once an hour."""
+    """For the worker's schedule: expiry on every run, the rest once an hour (birthdays: hourly_birthdays)."""
     global _next_hourly
     hourly = time.monotonic() >= _next_hourly
     if hourly:
         _next_hourly = time.monotonic() + HOURLY_SECONDS
-    run(session, hourly=hourly)
+    run(session, hourly=hourly, with_birthdays=False)
 
 
 def pending_count(session: Session) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import bindparam, select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -11,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from omnicanal.db import bulk_insert, utcnow
 from omnicanal.loyalty.models import LoyaltyKey
-from omnicanal.loyalty.queries import among, insert, is_postgres
+from omnicanal.loyalty.queries import among_param, among_value, insert, is_postgres, prebuilt
 
 _CLAIM = {
     dialect: module.insert(LoyaltyKey)
@@ -33,7 +34,10 @@ def claim_many(session: Session, keys: Sequence[str], *, now: datetime) -> set[s
     """The keys of ``keys`` claimed now (those already claimed before are left out)."""
     if not keys:
         return set()
-    known = set(session.scalars(select(LoyaltyKey.key).where(among(session, LoyaltyKey.key, keys))))
+    dialect = session.get_bind().dialect.name
+    statement = prebuilt(dialect, "keys.known", _build_known)
+    session.flush()
+    known = set(session.connection().execute(statement, {"keys": among_value(dialect, keys)}).scalars())
     fresh = [k for k in dict.fromkeys(keys) if k not in known]
     if not fresh:
         return set()
@@ -44,3 +48,8 @@ def claim_many(session: Session, keys: Sequence[str], *, now: datetime) -> set[s
     # SQLite writers are serialized, so what was not known a moment ago is free now.
     bulk_insert(session, LoyaltyKey, [{"key": k, "created_at": now} for k in fresh])
     return set(fresh)
+
+
+def _build_known(dialect: str) -> Any:
+    column = LoyaltyKey.__table__.c.key
+    return select(column).where(among_param(dialect, column, "keys"))

@@ -15,6 +15,7 @@ from sqlalchemy import Boolean, Float, ForeignKey, Index, Integer, String, Text,
 from sqlalchemy.orm import Mapped, mapped_column
 
 from omnicanal.db import Base, JSONType, UTCDateTime, utcnow, uuid7
+from omnicanal.loyalty import redeem_function
 
 
 class LoyaltyWallet(Base):
@@ -234,3 +235,6 @@ class LoyaltySpend(Base):
     amount: Mapped[int] = mapped_column(Integer)
     currency: Mapped[str] = mapped_column(String(3))
     spent_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+redeem_function.install(Base.metadata)  # the PostgreSQL function of the common redemption, with the tables

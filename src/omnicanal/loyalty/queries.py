@@ -9,7 +9,7 @@ time, which cost more CPU than the queries themselves (docs/benchmarks-loyalty.m
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import orjson
@@ -38,3 +38,33 @@ def among(session: Session, column: Any, values: Iterable[Any]) -> ColumnElement
     text = orjson.dumps([v.hex if isinstance(v, uuid.UUID) else v for v in items]).decode()
     listed: Any = select(literal_column("value")).select_from(func.json_each(bindparam(None, text, type_=String)))
     return column.in_(listed)  # type: ignore[no-any-return]
+
+
+def among_param(dialect: str, column: Any, name: str) -> ColumnElement[bool]:
+    """:func:`among` with a named parameter, for statements built once per process (see :func:`prebuilt`)."""
+    if dialect == "postgresql":
+        return column == any_(bindparam(name, type_=ARRAY(column.type)))  # type: ignore[no-any-return]
+    listed: Any = select(literal_column("value")).select_from(func.json_each(bindparam(name, type_=String)))
+    return column.in_(listed)  # type: ignore[no-any-return]
+
+
+def among_value(dialect: str, values: Iterable[Any]) -> Any:
+    """The value of an :func:`among_param` parameter."""
+    if dialect == "postgresql":
+        return list(values)
+    return orjson.dumps([v.hex if isinstance(v, uuid.UUID) else v for v in values]).decode()
+
+
+_prebuilt: dict[tuple[str, str], Any] = {}
+
+
+def prebuilt(dialect: str, name: str, build: Callable[[str], Any]) -> Any:
+    """The statement ``build(dialect)``, built once per process and dialect.
+
+    The order-paid reaction runs on every paid order; building its statements each time (and computing their
+    cache keys) cost more CPU than running them (bench/commerce.py, K1).
+    """
+    found = _prebuilt.get((dialect, name))
+    if found is None:
+        found = _prebuilt[(dialect, name)] = build(dialect)
+    return found

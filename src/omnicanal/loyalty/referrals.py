@@ -8,7 +8,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from omnicanal.errors import Conflict, ValidationFailed
 from omnicanal.loyalty import wallets
 from omnicanal.loyalty.models import LoyaltySpend, LoyaltyWallet
-from omnicanal.loyalty.queries import among
+from omnicanal.loyalty.queries import among_param, among_value, prebuilt
 from omnicanal.loyalty.rewards import new_code
 
 if TYPE_CHECKING:
@@ -56,15 +56,9 @@ def reward_first_orders(session: Session, first: Sequence[tuple[uuid.UUID, str]]
     from omnicanal.loyalty.earning import LoyaltyEvent, earn_events
 
     owners = list({owner for owner, _ in first})
-    referred = list(
-        session.scalars(
-            select(LoyaltyWallet).where(
-                among(session, LoyaltyWallet.source_customer_id, owners),
-                LoyaltyWallet.referred_by.is_not(None),
-                LoyaltyWallet.referral_rewarded.is_(False),
-            )
-        )
-    )
+    dialect = session.get_bind().dialect.name
+    waiting = prebuilt(dialect, "referrals.waiting", _build_waiting)
+    referred = list(session.scalars(waiting, {"owners": among_value(dialect, owners)}))
     events: list[LoyaltyEvent] = []
     for wallet in referred:
         orders = session.scalar(
@@ -98,3 +92,12 @@ def reward_first_orders(session: Session, first: Sequence[tuple[uuid.UUID, str]]
         )
     session.flush()
     return earn_events(session, events, now=now) if events else []
+
+
+def _build_waiting(dialect: str) -> Any:
+    """The wallets among ``owners`` referred by someone and not rewarded yet."""
+    return select(LoyaltyWallet).where(
+        among_param(dialect, LoyaltyWallet.source_customer_id, "owners"),
+        LoyaltyWallet.referred_by.is_not(None),
+        LoyaltyWallet.referral_rewarded.is_(False),
+    )

@@ -5,13 +5,15 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from omnicanal.db import bulk_insert, utcnow, uuid7
 from omnicanal.loyalty.models import LoyaltyWallet
-from omnicanal.loyalty.queries import among, insert, is_postgres
+from omnicanal.loyalty.queries import among, is_postgres, prebuilt
 
 
 def ensure_wallets(session: Session, customer_ids: Iterable[uuid.UUID], *, now: datetime | None = None) -> None:
@@ -37,9 +39,14 @@ def ensure_wallets(session: Session, customer_ids: Iterable[uuid.UUID], *, now: 
     if rows and checked and not is_postgres(session):
         bulk_insert(session, LoyaltyWallet, rows)  # SQLite writers are serialized: nothing can come in between
     elif rows:
-        session.execute(
-            insert(session, LoyaltyWallet).on_conflict_do_nothing(index_elements=["source_customer_id"]), rows
-        )
+        statement = prebuilt(session.get_bind().dialect.name, "wallets.ensure", _build_ensure)
+        session.flush()
+        session.connection().execute(statement, rows)
+
+
+def _build_ensure(dialect: str) -> Any:
+    module: Any = postgresql if dialect == "postgresql" else sqlite
+    return module.insert(LoyaltyWallet.__table__).on_conflict_do_nothing(index_elements=["source_customer_id"])
 
 
 def lock_wallets(session: Session, customer_id: uuid.UUID) -> list[LoyaltyWallet]:

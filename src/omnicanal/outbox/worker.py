@@ -84,6 +84,7 @@ class OutboxWorker:
         poll_interval: float = 0.5,
         periodic: list[Callable[[Session], Any]] | None = None,
         periodic_interval: float = 5.0,
+        background: list[Callable[[Database], Any]] | None = None,
     ) -> None:
         self.database = database
         self.registry = registry
@@ -99,6 +100,8 @@ class OutboxWorker:
         self._thread: threading.Thread | None = None
         # small housekeeping jobs (wake snoozed conversations, ...) run between batches
         self.periodic = periodic or []
+        # jobs that open their own transactions (a long read must not hold the write lock), same schedule
+        self.background = background or []
         self.periodic_interval = periodic_interval
         self._next_periodic = 0.0
 
@@ -126,6 +129,11 @@ class OutboxWorker:
                     job(session)
             except Exception:
                 log.exception("background job %s failed", getattr(job, "__name__", job))
+        for own in self.background:
+            try:
+                own(self.database)
+            except Exception:
+                log.exception("background job %s failed", getattr(own, "__name__", own))
 
     def run_forever(self) -> None:
         while not self._stopping.is_set():

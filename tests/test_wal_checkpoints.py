@@ -1,0 +1,37 @@
+"""SQLite: the write-ahead log is copied back into the database file off the writer's path."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+
+from sqlalchemy import text
+
+from omnicanal.db import create_database
+from omnicanal.settings import Settings
+
+
+def test_commits_are_checkpointed_in_the_background_and_dispose_stops_the_thread(tmp_path: Path) -> None:
+    path = tmp_path / "omnicanal.db"
+    db = create_database(Settings(database_url=f"sqlite:///{path}"))
+    checkpointer = db.checkpointer
+    assert checkpointer is not None
+    with db.write() as session:
+        session.execute(text("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)"))
+    for _ in range(5):
+        with db.write() as session:
+            session.execute(text("INSERT INTO notes (body) VALUES (:body)"), [{"body": "x" * 500}] * 200)
+
+    deadline = time.monotonic() + 10
+    while checkpointer.checkpoints == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert checkpointer.checkpoints >= 1
+    with db.write_engine.connect() as connection:  # the writer's own checkpoint stays as a backstop only
+        assert connection.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 10_000
+    db.dispose()
+    assert checkpointer._thread is not None and not checkpointer._thread.is_alive()
+
+    # everything committed is in the database, read by a plain connection after the process let go
+    with sqlite3.connect(path) as plain:
+        assert plain.execute("SELECT count(*) FROM notes").fetchone() == (1000,)
