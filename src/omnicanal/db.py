@@ -8,9 +8,7 @@ busy timeout instead of failing with "database is locked" half-way through.
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
-import sqlite3
 import threading
 import time
 import uuid
@@ -32,9 +30,10 @@ from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.pool import NullPool
 from sqlalchemy.types import TypeDecorator
 
+from omnicanal.ids import uuid7 as uuid7  # where every domain imports it from
+from omnicanal.ids import uuid_of_int
 from omnicanal.settings import Settings
-
-log = logging.getLogger(__name__)
+from omnicanal.sqlite_checkpoints import WAL_BACKSTOP_PAGES, WalCheckpointer
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -78,58 +77,6 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-_RANDOM_CHUNK = 4096
-_random = threading.local()
-
-
-def _forget_random_bytes() -> None:
-    """A forked child must not hand out the random bytes its parent hands out."""
-    global _random
-    _random = threading.local()
-
-
-os.register_at_fork(after_in_child=_forget_random_bytes)
-_new_uuid = object.__new__
-_set_slot = object.__setattr__
-_SAFE_UNKNOWN = uuid.SafeUUID.unknown
-
-
-def _random_80_bits() -> int:
-    """10 bytes from the OS's generator, read in 4 KiB chunks: one system call per ~400 ids, not per id."""
-    buffer: bytes | None = getattr(_random, "buffer", None)
-    position: int = getattr(_random, "position", _RANDOM_CHUNK)
-    if buffer is None or position + 10 > _RANDOM_CHUNK:
-        buffer = _random.buffer = os.urandom(_RANDOM_CHUNK)
-        position = 0
-    _random.position = position + 10
-    return int.from_bytes(buffer[position : position + 10], "big")
-
-
-def _uuid_of_int(value: int) -> uuid.UUID:
-    """``uuid.UUID(int=value)`` without the argument checks, for values valid by construction."""
-    made = _new_uuid(uuid.UUID)
-    _set_slot(made, "int", value)
-    _set_slot(made, "is_safe", _SAFE_UNKNOWN)
-    return made
-
-
-def uuid7() -> uuid.UUID:
-    """Time-ordered UUID (RFC 9562 version 7): new rows land at the end of the index.
-
-    Ingest makes about two per event (bench/README.md, B2): the random bytes come from a buffer and the
-    UUID is built without ``UUID.__init__``'s checks, at about half the cost.
-    """
-    millis = time.time_ns() // 1_000_000
-    rand = _random_80_bits()
-    return _uuid_of_int(
-        ((millis & 0xFFFF_FFFF_FFFF) << 80)
-        | (0x7 << 76)
-        | (((rand >> 62) & 0xFFF) << 64)
-        | (0b10 << 62)
-        | (rand & ((1 << 62) - 1))
-    )
 
 
 _Converter = Callable[[Any], Any]
@@ -261,7 +208,7 @@ def uuid_from_db(value: Any) -> uuid.UUID:
     if isinstance(value, uuid.UUID):
         return value
     if len(value) == 32:  # how SQLAlchemy stores a UUID on SQLite; int() refuses anything not hex
-        return _uuid_of_int(int(value, 16))
+        return uuid_of_int(int(value, 16))
     return uuid.UUID(hex=value)
 
 
@@ -462,62 +409,6 @@ class Database:
         self.write_engine.dispose()
         if self.read_engine is not self.write_engine:
             self.read_engine.dispose()
-
-
-class WalCheckpointer:
-    """Copies SQLite's write-ahead log back into the database file on a thread of its own.
-
-    SQLite does it by default inside the commit that finds the log past 1,000 pages, so every few
-    write batches one commit also copied and synced thousands of pages while requests waited on it
-    (a third of the commit time in the batch ingest benchmark, bench/README.md B2). Here the writer
-    only marks that it committed; every ``interval`` seconds this thread runs a passive checkpoint,
-    which never blocks readers or the writer. The write connections keep SQLite's own checkpoint as
-    a backstop, at :data:`WAL_BACKSTOP_PAGES`, should this thread fall behind.
-    """
-
-    def __init__(self, path: str, interval: float = 0.5) -> None:
-        self.path = path
-        self.interval = interval
-        self.pending = False
-        self.checkpoints = 0
-        self._stopped = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._start_lock = threading.Lock()
-
-    def committed(self) -> None:
-        self.pending = True
-        if self._thread is None:
-            with self._start_lock:
-                if self._thread is None and not self._stopped.is_set():
-                    self._thread = threading.Thread(target=self._run, name="omnicanal-checkpoint", daemon=True)
-                    self._thread.start()
-
-    def _run(self) -> None:
-        connection = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        try:
-            while not self._stopped.wait(self.interval):
-                if self.pending:
-                    self.pending = False
-                    self._checkpoint(connection)
-            if self.pending:
-                self._checkpoint(connection)
-        finally:
-            connection.close()
-
-    def _checkpoint(self, connection: sqlite3.Connection) -> None:
-        try:
-            connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-            self.checkpoints += 1
-        except sqlite3.Error:  # the file went away (a test's temporary directory); the backstop remains
-            log.debug("passive checkpoint of %s failed", self.path, exc_info=True)
-
-    def stop(self) -> None:
-        self._stopped.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-
-WAL_BACKSTOP_PAGES = 10_000
 
 
 def _sqlite_engine(url: str, settings: Settings, *, immediate: bool) -> Engine:
