@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from omnicanal.conversations.models import Conversation, Message
-from omnicanal.conversations.notify import announce, announce_all
+from omnicanal.conversations.notify import announce, announce_all, conversation_data
 from omnicanal.customers.resolution import Resolver
 from omnicanal.db import (
     bulk_insert,
@@ -320,7 +320,7 @@ def receive(session: Session, items: Sequence[InboundInput], *, settings: Settin
     for result, row, conversation in stored:
         about = abouts.get(conversation.id)
         if about is None:
-            about = abouts[conversation.id] = _about(conversation)
+            about = abouts[conversation.id] = conversation_data(conversation)
         # what notify.message_data gives for this row, without reading it back
         data = {
             "id": str(row["id"]), "conversation_id": about["id"], "customer_id": about["customer_id"],
@@ -340,19 +340,6 @@ def receive(session: Session, items: Sequence[InboundInput], *, settings: Settin
                 _out_of_hours_reply(session, conversation, out_of_hours)
     announce_all(session, announcements)
     return results
-
-
-def _about(conversation: _Thread) -> dict[str, Any]:
-    """What notify.conversation_data gives for the conversation."""
-    return {
-        "id": str(conversation.id),
-        "customer_id": str(conversation.customer_id),
-        "status": conversation.status,
-        "assignee_id": str(conversation.assignee_id) if conversation.assignee_id else None,
-        "team_id": str(conversation.team_id) if conversation.team_id else None,
-        "last_channel": conversation.last_channel,
-        "priority": conversation.priority,
-    }
 
 
 def _new_row(conversation: _Thread, now: datetime) -> dict[str, Any]:
@@ -376,12 +363,12 @@ def _continue(session: Session, conversation: _Thread, changed: dict[uuid.UUID, 
         if conversation.assignee_id is not None:
             routing.take_slot(session, conversation.assignee_id, force=True)
         changed[conversation.id] = ("reopened", conversation)
-        announce(session, "conversation.open", _about(conversation) | {"actor": "customer"})
+        announce(session, "conversation.open", conversation_data(conversation) | {"actor": "customer"})
     elif conversation.status in ("pending", "snoozed"):
         conversation.status = "open"
         conversation.snooze_until = None
         changed[conversation.id] = ("woken", conversation)
-        announce(session, "conversation.open", _about(conversation) | {"actor": "customer"})
+        announce(session, "conversation.open", conversation_data(conversation) | {"actor": "customer"})
 
 
 def _store_status_changes(session: Session, changed: dict[uuid.UUID, tuple[str, _Thread]]) -> None:

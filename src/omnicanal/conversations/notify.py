@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy.orm import Session
 
@@ -29,7 +29,26 @@ def message_data(message: Message) -> dict[str, Any]:
     }
 
 
-def conversation_data(conversation: Conversation) -> dict[str, Any]:
+class AboutConversation(Protocol):
+    """What an announcement says of a conversation: an ORM row or the inbound writer's plain values."""
+
+    @property
+    def id(self) -> uuid.UUID: ...
+    @property
+    def customer_id(self) -> uuid.UUID: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def assignee_id(self) -> uuid.UUID | None: ...
+    @property
+    def team_id(self) -> uuid.UUID | None: ...
+    @property
+    def last_channel(self) -> str | None: ...
+    @property
+    def priority(self) -> str: ...
+
+
+def conversation_data(conversation: AboutConversation) -> dict[str, Any]:
     return {
         "id": str(conversation.id),
         "customer_id": str(conversation.customer_id),
