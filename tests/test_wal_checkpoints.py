@@ -10,6 +10,7 @@ from sqlalchemy import text
 
 from omnicanal.db import create_database
 from omnicanal.settings import Settings
+from omnicanal.sqlite_checkpoints import WAL_BACKSTOP_PAGES
 
 
 def test_commits_are_checkpointed_in_the_background_and_dispose_stops_the_thread(tmp_path: Path) -> None:
@@ -28,7 +29,7 @@ def test_commits_are_checkpointed_in_the_background_and_dispose_stops_the_thread
         time.sleep(0.05)
     assert checkpointer.checkpoints >= 1
     with db.write_engine.connect() as connection:  # the writer's own checkpoint stays as a backstop only
-        assert connection.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 10_000
+        assert connection.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == WAL_BACKSTOP_PAGES == 40_000
     db.dispose()
     assert checkpointer._thread is not None and not checkpointer._thread.is_alive()
 

@@ -62,4 +62,10 @@ class WalCheckpointer:
             self._thread.join(timeout=5)
 
 
-WAL_BACKSTOP_PAGES = 10_000
+# The log only starts over from its beginning when a writer finds it fully copied, and under a steady write load
+# it never is: the writer appends while the passive checkpoint copies. So the log grows until this backstop, and
+# the writer's own checkpoint then copies the tail and syncs both files inside a commit (60-110 ms on the
+# benchmark machine, bench/README.md B1). At 10,000 pages that stall came every ~2 s of event ingest and set
+# the p99; at 40,000 pages (a log file of up to ~160 MiB, kept allocated and overwritten) it comes every ~9 s.
+# Readers do not pay for a long log: they search only the frames not yet copied into the database.
+WAL_BACKSTOP_PAGES = 40_000
