@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -157,6 +158,29 @@ def test_per_channel_rate_limit(client: TestClient, worker: OutboxWorker, provid
     # three more sms at 2 a second take at least 1.5 s
     assert time.monotonic() - started >= 1.4
     assert outbox_items(client, "pending") == []
+
+
+def test_an_idle_worker_polls_without_the_write_lock(
+    client: TestClient, worker: OutboxWorker, provider: ProviderDouble, db: Database
+) -> None:
+    """On SQLite one writer holds the file: an idle poll must not queue behind it (nor make it wait)."""
+    if not db.is_sqlite:
+        return  # PostgreSQL claims with SKIP LOCKED; there is no file-wide lock to spare
+    message = send_reply(client)
+    assert worker.run_once() == 1
+    path = db.write_engine.url.database
+    assert path is not None
+    other_writer = sqlite3.connect(path, isolation_level=None)
+    try:
+        other_writer.execute("BEGIN IMMEDIATE")
+        started = time.monotonic()
+        assert worker.run_once() == 0
+        assert time.monotonic() - started < 1  # the busy timeout is 30 s: it never waited on the lock
+    finally:
+        other_writer.execute("ROLLBACK")
+        other_writer.close()
+    assert message_now(client, message)["status"] == "sent"
+    assert len(provider.requests) == 1
 
 
 def test_token_bucket_below_one_per_second_still_sends() -> None:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, or_, select, update
+from sqlalchemy import ColumnElement, Table, and_, or_, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -78,6 +78,23 @@ class Claimed:
     attempt: int
 
 
+def _due(now: datetime, channels: dict[str, int] | None) -> ColumnElement[bool]:
+    outbox = _outbox
+    due = or_(
+        and_(outbox.c.state == "pending", outbox.c.next_attempt_at <= now),
+        and_(outbox.c.state == "sending", outbox.c.lease_until < now),
+    )
+    exhausted = sorted(channel for channel, left in (channels or {}).items() if left <= 0)
+    if exhausted:
+        return and_(due, outbox.c.channel.not_in(exhausted))
+    return due
+
+
+def any_due(session: Session, *, now: datetime, channels: dict[str, int] | None = None) -> bool:
+    """Whether :func:`claim_due` would find anything: a read, so an idle worker never takes the write lock."""
+    return session.execute(select(_outbox.c.id).where(_due(now, channels)).limit(1)).first() is not None
+
+
 def claim_due(
     session: Session, *, now: datetime, limit: int, lease: timedelta, channels: dict[str, int] | None = None
 ) -> list[Claimed]:
@@ -86,14 +103,9 @@ def claim_due(
     ``channels`` caps how many of each channel may be taken (per-channel rate limits).
     """
     outbox = _outbox
-    due = or_(
-        and_(outbox.c.state == "pending", outbox.c.next_attempt_at <= now),
-        and_(outbox.c.state == "sending", outbox.c.lease_until < now),
+    stmt = select(outbox.c.id, outbox.c.kind, outbox.c.channel, outbox.c.payload, outbox.c.attempts).where(
+        _due(now, channels)
     )
-    exhausted = sorted(channel for channel, left in (channels or {}).items() if left <= 0)
-    stmt = select(outbox.c.id, outbox.c.kind, outbox.c.channel, outbox.c.payload, outbox.c.attempts).where(due)
-    if exhausted:
-        stmt = stmt.where(outbox.c.channel.not_in(exhausted))
     stmt = stmt.order_by(outbox.c.next_attempt_at).limit(limit)
     session.flush()  # read and written through the connection (no ORM objects; bench, C4)
     connection = session.connection()

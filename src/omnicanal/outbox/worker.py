@@ -22,7 +22,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from omnicanal.db import Database, utcnow
-from omnicanal.outbox.service import Claimed, Outcome, claim_due, record_outcomes
+from omnicanal.outbox.service import Claimed, Outcome, any_due, claim_due, record_outcomes
 from omnicanal.outbox.transports import DeliveryError, Envelope, Sent, TransportRegistry
 
 log = logging.getLogger(__name__)
@@ -125,7 +125,7 @@ class OutboxWorker:
         self._next_periodic = time.monotonic() + self.periodic_interval
         for job in self.periodic:
             try:
-                with self.database.write() as session:
+                with self.database.write_in_turn() as session:
                     job(session)
             except Exception:
                 log.exception("background job %s failed", getattr(job, "__name__", job))
@@ -153,7 +153,13 @@ class OutboxWorker:
     def run_once(self) -> int:
         """Deliver one batch; returns how many items were attempted."""
         budget = {channel: bucket.available() for channel, bucket in self._buckets.items()}
-        with self.database.write() as session:
+        if self.database.is_sqlite:
+            # SQLite has one write lock for the whole file: an idle poll that took it would make the ingest
+            # writer wait in SQLite's busy back-off twice a second. A read never blocks a writer.
+            with self.database.read() as session:
+                if not any_due(session, now=utcnow(), channels=budget):
+                    return 0
+        with self.database.write_in_turn() as session:
             claimed = claim_due(session, now=utcnow(), limit=self.batch_size, lease=self.lease, channels=budget)
         if not claimed:
             return 0
@@ -211,7 +217,7 @@ class OutboxWorker:
                       outcome.item.id)  # fmt: skip
 
     def _record(self, batch: list[_Outcome]) -> None:
-        with self.database.write() as session:
+        with self.database.write_in_turn() as session:
             record_outcomes(session, [outcome.as_recorded() for outcome in batch])
 
     def _attempt(self, item: Claimed) -> _Outcome:

@@ -138,7 +138,7 @@ class IngestWriter:
     def _transaction(self, jobs: list[_Job]) -> list[list[Any]]:
         for attempt in range(_RETRIES):
             try:
-                with self.database.write() as session:
+                with self.database.write_in_turn() as session:
                     return self._handle(session, jobs)
             except (IntegrityError, OperationalError) as exc:
                 if attempt == _RETRIES - 1 or not _retryable(exc):
