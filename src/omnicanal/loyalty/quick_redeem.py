@@ -106,7 +106,12 @@ async def redeem_on_loop(
     if connection is None:
         if not connections.may_open():
             return NO_CONNECTION
-        connection = await asyncio.get_running_loop().run_in_executor(None, connections.open)
+        opening = asyncio.get_running_loop().run_in_executor(None, connections.open)
+        try:
+            connection = await asyncio.shield(opening)
+        except asyncio.CancelledError:  # the connection still opens: it joins the others
+            opening.add_done_callback(connections.keep)
+            raise
     now = utcnow()
     code = new_code("LR-")
     params = [
@@ -283,6 +288,11 @@ class LoopConnections:
     def give_back(self, connection: LoopConnection) -> None:
         connection.returned_at = time.monotonic()
         self._idle.append(connection)
+
+    def keep(self, opened: asyncio.Future[LoopConnection]) -> None:
+        """Give back a connection opened for a call that went away meanwhile."""
+        if not opened.cancelled() and opened.exception() is None:
+            self.give_back(opened.result())
 
     def discard(self, connection: LoopConnection) -> None:
         connection.connection.close()
