@@ -6,8 +6,10 @@ notices, tier check); ceiling: raw ``sqlite3`` ``executemany`` of the same numbe
 + spend + timeline event per order) into tables with the same DDL, in the same run.
 L2 redemption over HTTP on PostgreSQL: ``omnicanal serve`` on a throwaway cluster, ``wrk -c16`` posting
 ``/api/v1/customers/{id}/redemptions`` (random customer of 2,000, unique request ids); ceiling: a bare
-Starlette endpoint answering the same POST, served the same way. Peak RSS of every process is recorded.
-Figures: docs/benchmarks-loyalty.md. Child entry points: ``_l1 URL BATCHES``, ``_ceiling PORT``.
+Starlette endpoint answering the same POST, served the same way, and the same plus one PostgreSQL round trip
+(one INSERT through a psycopg pool of 4 connections, same cluster), with its server and PostgreSQL CPU. Peak RSS
+of every process is recorded. Figures: docs/benchmarks-loyalty.md. Child entry points: ``_l1 URL BATCHES``,
+``_ceiling PORT``, ``_round_trip_ceiling PORT URL``.
 """
 
 from __future__ import annotations
