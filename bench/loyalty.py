@@ -6,12 +6,15 @@ notices, tier check); ceiling: raw ``sqlite3`` ``executemany`` of the same numbe
 + spend + timeline event per order) into tables with the same DDL, in the same run.
 L2 redemption over HTTP on PostgreSQL: ``omnicanal serve`` on a throwaway cluster, ``wrk -c16`` posting
 ``/api/v1/customers/{id}/redemptions`` (random customer of 2,000, unique request ids); ceiling: a bare
-Starlette endpoint answering the same POST, served the same way. Peak RSS of every process is recorded.
-Figures: docs/benchmarks-loyalty.md. Child entry points: ``_l1 URL BATCHES``, ``_ceiling PORT``.
+Starlette endpoint answering the same POST, served the same way, and the same plus one PostgreSQL round trip
+(one INSERT through a psycopg pool of 4 connections, same cluster), with its server and PostgreSQL CPU. Peak RSS
+of every process is recorded. Figures: docs/benchmarks-loyalty.md. Child entry points: ``_l1 URL BATCHES``,
+``_ceiling PORT``, ``_round_trip_ceiling PORT URL``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
@@ -20,6 +23,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -284,6 +288,58 @@ def ceiling_child(port: int) -> None:
     uvicorn.run(app, host=HOST, port=port, log_level="warning", access_log=False)
 
 
+ROUND_TRIP_TABLE = (
+    "CREATE TABLE ceiling_redemptions (id uuid PRIMARY KEY, customer_id uuid NOT NULL, request_id text NOT NULL, "
+    "created_at timestamptz NOT NULL)"
+)
+
+
+def round_trip_ceiling_child(port: int, url: str) -> None:
+    """The bare endpoint plus one PostgreSQL round trip per request: one transaction (autocommit: the INSERT is
+    its own transaction, no BEGIN or COMMIT travels) through a psycopg pool of 4 connections, on the event loop."""
+    import orjson
+    import uvicorn
+    from psycopg_pool import AsyncConnectionPool
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    conninfo = url.replace("postgresql+psycopg://", "postgresql://")
+    pool = AsyncConnectionPool(conninfo, min_size=4, max_size=4, kwargs={"autocommit": True}, open=False)
+
+    async def redeem(request: Request) -> Response:
+        body = orjson.loads(await request.body())
+        answer = {
+            "id": str(uuid.uuid4()),
+            "customer_id": request.path_params["cid"],
+            "code": "LR-XXXXXXXXXX",
+            "request_id": body["request_id"],
+        }
+        async with pool.connection() as connection:
+            await connection.execute(
+                "INSERT INTO ceiling_redemptions (id, customer_id, request_id, created_at) VALUES (%s, %s, %s, now())",
+                (answer["id"], answer["customer_id"], answer["request_id"]),
+                prepare=True,
+            )
+        return Response(orjson.dumps(answer), status_code=201, media_type="application/json")
+
+    async def healthz(request: Request) -> Response:
+        return Response(b'{"status":"ok"}', media_type="application/json")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await pool.open(wait=True)
+        yield
+        await pool.close()
+
+    app = Starlette(
+        routes=[Route("/api/v1/customers/{cid}/redemptions", redeem, methods=["POST"]), Route("/healthz", healthz)],
+        lifespan=lifespan,
+    )
+    uvicorn.run(app, host=HOST, port=port, log_level="warning", access_log=False)
+
+
 def _l2_seed(url: str, customers: int) -> tuple[list[str], str]:
     from omnicanal.customers.models import Customer
     from omnicanal.db import bulk_insert, create_database, utcnow, uuid7
@@ -356,23 +412,28 @@ def _omnicanal(args: list[str], url: str) -> str:
     return done.stdout.strip()
 
 
-def l2(plan: Plan, workdir: Path) -> dict[str, Any]:
-    from tests.support.postgres import PostgresCluster
-
+def l2_setup(cluster: Any, workdir: Path) -> tuple[str, dict[str, str]]:
+    """The L2 database on ``cluster`` (migrated, 2,000 customers with points, one reward, an admin key): its URL
+    and the environment of ``lua/redeem.lua``."""
     # the server, the migrations and the key come from this checkout unless BENCH_SRC names another
     os.environ.setdefault("BENCH_SRC", str(ROOT / "src"))
+    cluster.create_database("bench_l2")
+    url: str = cluster.url("bench_l2")
+    _omnicanal(["migrate"], url)
+    ids, reward_id = _l2_seed(url, 2000)
+    ids_file = workdir / "l2.ids"
+    ids_file.write_text("\n".join(ids) + "\n")
+    token = _omnicanal(["apikey", "create", "--role", "admin", "--name", "bench"], url)
+    return url, {"BENCH_IDS": str(ids_file), "BENCH_TOKEN": token, "BENCH_REWARD": reward_id}
+
+
+def l2(plan: Plan, workdir: Path) -> dict[str, Any]:
+    from tests.support.postgres import PostgresCluster
 
     say("L2 redemption over HTTP, PostgreSQL, 16 concurrent clients")
     out: dict[str, Any] = {}
     with PostgresCluster() as cluster:
-        cluster.create_database("bench_l2")
-        url = cluster.url("bench_l2")
-        _omnicanal(["migrate"], url)
-        ids, reward_id = _l2_seed(url, 2000)
-        ids_file = workdir / "l2.ids"
-        ids_file.write_text("\n".join(ids) + "\n")
-        token = _omnicanal(["apikey", "create", "--role", "admin", "--name", "bench"], url)
-        env = {"BENCH_IDS": str(ids_file), "BENCH_TOKEN": token, "BENCH_REWARD": reward_id}
+        url, env = l2_setup(cluster, workdir)
         cmd, server_env, port = run.omnicanal_server(url)
         with serve("omnicanal", cmd, server_env, port) as server:
             result = _wrk_with_database_cpu(server, plan, env, cluster.tempdir / "data")
@@ -386,6 +447,17 @@ def l2(plan: Plan, workdir: Path) -> dict[str, Any]:
             ceiling = run.wrk(server, "redeem.lua", plan, connections=16, env=env)
             say(fmt_http("ceiling (bare Starlette POST)", ceiling))
         out["ceiling"] = ceiling
+        cluster.create_database("bench_l2_ceiling")
+        ceiling_url = cluster.url("bench_l2_ceiling")
+        with run_sql(ceiling_url, ROUND_TRIP_TABLE):
+            pass
+        port = run.free_port()
+        child = [sys.executable, __file__, "_round_trip_ceiling", str(port), ceiling_url]
+        with serve("round-trip ceiling", child, dict(os.environ), port) as server:
+            round_trip = _wrk_with_database_cpu(server, plan, env, cluster.tempdir / "data")
+            say(fmt_http("ceiling (Starlette + 1 PostgreSQL INSERT)", round_trip))
+            say(f"  PostgreSQL CPU {round_trip['database_cpu_ms_per_request']:.3f} ms/request")
+        out["round_trip_ceiling"] = round_trip
         with run_sql(url) as connection:
             out["redemptions_stored"] = connection
     p99 = out["redemption"]["latency_ms"]["99"]
@@ -395,14 +467,19 @@ def l2(plan: Plan, workdir: Path) -> dict[str, Any]:
 
 
 class run_sql:  # noqa: N801 - a tiny context manager that answers the count of stored redemptions
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, statement: str | None = None) -> None:
         self.url = url
+        self.statement = statement  # run (and committed) before the count
 
     def __enter__(self) -> int:
         from sqlalchemy import create_engine, text
 
         engine = create_engine(self.url)
         try:
+            if self.statement is not None:
+                with engine.begin() as connection:
+                    connection.execute(text(self.statement))
+                return 0
             with engine.connect() as connection:
                 return int(connection.execute(text("SELECT count(*) FROM loyalty_redemptions")).scalar_one())
         finally:
@@ -418,6 +495,9 @@ def main() -> None:
         return
     if len(sys.argv) > 1 and sys.argv[1] == "_ceiling":
         ceiling_child(int(sys.argv[2]))
+        return
+    if len(sys.argv) > 1 and sys.argv[1] == "_round_trip_ceiling":
+        round_trip_ceiling_child(int(sys.argv[2]), sys.argv[3])
         return
     which = sys.argv[1] if len(sys.argv) > 1 and not sys.argv[1].startswith("-") else "all"
     plan = Plan.make("--quick" in sys.argv)

@@ -1,4 +1,6 @@
-"""Profile the omnicanal server under a wrk load with py-spy: ``python bench/pyspy.py b1|b2|b3 [SECONDS]``.
+"""Profile the omnicanal server under a wrk load with py-spy: ``python bench/pyspy.py b1|b2|b3|l2 [SECONDS]``.
+
+``l2``: the loyalty redemption of ``bench/loyalty.py`` (PostgreSQL, 16 connections).
 
 Writes a flame graph (SVG) and a collapsed-stack file into bench/results/, then prints the functions
 with the most samples (own time and total time).
@@ -7,6 +9,7 @@ with the most samples (own time and total time).
 from __future__ import annotations
 
 import collections
+import contextlib
 import shutil
 import subprocess
 import sys
@@ -36,16 +39,30 @@ def main() -> None:
 
 
 def profile(which: str, seconds: int, plan: run.Plan, workdir: Path) -> None:
-    if which == "b3":
-        url, ids, token = run.b3_sqlite_data(run.Plan.make(quick="--full" not in sys.argv))
-        script, env, conns = "c360.lua", {"BENCH_TOKEN": token, "BENCH_IDS": str(ids)}, plan.connections
-    else:
-        url, token = run.fresh_db(workdir, "profile.db")
-        script = "ingest.lua" if which == "b1" else "batch.lua"
-        env = {"BENCH_TOKEN": token, "BENCH_BATCH": "1000"}
-        conns = plan.connections if which == "b1" else plan.batch_connections
     stamp = time.strftime("%Y%m%dT%H%M%S")
     collapsed = run.RESULTS / f"profile-{which}-{stamp}.txt"
+    with contextlib.ExitStack() as stack:
+        if which == "b3":
+            url, ids, token = run.b3_sqlite_data(run.Plan.make(quick="--full" not in sys.argv))
+            script, env, conns = "c360.lua", {"BENCH_TOKEN": token, "BENCH_IDS": str(ids)}, plan.connections
+        elif which == "l2":
+            from tests.support.postgres import PostgresCluster
+
+            import loyalty
+
+            url, env = loyalty.l2_setup(stack.enter_context(PostgresCluster()), workdir)
+            script, conns = "redeem.lua", 16
+        else:
+            url, token = run.fresh_db(workdir, "profile.db")
+            script = "ingest.lua" if which == "b1" else "batch.lua"
+            env = {"BENCH_TOKEN": token, "BENCH_BATCH": "1000"}
+            conns = plan.connections if which == "b1" else plan.batch_connections
+        record(which, seconds, plan, url, script, env, conns, collapsed)
+
+
+def record(
+    which: str, seconds: int, plan: run.Plan, url: str, script: str, env: dict[str, str], conns: int, collapsed: Path
+) -> None:
     with run.serve("omnicanal", *run.omnicanal_server(url)) as server:
         spy = subprocess.Popen(
             [

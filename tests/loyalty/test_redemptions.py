@@ -368,3 +368,30 @@ def test_a_request_id_claimed_for_another_customer_meanwhile_changes_nothing(cli
     assert answers[0].json()["type"].endswith("/conflict")
     assert client.get(f"/api/v1/rewards/{pen['id']}").json()["stock"] == 5
     assert wallet(client, customer)["balance"] == 100 == ledger_sum(db, customer)[0]
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_a_redemption_after_the_server_dropped_the_connection_succeeds(
+    client: TestClient, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sqlalchemy import text
+
+    from omnicanal.loyalty import quick_redeem
+
+    customer = new_customer(client)
+    give(client, customer, 100)
+    pen = reward(client, name="Pen", kind="product", value={}, cost_points=10)
+    assert redeem(client, customer, pen["id"], "before").status_code == 201
+    with db.write_engine.connect() as admin:  # the server ends the connection that served the redemption
+        ended = admin.execute(
+            text(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND query LIKE '%FROM loyalty_redeem(%' "
+                "AND pid <> pg_backend_pid()"
+            )
+        ).scalar()
+    assert ended
+    monkeypatch.setattr(quick_redeem, "PING_AFTER_IDLE_SECONDS", 0.0)  # as if it had been idle a while
+    after = redeem(client, customer, pen["id"], "after")
+    assert after.status_code == 201, after.text
+    assert wallet(client, customer)["balance"] == 80 == ledger_sum(db, customer)[0]
