@@ -8,8 +8,8 @@ results as JSON in ``bench/results/``. Figures are written up in docs/benchmarks
 
 Also: ``python bench/conversations.py profile-c1|profile-c2 [SECONDS]`` (py-spy of the server under the C1
 load, or answering the busiest agent's inbox).
-Also: ``c1inproc`` (``conversations.inbound.receive`` alone, in process, on batches of 32 with C1's mix: the
-ingest writer's CPU per message without HTTP).
+Also: ``c1inproc [--batch N]`` (``conversations.inbound.receive`` alone, in process, on batches of N, default 32, with
+C1's mix: the ingest writer's CPU per message without HTTP; the writer gets batches of ~15 at ``-c32``).
 Internal child entry points (run by the script itself): ``_c1inproc``, ``_c2inproc``, ``_sse``, ``_provider``.
 """
 
@@ -306,16 +306,19 @@ def c1(
     return out
 
 
+C1_BATCH = 32  # c1inproc's batch size (--batch)
+
+
 def c1_inproc(plan: Plan, workdir: Path) -> dict[str, Any]:
-    """``conversations.inbound.receive`` alone, in process, on batches of 32 (what the ingest writer hands it at
-    ``-c32``), with C1's mix and set-up: the writer's CPU per message without HTTP and without the machine's
+    """``conversations.inbound.receive`` alone, in process, on batches of ``--batch`` (32 by default; the ingest writer
+    gets ~15 at ``-c32``), with C1's mix and set-up: the writer's CPU per message without HTTP and without the machine's
     other load skewing a wrk run. Each batch in its own write transaction, as the writer runs it."""
     pool, batches = (1000, 200) if plan.quick else (3000, 600)
-    say(f"C1 in process: receive() on {batches} batches of 32 after 20 warm-up batches; C1's mix and set-up")
+    say(f"C1 in process: receive() on {batches} batches of {C1_BATCH} after 20 warm-up batches; C1's mix and set-up")
     url, token = run.fresh_db(workdir, "c1-inproc.db")
     c1_prepare(url, token, pool)
     done = subprocess.run(
-        [sys.executable, __file__, "_c1inproc", url, str(pool), str(batches)],
+        [sys.executable, __file__, "_c1inproc", url, str(pool), str(batches), str(C1_BATCH)],
         capture_output=True, text=True, check=True, cwd=ROOT,
     )  # fmt: skip
     out: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
@@ -327,7 +330,7 @@ def c1_inproc(plan: Plan, workdir: Path) -> dict[str, Any]:
     return out
 
 
-def c1_inproc_child(url: str, pool: int, batches: int) -> None:
+def c1_inproc_child(url: str, pool: int, batches: int, size: int = 32) -> None:
     os.environ["OMNICANAL_DATABASE_URL"] = url
     from omnicanal.app import create_app
     from omnicanal.conversations.api import prepare_inbound
@@ -356,7 +359,7 @@ def c1_inproc_child(url: str, pool: int, batches: int) -> None:
                     "occurred_at": datetime.now(UTC).isoformat()}  # fmt: skip
         return prepare_inbound(InboundMessageIn.model_validate(body), settings)
 
-    work = [[message() for _ in range(32)] for _ in range(batches + 20)]
+    work = [[message() for _ in range(size)] for _ in range(batches + 20)]
     new_conversations = 0
 
     def store(chunk: list[list[Any]]) -> int:
@@ -370,9 +373,9 @@ def c1_inproc_child(url: str, pool: int, batches: int) -> None:
     cpu, wall = time.process_time(), time.perf_counter()
     new_conversations = store(work[20:])
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
-    messages = 32 * batches
+    messages = size * batches
     print(json.dumps({
-        "messages": messages, "batch": 32, "new_conversations": new_conversations,
+        "messages": messages, "batch": size, "new_conversations": new_conversations,
         "cpu_ms_per_message": 1000 * cpu / messages, "wall_ms_per_message": 1000 * wall / messages,
         "memory_mib": run.proc_status(os.getpid()).get("VmHWM", float("nan")),
     }))  # fmt: skip
@@ -1419,7 +1422,7 @@ def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1].startswith("_"):
         child, child_args = sys.argv[1], sys.argv[2:]
         if child == "_c1inproc":
-            c1_inproc_child(child_args[0], int(child_args[1]), int(child_args[2]))
+            c1_inproc_child(child_args[0], int(child_args[1]), int(child_args[2]), int(child_args[3]))
         elif child == "_c2inproc":
             c2_inproc_child(child_args[0], int(child_args[1]), child_args[2])
         elif child == "_sse":
@@ -1438,9 +1441,12 @@ def main() -> None:
         choices=["c1", "c1inproc", "c1pg", "c2", "c3", "c4", "c4crash", "all"],
     )
     parser.add_argument("--quick", action="store_true", help="short runs, smaller C4 (smoke test)")
+    parser.add_argument("--batch", type=int, default=32, help="c1inproc: messages per receive() batch")
     parser.add_argument("--quiet-load", type=float, default=2.0, help="wait for a 1-min load average below this")
     parser.add_argument("--max-wait", type=float, default=60.0, help="... but at most this many seconds")
     args = parser.parse_args()
+    global C1_BATCH
+    C1_BATCH = args.batch
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed (Debian: apt-get install wrk)")
     plan = Plan.make(args.quick)

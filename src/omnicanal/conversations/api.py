@@ -72,7 +72,9 @@ def prepare_inbound(data: InboundMessageIn, settings: Any) -> InboundInput:
         (i.type, normalize_identity(i.type, i.value, region=settings.default_region, field=f"identities[{n}]"))
         for n, i in enumerate(data.identities)
     ]
-    attachments = store_attachments([a.model_dump() for a in data.attachments], settings=settings)
+    attachments = (
+        store_attachments([a.model_dump() for a in data.attachments], settings=settings) if data.attachments else []
+    )
     return InboundInput(
         channel=data.channel, identities=keys, customer_id=data.customer_id, text=data.text,
         attachments=attachments, external_id=data.external_id, occurred_at=occurred_at,
@@ -86,6 +88,16 @@ async def _serve_inbound(request: Request) -> Response:
     # What FastAPI did for inbound_message below, in the same order: the caller (401/403), then the
     # body (the same 422s), then the message through the ingest writer.
     await authorize(request, Permission.MESSAGES_INBOUND)
+    raw = await request.body()
+    if raw and request.headers.get("content-type") == "application/json":
+        # pydantic reads the JSON itself, without a dict of the body on the way (bench, C1). Whatever it
+        # refuses is read again the way FastAPI reads a body, so every refusal and its 422 stay the same.
+        try:
+            parsed = _INBOUND.validate_json(raw)
+        except ValidationError:
+            pass
+        else:
+            return await _accept_inbound(parsed, request, request.app.state.settings)
     body = await body_as_fastapi_reads_it(request)
     try:
         data = _INBOUND.validate_python(body, from_attributes=True)

@@ -18,7 +18,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from omnicanal.conversations.models import Conversation, Message
 from omnicanal.conversations.notify import announce, announce_all, conversation_data
-from omnicanal.customers.resolution import Resolver
+from omnicanal.customers.resolution import Resolver, implied
 from omnicanal.db import (
     bulk_insert,
     bulk_update,
@@ -186,7 +186,9 @@ def receive(session: Session, items: Sequence[InboundInput], *, settings: Settin
     session.flush()  # the batch reads through the connection: whatever the session holds goes first
     known = _known_messages(session, items)
     resolver = Resolver(session, settings, now=now)
-    resolver.prefetch(key for item in items for key in item.identities)
+    # Each message's implied keys (a WhatsApp id's phone): ``implied`` of the whole batch at once would add only the
+    # first message's, and every other WhatsApp message would look its phone up on its own (bench, C1).
+    resolver.prefetch(key for item in items for key in implied(item.identities))
 
     results: list[InboundResult] = []
     merged: dict[uuid.UUID, uuid.UUID] = {}
@@ -229,7 +231,8 @@ def receive(session: Session, items: Sequence[InboundInput], *, settings: Settin
 
     events: list[dict[str, Any]] = []
     messages: list[dict[str, Any]] = []
-    stored: list[tuple[InboundResult, dict[str, Any], _Thread]] = []
+    stored: list[tuple[InboundResult, dict[str, Any], _Thread, str]] = []
+    conversation_keys: dict[uuid.UUID, str] = {}  # str() of a UUID is Python code: once per conversation and message
     started: list[tuple[InboundInput, _Thread, str | None]] = []
     touched: dict[uuid.UUID, str] = {}  # existing conversation -> channel of its last message in this batch
     changed: dict[uuid.UUID, tuple[str, _Thread]] = {}  # existing conversations whose status the batch changed
@@ -254,6 +257,10 @@ def receive(session: Session, items: Sequence[InboundInput], *, settings: Settin
         elif item.reopens:
             _continue(session, conversation, changed)
         message_id = uuid7()
+        message_key = str(message_id)
+        conversation_key = conversation_keys.get(conversation.id)
+        if conversation_key is None:
+            conversation_key = conversation_keys[conversation.id] = str(conversation.id)
         messages.append(
             {
                 "id": message_id, "conversation_id": conversation.id, "customer_id": customer_id,
@@ -271,7 +278,7 @@ def receive(session: Session, items: Sequence[InboundInput], *, settings: Settin
             touched[conversation.id] = item.channel
         result.message_id = message_id
         result.conversation_id = conversation.id
-        stored.append((result, messages[-1], conversation))
+        stored.append((result, messages[-1], conversation, message_key))
         events.append(
             {
                 "event_id": f"msg_{message_id.hex}",
@@ -282,8 +289,8 @@ def receive(session: Session, items: Sequence[InboundInput], *, settings: Settin
                 "occurred_at": item.occurred_at,
                 "received_at": now,
                 "properties": {
-                    "conversation_id": str(conversation.id),
-                    "message_id": str(message_id),
+                    "conversation_id": conversation_key,
+                    "message_id": message_key,
                     "text": item.text[:280],
                     "attachments": len(item.attachments),
                 },
@@ -317,13 +324,13 @@ def receive(session: Session, items: Sequence[InboundInput], *, settings: Settin
     created_at = now.isoformat()
     abouts: dict[uuid.UUID, dict[str, Any]] = {}
     announcements: list[tuple[str, dict[str, Any]]] = []
-    for result, row, conversation in stored:
+    for result, row, conversation, message_key in stored:
         about = abouts.get(conversation.id)
         if about is None:
             about = abouts[conversation.id] = conversation_data(conversation)
         # what notify.message_data gives for this row, without reading it back
         data = {
-            "id": str(row["id"]), "conversation_id": about["id"], "customer_id": about["customer_id"],
+            "id": message_key, "conversation_id": about["id"], "customer_id": about["customer_id"],
             "channel": row["channel"], "direction": "inbound", "sender_type": "customer", "sender_id": None,
             "text": row["text"], "private": False, "status": "received", "created_at": created_at,
             "conversation": dict(about),
