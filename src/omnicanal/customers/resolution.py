@@ -73,7 +73,13 @@ class Resolver:
 
     # -- lookups -------------------------------------------------------------------------
     def prefetch(self, keys: Iterable[IdentityKey]) -> None:
-        wanted = {key for key in implied(keys) if key not in self._looked_up}
+        """Look up the owners of many writes' identities at once (each WhatsApp id's phone included)."""
+        wanted: set[IdentityKey] = set()
+        for kind, value in keys:
+            wanted.add((kind, value))
+            if kind == "whatsapp":
+                wanted.add(("phone", value))
+        wanted -= self._looked_up
         if not wanted:
             return
         self._looked_up |= wanted
