@@ -21,7 +21,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from omnicanal.commerce.models import Location, Reservation, Stock, Variant
 from omnicanal.commerce.rows import insert_new, run_statement, table_of
 from omnicanal.commerce.schemas import StockOut, StoreIn, StoreOut
-from omnicanal.db import utcnow, uuid7
+from omnicanal.db import driver_rows, utcnow, uuid7, uuid_from_db
 from omnicanal.errors import Conflict, NotFound, ValidationFailed
 
 _TIMEZONES = available_timezones()
@@ -134,15 +134,12 @@ def availability(session: Session, skus: Sequence[str]) -> dict[str, dict[uuid.U
     if not skus:
         return result
     session.flush()
-    levels = session.connection().execute(_AVAILABILITY, {"b_skus": sorted(set(skus))})
-    for sku, location_id, on_hand, reserved in levels:
-        result.setdefault(sku, {})[location_id] = on_hand - reserved
+    wanted = sorted(set(skus))
+    marks = ", ".join("?" * len(wanted))
+    sql = f"SELECT sku, location_id, on_hand, reserved FROM commerce_stock WHERE sku IN ({marks})"
+    for sku, location_id, on_hand, reserved in driver_rows(session, sql, wanted):
+        result.setdefault(sku, {})[uuid_from_db(location_id)] = on_hand - reserved
     return result
-
-
-_AVAILABILITY = select(
-    table_of(Stock).c.sku, table_of(Stock).c.location_id, table_of(Stock).c.on_hand, table_of(Stock).c.reserved
-).where(table_of(Stock).c.sku.in_(bindparam("b_skus", expanding=True)))
 
 
 @dataclass(frozen=True)
