@@ -66,8 +66,10 @@ def create_order(session: Session, data: CartIn, *, settings: Settings, actor: s
     return place_order(session, data, settings=settings, actor=actor)[0]
 
 
-def place_order(session: Session, data: CartIn, *, settings: Settings, actor: str) -> tuple[Order, list[OrderLine]]:
-    """:func:`create_order`, also handing back the lines (so the answer needs not read them again)."""
+def place_order(
+    session: Session, data: CartIn, *, settings: Settings, actor: str
+) -> tuple[Order, list[dict[str, Any]]]:
+    """:func:`create_order`, also handing back the lines' rows (so the answer needs not read them again)."""
     customer = resolve_customer(session, data, settings)
     now = utcnow()
     cart = prepare_cart(session, data, settings=settings, customer=customer, now=now, for_order=True)
@@ -109,30 +111,17 @@ def place_order(session: Session, data: CartIn, *, settings: Settings, actor: st
         updated_at=now,
     )
     insert_new(session, [order])
-    order_lines = []
-    for position, (item, line) in enumerate(zip(cart.items, quote.lines, strict=True)):
-        order_lines.append(
-            OrderLine(
-                id=uuid7(),
-                order_id=order.id,
-                position=position,
-                sku=line.sku,
-                product_id=uuid.UUID(item.product_id),
-                name=line.name,
-                quantity=line.quantity,
-                unit_price=line.unit_price,
-                price_channel=line.price_channel,
-                subtotal=line.subtotal,
-                discount=line.discount,
-                tax=line.tax,
-                tax_rate=line.tax_rate,
-                total=line.total,
-                discounts=line.discounts,
-                fulfilled_quantity=0,
-                returned_quantity=0,
-            )
-        )
-    insert_new(session, order_lines)
+    # plain rows (one executemany): an ORM object a line cost more than its insert, and nothing in this
+    # transaction changes a line after it is placed (bench/commerce.py, K1)
+    order_lines = [
+        {"id": uuid7(), "order_id": order.id, "position": position, "sku": line.sku,
+         "product_id": uuid.UUID(item.product_id), "name": line.name, "quantity": line.quantity,
+         "unit_price": line.unit_price, "price_channel": line.price_channel, "subtotal": line.subtotal,
+         "discount": line.discount, "tax": line.tax, "tax_rate": line.tax_rate, "total": line.total,
+         "discounts": line.discounts, "fulfilled_quantity": 0, "returned_quantity": 0}
+        for position, (item, line) in enumerate(zip(cart.items, quote.lines, strict=True))
+    ]  # fmt: skip
+    bulk_insert(session, OrderLine, order_lines)
     expires = now + timedelta(minutes=settings.commerce_reservation_minutes) if quote.total > 0 else None
     stores.reserve(session, cart.holds, order_id=order.id, expires_at=expires)
     promotions.claim(session, quote.promotions, customer_key=customer.id, limited=cart.limited)
@@ -185,15 +174,20 @@ def payment_out(payment: Payment, settings: Settings | None = None) -> PaymentOu
 
 
 def order_out(
-    session: Session, order: Order, *, settings: Settings | None = None, placed_lines: list[OrderLine] | None = None
+    session: Session,
+    order: Order,
+    *,
+    settings: Settings | None = None,
+    placed_lines: list[dict[str, Any]] | None = None,
 ) -> OrderOut:
-    """``placed_lines``: the lines of an order placed in this transaction (nothing paid or fulfilled yet)."""
+    """``placed_lines``: the rows of the lines of an order placed in this transaction (nothing paid or fulfilled
+    yet)."""
     payments: list[Payment] = []
     fulfillments: list[Fulfillment] = []
     if placed_lines is not None and order.paid_amount == 0:
-        lines = placed_lines
+        values = placed_lines
     else:
-        lines = lines_of(session, order.id)
+        values = [_line_values(line) for line in lines_of(session, order.id)]
         payments = list(
             session.scalars(select(Payment).where(Payment.order_id == order.id).order_by(Payment.created_at))
         )
@@ -217,7 +211,7 @@ def order_out(
         customer_id=order.customer_id,
         channel=order.channel,
         currency=order.currency,
-        lines=[line_out(_line_values(line)) for line in lines],
+        lines=[line_out(line) for line in values],
         subtotal=order.subtotal,
         discount=order.discount,
         tax=order.tax,
