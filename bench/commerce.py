@@ -291,6 +291,8 @@ def k1_inproc(plan: Plan, workdir: Path) -> dict[str, Any]:
         await call(f"/api/v1/orders/{order['id']}/payments", {"method": "card", "amount": order["balance_due"]})
         tally["pay"] += [time.process_time() - started, statements[0] - before]
 
+    rounds = 5  # on a shared machine other work only adds CPU time: the best round is the steadiest figure
+
     async def main() -> dict[str, Any]:
         tally: dict[str, list[float]] = {"quote": [], "create": [], "pay": []}
         async with app.router.lifespan_context(app):
@@ -299,19 +301,26 @@ def k1_inproc(plan: Plan, workdir: Path) -> dict[str, Any]:
             tally = {kind: [] for kind in tally}
             for _ in range(orders):
                 await one_order(tally)
-        return {
-            kind: {"cpu_ms": 1000 * sum(values[0::2]) / orders, "statements": sum(values[1::2]) / orders}
-            for kind, values in tally.items()
-        }
+        per_round = orders // rounds
+        result = {}
+        for kind, values in tally.items():
+            cpu = values[0::2]
+            best = min(sum(cpu[n * per_round : (n + 1) * per_round]) for n in range(rounds))
+            result[kind] = {"cpu_ms": 1000 * sum(cpu) / orders, "best_round_cpu_ms": 1000 * best / per_round,
+                            "statements": sum(values[1::2]) / orders}  # fmt: skip
+        return result
 
     result = asyncio.run(main())
     total_cpu = sum(r["cpu_ms"] for r in result.values())
+    total_best = sum(r["best_round_cpu_ms"] for r in result.values())
     total_statements = sum(r["statements"] for r in result.values())
     for kind, r in result.items():
-        say(f"  {kind:6} CPU {r['cpu_ms']:6.2f} ms  {r['statements']:5.1f} SQL statements")
-    say(f"  order  CPU {total_cpu:6.2f} ms  {total_statements:5.1f} SQL statements "
+        say(f"  {kind:6} CPU {r['cpu_ms']:6.2f} ms (best of {rounds} rounds {r['best_round_cpu_ms']:6.2f})  "
+            f"{r['statements']:5.1f} SQL statements through SQLAlchemy")  # fmt: skip
+    say(f"  order  CPU {total_cpu:6.2f} ms (best rounds {total_best:6.2f})  {total_statements:5.1f} SQL statements "
         f"(at most {1000 / total_cpu:,.0f} orders/s per core)")  # fmt: skip
-    return {"orders": orders, "per_request": result, "cpu_ms_per_order": total_cpu, "statements": total_statements}
+    return {"orders": orders, "per_request": result, "cpu_ms_per_order": total_cpu, "best_rounds_cpu_ms": total_best,
+            "statements": total_statements}  # fmt: skip
 
 
 def k2(plan: Plan, workdir: Path) -> dict[str, Any]:

@@ -159,12 +159,12 @@ def _executemany(connection: Connection, sql: str, params: list[tuple[Any, ...]]
     try:
         cursor.executemany(sql, params)
     except connection.dialect.loaded_dbapi.Error as exc:
-        raise _as_sqlalchemy_error(connection.dialect, sql, params, exc) from exc
+        raise as_sqlalchemy_error(connection.dialect, sql, params, exc) from exc
     finally:
         cursor.close()
 
 
-def _as_sqlalchemy_error(dialect: Dialect, sql: str, params: Any, exc: Exception) -> Exception:
+def as_sqlalchemy_error(dialect: Dialect, sql: str, params: Any, exc: Exception) -> Exception:
     """The error SQLAlchemy would have raised (IntegrityError, OperationalError...): callers retry on those."""
     return DBAPIError.instance(sql, params, exc, dialect.loaded_dbapi.Error, hide_parameters=True, dialect=dialect)
 
@@ -198,7 +198,7 @@ def _on_driver(session: Session, sql: str, params: Sequence[Any], answer: Callab
         cursor.execute(text, tuple(params))
         return answer(cursor)
     except connection.dialect.loaded_dbapi.Error as exc:
-        raise _as_sqlalchemy_error(connection.dialect, text, params, exc) from exc
+        raise as_sqlalchemy_error(connection.dialect, text, params, exc) from exc
     finally:
         cursor.close()
 

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from omnicanal import longlived
 from omnicanal.commerce.models import CatalogVersion, Category, Price, Product, Variant
+from omnicanal.commerce.rows import fetch_rows
 from omnicanal.commerce.schemas import CategoryIn, CategoryOut, PriceOut, ProductIn, ProductOut, VariantOut
 from omnicanal.db import utcnow
 from omnicanal.errors import Conflict, NotFound, ValidationFailed
@@ -229,7 +230,7 @@ class CatalogItem:
 def versions(session: Session) -> dict[str, int]:
     """The change counters of the cached data, in one query (run on every quote and order: a Core statement)."""
     session.flush()
-    return dict(session.connection().execute(_VERSIONS).all())
+    return dict(fetch_rows(session, _VERSIONS, {}))
 
 
 _VERSIONS = select(CatalogVersion.__table__.c.name, CatalogVersion.__table__.c.version)

@@ -15,6 +15,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from omnicanal.commerce.models import Order
+from omnicanal.commerce.rows import fetch_rows
 from omnicanal.consent.models import ConsentChange
 from omnicanal.conversations.models import Conversation, Message
 from omnicanal.customers.models import Customer, Identity
@@ -73,7 +74,7 @@ _GRANTS = (
 def _transactional_grants(session: Session, customer_id: uuid.UUID) -> set[str]:
     latest: dict[str, str] = {}
     session.flush()
-    for channel, status in session.connection().execute(_GRANTS, {"b_customer_id": customer_id}):
+    for channel, status in fetch_rows(session, _GRANTS, {"b_customer_id": customer_id}):
         latest[channel] = status
     return {channel for channel, status in latest.items() if status == "granted"}
 

@@ -19,9 +19,9 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from omnicanal.commerce.models import Location, Reservation, Stock, Variant
-from omnicanal.commerce.rows import insert_new, run_statement, table_of
+from omnicanal.commerce.rows import run_statement, table_of
 from omnicanal.commerce.schemas import StockOut, StoreIn, StoreOut
-from omnicanal.db import utcnow, uuid7
+from omnicanal.db import bulk_insert, driver_rows, utcnow, uuid7, uuid_from_db
 from omnicanal.errors import Conflict, NotFound, ValidationFailed
 
 _TIMEZONES = available_timezones()
@@ -134,15 +134,12 @@ def availability(session: Session, skus: Sequence[str]) -> dict[str, dict[uuid.U
     if not skus:
         return result
     session.flush()
-    levels = session.connection().execute(_AVAILABILITY, {"b_skus": sorted(set(skus))})
-    for sku, location_id, on_hand, reserved in levels:
-        result.setdefault(sku, {})[location_id] = on_hand - reserved
+    wanted = sorted(set(skus))
+    marks = ", ".join("?" * len(wanted))
+    sql = f"SELECT sku, location_id, on_hand, reserved FROM commerce_stock WHERE sku IN ({marks})"
+    for sku, location_id, on_hand, reserved in driver_rows(session, sql, wanted):
+        result.setdefault(sku, {})[uuid_from_db(location_id)] = on_hand - reserved
     return result
-
-
-_AVAILABILITY = select(
-    table_of(Stock).c.sku, table_of(Stock).c.location_id, table_of(Stock).c.on_hand, table_of(Stock).c.reserved
-).where(table_of(Stock).c.sku.in_(bindparam("b_skus", expanding=True)))
 
 
 @dataclass(frozen=True)
@@ -153,9 +150,7 @@ class Hold:
     line: int  # index of the order line, for errors
 
 
-def reserve(
-    session: Session, holds: Sequence[Hold], *, order_id: uuid.UUID, expires_at: datetime | None
-) -> list[Reservation]:
+def reserve(session: Session, holds: Sequence[Hold], *, order_id: uuid.UUID, expires_at: datetime | None) -> None:
     """Reserve every hold or none: a hold that finds too little stock raises (the caller rolls back)."""
     merged: dict[tuple[uuid.UUID, str], Hold] = {}
     for hold in holds:
@@ -175,19 +170,19 @@ def reserve(
                 line=hold.line,
                 sku=sku,
             )
-        reservation = Reservation(
-            id=uuid7(),
-            order_id=order_id,
-            location_id=location_id,
-            sku=sku,
-            quantity=hold.quantity,
-            state="held",
-            expires_at=expires_at,
-            created_at=now,
+        reservations.append(
+            {
+                "id": uuid7(),
+                "order_id": order_id,
+                "location_id": location_id,
+                "sku": sku,
+                "quantity": hold.quantity,
+                "state": "held",
+                "expires_at": expires_at,
+                "created_at": now,
+            }
         )
-        reservations.append(reservation)
-    insert_new(session, reservations)
-    return reservations
+    bulk_insert(session, Reservation, reservations)  # rows: nothing in the placing transaction changes them
 
 
 _stock = table_of(Stock).c

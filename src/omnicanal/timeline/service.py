@@ -244,12 +244,27 @@ def record_event(
     occurred_at: datetime | None = None,
 ) -> str:
     """Add a touchpoint that the platform itself observed (a consent change, a profile edit)."""
-    event_id = f"oc_{uuid7().hex}"
-    now = utcnow()
     # one driver statement: commands record an event or more each (an order three), and building an ORM
     # INSERT cost several times the insert itself (bench/commerce.py, K1)
-    row = {
-        "event_id": event_id,
+    row = observed_event_row(customer_id=customer_id, type=type, channel=channel, properties=properties,
+                             occurred_at=occurred_at)  # fmt: skip
+    bulk_insert(session, Event, [row])
+    return str(row["event_id"])
+
+
+def observed_event_row(
+    *,
+    customer_id: uuid.UUID,
+    type: str,
+    channel: str,
+    properties: dict[str, Any] | None = None,
+    occurred_at: datetime | None = None,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """The row :func:`record_event` inserts, for callers that insert many with one ``bulk_insert``."""
+    now = now or utcnow()
+    return {
+        "event_id": f"oc_{uuid7().hex}",
         "customer_id": customer_id,
         "source_customer_id": customer_id,
         "type": type,
@@ -258,8 +273,6 @@ def record_event(
         "received_at": now,
         "properties": properties or {},
     }
-    bulk_insert(session, Event, [row])
-    return event_id
 
 
 def event_out(event: Event) -> EventOut:

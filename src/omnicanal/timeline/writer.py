@@ -78,6 +78,10 @@ class IngestWriter:
             self._thread = threading.Thread(target=self._run, name="omnicanal-ingest", daemon=True)
             self._thread.start()
 
+    @property
+    def running(self) -> bool:
+        return self._thread is not None
+
     def stop(self) -> None:
         if self._thread is not None:
             self._queue.put(None)
@@ -138,6 +142,8 @@ class IngestWriter:
     def _transaction(self, jobs: list[_Job]) -> list[list[Any]]:
         for attempt in range(_RETRIES):
             try:
+                # in turn with this process's other writers (the lean commerce handlers): on SQLite a writer
+                # that finds the lock taken sleeps in the busy handler far longer than the holder needs it
                 with self.database.write_in_turn() as session:
                     return self._handle(session, jobs)
             except (IntegrityError, OperationalError) as exc:
