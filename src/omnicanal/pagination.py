@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import uuid
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -28,6 +30,17 @@ def decode_cursor(cursor: str | None, *, size: int) -> list[Any] | None:
     if not isinstance(values, list) or len(values) != size:
         raise ValidationFailed.on_field("cursor", "is not a cursor this API returned")
     return values
+
+
+def decode_time_id_cursor(cursor: str | None) -> tuple[datetime, uuid.UUID] | None:
+    """A keyset cursor of (time, id), as pages ordered by a timestamp and then the row id hand out."""
+    after = decode_cursor(cursor, size=2)
+    if after is None:
+        return None
+    try:
+        return datetime.fromisoformat(str(after[0])), uuid.UUID(str(after[1]))
+    except ValueError:
+        raise ValidationFailed.on_field("cursor", "is not a cursor this API returned") from None
 
 
 def check_limit(limit: int) -> int:

@@ -18,7 +18,7 @@ from omnicanal.customers.models import Customer
 from omnicanal.customers.service import get_customer
 from omnicanal.db import utcnow
 from omnicanal.errors import ValidationFailed
-from omnicanal.pagination import check_limit, decode_cursor, encode_cursor
+from omnicanal.pagination import check_limit, decode_time_id_cursor, encode_cursor
 
 
 def conversation_out(conversation: Conversation, *, customer_name: str | None = None,
@@ -132,12 +132,9 @@ def inbox_page(
         stmt = stmt.where(c.last_channel == channel)
     if customer_id is not None:
         stmt = stmt.where(c.customer_id == get_customer(session, customer_id, follow_merges=True).id)
-    after = decode_cursor(cursor, size=2)
+    after = decode_time_id_cursor(cursor)
     if after is not None:
-        try:
-            when, last_id = datetime.fromisoformat(str(after[0])), uuid.UUID(str(after[1]))
-        except ValueError:
-            raise ValidationFailed.on_field("cursor", "is not a cursor this API returned") from None
+        when, last_id = after
         stmt = stmt.where(or_(c.last_message_at < when, and_(c.last_message_at == when, c.id < last_id)))
     rows = session.execute(stmt.order_by(c.last_message_at.desc(), c.id.desc()).limit(limit + 1)).all()
     next_cursor = None
@@ -220,12 +217,9 @@ def sqlite_inbox_page(
     if channel:
         where.append("c.last_channel = ?")
         params.append(channel)
-    after = decode_cursor(cursor, size=2)
+    after = decode_time_id_cursor(cursor)
     if after is not None:
-        try:
-            when, last_id = datetime.fromisoformat(str(after[0])), uuid.UUID(str(after[1]))
-        except ValueError:
-            raise ValidationFailed.on_field("cursor", "is not a cursor this API returned") from None
+        when, last_id = after
         if when.tzinfo is None:
             raise ValueError("naive datetimes are not stored; attach a timezone")  # as UTCDateTime would
         stored_when = when.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")

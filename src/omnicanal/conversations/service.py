@@ -26,7 +26,7 @@ from omnicanal.customers.service import get_customer
 from omnicanal.db import utcnow
 from omnicanal.errors import Conflict, NotFound, ValidationFailed
 from omnicanal.outbox.service import enqueue
-from omnicanal.pagination import check_limit, decode_cursor, encode_cursor
+from omnicanal.pagination import check_limit, decode_time_id_cursor, encode_cursor
 from omnicanal.routing import service as routing
 from omnicanal.routing.models import Team
 
@@ -58,12 +58,9 @@ def list_messages(
     get_conversation(session, conversation_id)
     limit = check_limit(limit)
     stmt = select(Message).where(Message.conversation_id == conversation_id)
-    after = decode_cursor(cursor, size=2)
+    after = decode_time_id_cursor(cursor)
     if after is not None:
-        try:
-            when, last_id = datetime.fromisoformat(str(after[0])), uuid.UUID(str(after[1]))
-        except ValueError:
-            raise ValidationFailed.on_field("cursor", "is not a cursor this API returned") from None
+        when, last_id = after
         stmt = stmt.where(or_(Message.created_at > when, and_(Message.created_at == when, Message.id > last_id)))
     rows = list(session.scalars(stmt.order_by(Message.created_at, Message.id).limit(limit + 1)))
     next_cursor = None
