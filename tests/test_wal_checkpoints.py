@@ -36,3 +36,31 @@ def test_commits_are_checkpointed_in_the_background_and_dispose_stops_the_thread
     # everything committed is in the database, read by a plain connection after the process let go
     with sqlite3.connect(path) as plain:
         assert plain.execute("SELECT count(*) FROM notes").fetchone() == (1000,)
+
+
+def test_a_long_log_starts_over_while_the_writers_wait_their_turn(tmp_path: Path) -> None:
+    path = tmp_path / "omnicanal.db"
+    db = create_database(Settings(database_url=f"sqlite:///{path}"))
+    checkpointer = db.checkpointer
+    assert checkpointer is not None and checkpointer.writers_turn is db._write_turn
+    checkpointer.restart_frames = 50
+    with db.write_in_turn() as session:
+        session.execute(text("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)"))
+    wal = Path(f"{path}-wal")
+    for _ in range(20):
+        with db.write_in_turn() as session:
+            session.execute(text("INSERT INTO notes (body) VALUES (:body)"), [{"body": "x" * 500}] * 100)
+    longest = wal.stat().st_size
+
+    deadline = time.monotonic() + 10
+    while checkpointer.restarts == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert checkpointer.restarts >= 1
+    with db.write_in_turn() as session:  # the next writer starts the log over: it holds only this commit
+        session.execute(text("INSERT INTO notes (body) VALUES ('after')"))
+    with sqlite3.connect(path) as plain:
+        frames = plain.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[1]
+        assert 0 < frames < 10
+        assert plain.execute("SELECT count(*) FROM notes").fetchone() == (2001,)
+    assert wal.stat().st_size == longest  # the file is kept and overwritten, not grown
+    db.dispose()

@@ -478,12 +478,13 @@ def _ping_when_idle(engine: Engine) -> None:
 def create_database(settings: Settings) -> Database:
     url = settings.database_url
     checkpointer = None
+    writers_turn = threading.Lock()
     if settings.is_sqlite:
         write_engine = _sqlite_engine(url, settings, immediate=True)
         read_engine = _sqlite_engine(url, settings, immediate=False)
         path = write_engine.url.database
         if path and path != ":memory:" and not path.startswith("file:"):
-            checkpointer = WalCheckpointer(path)
+            checkpointer = WalCheckpointer(path, writers_turn=writers_turn)
             event.listen(write_engine, "commit", lambda _connection: checkpointer.committed())
     else:
         pool_args: dict[str, Any] = {"pool_size": settings.db_pool_size, "max_overflow": 10}
@@ -499,4 +500,5 @@ def create_database(settings: Settings) -> Database:
         write_sessions=sessionmaker(write_engine, expire_on_commit=False),
         read_sessions=sessionmaker(read_engine, expire_on_commit=False),
         checkpointer=checkpointer,
+        _write_turn=writers_turn,
     )

@@ -20,11 +20,21 @@ class WalCheckpointer:
     a backstop, at :data:`WAL_BACKSTOP_PAGES`, should this thread fall behind.
     """
 
-    def __init__(self, path: str, interval: float = 0.5) -> None:
+    def __init__(
+        self,
+        path: str,
+        interval: float = 0.5,
+        *,
+        writers_turn: threading.Lock | None = None,
+        restart_frames: int = 0,
+    ) -> None:
         self.path = path
         self.interval = interval
+        self.writers_turn = writers_turn
+        self.restart_frames = restart_frames or WAL_RESTART_FRAMES
         self.pending = False
         self.checkpoints = 0
+        self.restarts = 0
         self._stopped = threading.Event()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
@@ -51,10 +61,26 @@ class WalCheckpointer:
 
     def _checkpoint(self, connection: sqlite3.Connection) -> None:
         try:
-            connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            frames = _passive(connection)[0]
             self.checkpoints += 1
+            if self.writers_turn is not None and frames >= self.restart_frames:
+                self._let_the_log_restart(connection)
         except sqlite3.Error:  # the file went away (a test's temporary directory); the backstop remains
             log.debug("passive checkpoint of %s failed", self.path, exc_info=True)
+
+    def _let_the_log_restart(self, connection: sqlite3.Connection) -> None:
+        """Copy the whole log while this process's writers wait, so that the next writer starts it over.
+
+        A second pass first copies what the writers appended during the last one, so the pass under the
+        writers' turn has only a few hundred frames left to copy and sync. Readers still on older frames
+        keep it from finishing: then the log goes on growing and a later pass tries again.
+        """
+        assert self.writers_turn is not None
+        _passive(connection)
+        with self.writers_turn:
+            frames, copied = _passive(connection)
+        if frames == copied:
+            self.restarts += 1
 
     def stop(self) -> None:
         self._stopped.set()
@@ -63,9 +89,18 @@ class WalCheckpointer:
 
 
 # The log only starts over from its beginning when a writer finds it fully copied, and under a steady write load
-# it never is: the writer appends while the passive checkpoint copies. So the log grows until this backstop, and
-# the writer's own checkpoint then copies the tail and syncs both files inside a commit (60-110 ms on the
-# benchmark machine, bench/README.md B1). At 10,000 pages that stall came every ~2 s of event ingest and set
-# the p99; at 40,000 pages (a log file of up to ~160 MiB, kept allocated and overwritten) it comes every ~9 s.
-# Readers do not pay for a long log: they search only the frames not yet copied into the database.
+# it never is: the writer appends while the passive checkpoint copies. Left alone the log grows until this
+# backstop, and the writer's own checkpoint then copies the tail and syncs both files inside a commit (55-110 ms
+# on the benchmark machine, every ~6 s of event ingest, bench/README.md B1). So past WAL_RESTART_FRAMES a pass
+# copies the last frames while this process's writers wait their turn (5-36 ms, every ~2 s under B1's load) and
+# the next writer starts the log over; the backstop remains for writers of other processes and for readers that
+# keep the log from being fully copied. Readers do not pay for a long log: they search only the frames not yet
+# copied into the database.
 WAL_BACKSTOP_PAGES = 40_000
+WAL_RESTART_FRAMES = 10_000
+
+
+def _passive(connection: sqlite3.Connection) -> tuple[int, int]:
+    """A passive checkpoint: (frames in the log, frames copied into the database)."""
+    _busy, frames, copied = connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    return int(frames), int(copied)
