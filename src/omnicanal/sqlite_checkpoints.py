@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 import threading
 
@@ -34,7 +35,9 @@ class WalCheckpointer:
         self.restart_frames = restart_frames or WAL_RESTART_FRAMES
         self.pending = False
         self.checkpoints = 0
-        self.restarts = 0
+        # passes that left the log fully copied under the writers' turn: the next writer starts it over, unless a
+        # reader is still on its last frames
+        self.full_copies = 0
         self._stopped = threading.Event()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
@@ -50,6 +53,8 @@ class WalCheckpointer:
     def _run(self) -> None:
         connection = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         try:
+            # as the other connections (a checkpoint syncs the same way under FULL; never OFF here)
+            connection.execute("PRAGMA synchronous=NORMAL")
             while not self._stopped.wait(self.interval):
                 if self.pending:
                     self.pending = False
@@ -61,7 +66,7 @@ class WalCheckpointer:
 
     def _checkpoint(self, connection: sqlite3.Connection) -> None:
         try:
-            frames = _passive(connection)[0]
+            frames = _passive(connection)[1]
             self.checkpoints += 1
             if self.writers_turn is not None and frames >= self.restart_frames:
                 self._let_the_log_restart(connection)
@@ -71,16 +76,22 @@ class WalCheckpointer:
     def _let_the_log_restart(self, connection: sqlite3.Connection) -> None:
         """Copy the whole log while this process's writers wait, so that the next writer starts it over.
 
-        A second pass first copies what the writers appended during the last one, so the pass under the
-        writers' turn has only a few hundred frames left to copy and sync. Readers still on older frames
-        keep it from finishing: then the log goes on growing and a later pass tries again.
+        A second pass first copies what the writers appended during the last one, and the database file is
+        synced outside the turn (passes that do not reach the log's end leave their copies unsynced); the pass
+        under the writers' turn then has only a few hundred frames to copy and sync. Readers still on older
+        frames keep it from finishing: then the log goes on growing and a later pass tries again.
         """
         assert self.writers_turn is not None
         _passive(connection)
+        descriptor = os.open(self.path, os.O_RDONLY)
+        try:
+            os.fdatasync(descriptor)
+        finally:
+            os.close(descriptor)
         with self.writers_turn:
-            frames, copied = _passive(connection)
-        if frames == copied:
-            self.restarts += 1
+            busy, frames, copied = _passive(connection)
+        if not busy and frames == copied:
+            self.full_copies += 1
 
     def stop(self) -> None:
         self._stopped.set()
@@ -92,7 +103,7 @@ class WalCheckpointer:
 # it never is: the writer appends while the passive checkpoint copies. Left alone the log grows until this
 # backstop, and the writer's own checkpoint then copies the tail and syncs both files inside a commit (55-110 ms
 # on the benchmark machine, every ~6 s of event ingest, bench/README.md B1). So past WAL_RESTART_FRAMES a pass
-# copies the last frames while this process's writers wait their turn (5-36 ms, every ~2 s under B1's load) and
+# copies the last frames while this process's writers wait their turn (10-21 ms, every ~2 s under B1's load) and
 # the next writer starts the log over; the backstop remains for writers of other processes and for readers that
 # keep the log from being fully copied. Readers do not pay for a long log: they search only the frames not yet
 # copied into the database.
@@ -100,7 +111,9 @@ WAL_BACKSTOP_PAGES = 40_000
 WAL_RESTART_FRAMES = 10_000
 
 
-def _passive(connection: sqlite3.Connection) -> tuple[int, int]:
-    """A passive checkpoint: (frames in the log, frames copied into the database)."""
-    _busy, frames, copied = connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-    return int(frames), int(copied)
+def _passive(connection: sqlite3.Connection) -> tuple[int, int, int]:
+    """A passive checkpoint: (busy, frames in the log, frames copied into the database).
+
+    Busy is 1, and both counts -1, when another connection was checkpointing."""
+    busy, frames, copied = connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    return int(busy), int(frames), int(copied)
