@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import String, cast, delete, func, literal, or_, select, update
+from sqlalchemy import String, and_, cast, delete, func, literal, or_, select, update
 from sqlalchemy.orm import Session
 
 from omnicanal import dispatch
@@ -116,7 +116,8 @@ def _export_merges(session: Session, tree: set[uuid.UUID]) -> Any:
 
 def _erase_foundation(session: Session, tree: set[uuid.UUID]) -> None:
     now = utcnow()
-    session.execute(delete(Identity).where(or_(Identity.customer_id.in_(tree), Identity.source_customer_id.in_(tree))))
+    moved_from_tree = and_(Identity.source_customer_id.in_(tree), Identity.source_customer_id != Identity.customer_id)
+    session.execute(delete(Identity).where(or_(Identity.customer_id.in_(tree), moved_from_tree)))
     session.execute(delete(IdempotentRequest).where(IdempotentRequest.customer_id.in_(tree)))
     session.execute(
         delete(IdentityConflict).where(

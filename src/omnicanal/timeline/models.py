@@ -4,10 +4,10 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Uuid
+from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Uuid, text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from omnicanal.db import Base, JSONType, UTCDateTime, utcnow
+from omnicanal.db import MOVED_ROWS, Base, JSONType, UTCDateTime, utcnow
 
 
 class Event(Base):
@@ -16,7 +16,12 @@ class Event(Base):
     __tablename__ = "events"
     __table_args__ = (
         Index("ix_events_customer_time", "customer_id", "occurred_at", "seq"),
-        Index("ix_events_source_customer", "source_customer_id"),
+        Index(
+            "ix_events_moved_source",
+            "source_customer_id",
+            sqlite_where=text(MOVED_ROWS),
+            postgresql_where=text(MOVED_ROWS),
+        ),
     )
 
     seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
