@@ -18,7 +18,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from omnicanal.conversations.models import Conversation, Message
 from omnicanal.conversations.notify import announce, announce_all, conversation_data
-from omnicanal.customers.resolution import Resolver, implied
+from omnicanal.customers.resolution import Resolver
 from omnicanal.db import (
     bulk_insert,
     bulk_update,
@@ -186,9 +186,7 @@ def receive(session: Session, items: Sequence[InboundInput], *, settings: Settin
     session.flush()  # the batch reads through the connection: whatever the session holds goes first
     known = _known_messages(session, items)
     resolver = Resolver(session, settings, now=now)
-    # Each message's implied keys (a WhatsApp id's phone): ``implied`` of the whole batch at once would add only the
-    # first message's, and every other WhatsApp message would look its phone up on its own (bench, C1).
-    resolver.prefetch(key for item in items for key in implied(item.identities))
+    resolver.prefetch(key for item in items for key in item.identities)  # each WhatsApp id's phone included
 
     results: list[InboundResult] = []
     merged: dict[uuid.UUID, uuid.UUID] = {}
