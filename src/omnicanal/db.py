@@ -50,11 +50,6 @@ class Base(DeclarativeBase):
 
 JSONType = JSON().with_variant(JSONB(), "postgresql")
 
-# The rows a merge moved to another customer. Only undo and erasure look rows up by ``source_customer_id``, and
-# only these; on the busiest tables (events, messages, conversations, identities) that index holds them alone,
-# instead of one random entry more for every row written (bench/README.md, B1 and C1).
-MOVED_ROWS = "source_customer_id != customer_id"
-
 
 class UTCDateTime(TypeDecorator[datetime]):
     """Timezone-aware UTC in Python, UTC in storage whatever the database."""

@@ -6,10 +6,11 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint, Uuid, text
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
-from omnicanal.db import MOVED_ROWS, Base, JSONType, UTCDateTime, utcnow, uuid7
+from omnicanal.db import Base, JSONType, UTCDateTime, utcnow, uuid7
+from omnicanal.owned_rows import moved_rows_index
 
 
 class Conversation(Base):
@@ -20,12 +21,7 @@ class Conversation(Base):
         # page straight from the index, without sorting every matching row (bench, C2).
         Index("ix_conversations_inbox", "status", "assignee_id", "last_message_at", "id"),
         Index("ix_conversations_team", "team_id", "status", "last_message_at", "id"),
-        Index(
-            "ix_conversations_moved_source",
-            "source_customer_id",
-            sqlite_where=text(MOVED_ROWS),
-            postgresql_where=text(MOVED_ROWS),
-        ),
+        moved_rows_index("conversations"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid7)
@@ -57,12 +53,7 @@ class Message(Base):
         UniqueConstraint("channel", "external_id", name="uq_messages_channel_external_id"),
         Index("ix_messages_conversation_time", "conversation_id", "created_at"),
         Index("ix_messages_customer", "customer_id"),
-        Index(
-            "ix_messages_moved_source",
-            "source_customer_id",
-            sqlite_where=text(MOVED_ROWS),
-            postgresql_where=text(MOVED_ROWS),
-        ),
+        moved_rows_index("messages"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid7)

@@ -19,6 +19,7 @@ from omnicanal import dispatch
 from omnicanal.customers.models import Customer, Identity, IdentityConflict, Merge
 from omnicanal.db import Base, utcnow
 from omnicanal.errors import Conflict, NotFound
+from omnicanal.owned_rows import moved
 
 
 def search_name_for(traits: dict[str, Any]) -> str | None:
@@ -177,9 +178,9 @@ def undo_merge(session: Session, *, merge_id: uuid.UUID, actor: str) -> Merge:
     tree = merge_tree(session, merged.id)
     for table in owned_tables():
         # only moved rows (a row of the tree still on its own customer is that customer's already), which is
-        # what the busiest tables index by source (db.MOVED_ROWS)
-        moved = table.c.source_customer_id != table.c.customer_id
-        session.execute(update(table).where(table.c.source_customer_id.in_(tree), moved).values(customer_id=merged.id))
+        # what the busiest tables index by source
+        from_tree = table.c.source_customer_id.in_(tree)
+        session.execute(update(table).where(from_tree, moved(table)).values(customer_id=merged.id))
     traits = dict(survivor.traits or {})
     for key, value in (record.traits_added or {}).items():
         if key == "attributes" and isinstance(value, dict):

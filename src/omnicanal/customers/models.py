@@ -12,10 +12,11 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint, Uuid, text
+from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
-from omnicanal.db import MOVED_ROWS, Base, JSONType, UTCDateTime, utcnow, uuid7
+from omnicanal.db import Base, JSONType, UTCDateTime, utcnow, uuid7
+from omnicanal.owned_rows import moved_rows_index
 
 
 class Customer(Base):
@@ -39,12 +40,7 @@ class Identity(Base):
         # value first: resolution looks identities up by value across all types in one query
         UniqueConstraint("value", "type", name="uq_identities_value_type"),
         Index("ix_identities_customer", "customer_id"),
-        Index(
-            "ix_identities_moved_source",
-            "source_customer_id",
-            sqlite_where=text(MOVED_ROWS),
-            postgresql_where=text(MOVED_ROWS),
-        ),
+        moved_rows_index("identities"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid7)

@@ -20,6 +20,7 @@ from omnicanal.customers.models import Customer, Identity, IdentityConflict, Mer
 from omnicanal.customers.service import get_customer
 from omnicanal.db import utcnow
 from omnicanal.idempotency import IdempotentRequest
+from omnicanal.owned_rows import moved
 from omnicanal.timeline.models import Event
 
 Exporter = Callable[[Session, set[uuid.UUID]], Any]
@@ -116,7 +117,7 @@ def _export_merges(session: Session, tree: set[uuid.UUID]) -> Any:
 
 def _erase_foundation(session: Session, tree: set[uuid.UUID]) -> None:
     now = utcnow()
-    moved_from_tree = and_(Identity.source_customer_id.in_(tree), Identity.source_customer_id != Identity.customer_id)
+    moved_from_tree = and_(Identity.source_customer_id.in_(tree), moved(Identity.__table__))
     session.execute(delete(Identity).where(or_(Identity.customer_id.in_(tree), moved_from_tree)))
     session.execute(delete(IdempotentRequest).where(IdempotentRequest.customer_id.in_(tree)))
     session.execute(

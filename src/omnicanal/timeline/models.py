@@ -4,10 +4,11 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Uuid, text
+from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
-from omnicanal.db import MOVED_ROWS, Base, JSONType, UTCDateTime, utcnow
+from omnicanal.db import Base, JSONType, UTCDateTime, utcnow
+from omnicanal.owned_rows import moved_rows_index
 
 
 class Event(Base):
@@ -16,12 +17,7 @@ class Event(Base):
     __tablename__ = "events"
     __table_args__ = (
         Index("ix_events_customer_time", "customer_id", "occurred_at", "seq"),
-        Index(
-            "ix_events_moved_source",
-            "source_customer_id",
-            sqlite_where=text(MOVED_ROWS),
-            postgresql_where=text(MOVED_ROWS),
-        ),
+        moved_rows_index("events"),
     )
 
     seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
