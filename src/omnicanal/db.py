@@ -155,18 +155,24 @@ def bulk_insert(session: Session, model: type[Base], rows: Sequence[Mapping[str,
 
 
 def _executemany(connection: Connection, sql: str, params: list[tuple[Any, ...]]) -> None:
+    with driver_cursor(connection, sql, params) as cursor:
+        cursor.executemany(sql, params)
+
+
+@contextmanager
+def driver_cursor(connection: Connection, sql: str, params: Any) -> Iterator[Any]:
+    """A driver cursor in the connection's transaction, for running ``sql`` with ``params`` on it; a driver error
+    is raised as the error SQLAlchemy would have raised (IntegrityError, OperationalError...: callers retry on
+    those), naming ``sql`` without its parameters."""
     cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:
-        cursor.executemany(sql, params)
+        yield cursor
     except connection.dialect.loaded_dbapi.Error as exc:
-        raise as_sqlalchemy_error(connection.dialect, sql, params, exc) from exc
+        dialect = connection.dialect
+        raise DBAPIError.instance(sql, params, exc, dialect.loaded_dbapi.Error, hide_parameters=True,
+                                  dialect=dialect) from exc  # fmt: skip
     finally:
         cursor.close()
-
-
-def as_sqlalchemy_error(dialect: Dialect, sql: str, params: Any, exc: Exception) -> Exception:
-    """The error SQLAlchemy would have raised (IntegrityError, OperationalError...): callers retry on those."""
-    return DBAPIError.instance(sql, params, exc, dialect.loaded_dbapi.Error, hide_parameters=True, dialect=dialect)
 
 
 _driver_sql: dict[tuple[str, str], str] = {}
@@ -193,14 +199,9 @@ def _on_driver(session: Session, sql: str, params: Sequence[Any], answer: Callab
     text = sql
     if style != "qmark":
         text = _driver_sql.get((style, sql)) or _driver_sql.setdefault((style, sql), sql.replace("?", "%s"))
-    cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    try:
+    with driver_cursor(connection, text, params) as cursor:
         cursor.execute(text, tuple(params))
         return answer(cursor)
-    except connection.dialect.loaded_dbapi.Error as exc:
-        raise as_sqlalchemy_error(connection.dialect, text, params, exc) from exc
-    finally:
-        cursor.close()
 
 
 def uuid_from_db(value: Any) -> uuid.UUID:

@@ -17,7 +17,7 @@ from sqlalchemy import Executable, Table, inspect
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session, make_transient_to_detached
 
-from omnicanal.db import Base, as_sqlalchemy_error, bulk_insert
+from omnicanal.db import Base, bulk_insert, driver_cursor
 
 _columns_of: dict[type[Base], list[tuple[str, str]]] = {}
 
@@ -103,14 +103,9 @@ def fetch_rows(session: Session, statement: Executable, params: Mapping[str, Any
     if plan is None:
         return [tuple(row) for row in connection.execute(statement, params)]
     values = plan.parameters(params)
-    cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    try:
+    with driver_cursor(connection, plan.sql, values) as cursor:
         cursor.execute(plan.sql, values)
         return list(cursor.fetchall())
-    except connection.dialect.loaded_dbapi.Error as exc:
-        raise as_sqlalchemy_error(connection.dialect, plan.sql, values, exc) from exc
-    finally:
-        cursor.close()
 
 
 def run_statement(session: Session, statement: Executable, params: Params) -> int:
@@ -127,14 +122,9 @@ def run_statement(session: Session, statement: Executable, params: Params) -> in
         return int(getattr(result, "rowcount", 0))
     many = not isinstance(params, Mapping)
     values: Any = [plan.parameters(row) for row in params] if many else plan.parameters(params)  # type: ignore[arg-type]
-    cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    try:
+    with driver_cursor(connection, plan.sql, values) as cursor:
         if many:
             cursor.executemany(plan.sql, values)
         else:
             cursor.execute(plan.sql, values)
         return int(cursor.rowcount)
-    except connection.dialect.loaded_dbapi.Error as exc:
-        raise as_sqlalchemy_error(connection.dialect, plan.sql, values, exc) from exc
-    finally:
-        cursor.close()
