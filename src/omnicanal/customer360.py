@@ -24,6 +24,7 @@ from omnicanal.consent.service import current_consents
 from omnicanal.customers.models import Customer, Identity, Merge
 from omnicanal.customers.schemas import CustomerOut, IdentityOut, MergeRecord
 from omnicanal.customers.service import customer_out, get_customer, merges_of
+from omnicanal.db import connection_of
 from omnicanal.pagination import check_limit, encode_cursor
 from omnicanal.timeline.models import Event
 from omnicanal.timeline.schemas import EventOut
@@ -96,7 +97,7 @@ _MERGES = (
 
 
 def customer_360(session: Session, *, customer_id: uuid.UUID, events: int = 50) -> Customer360:
-    connection = session.connection()
+    connection = connection_of(session)
     row = connection.execute(_CUSTOMER, {"customer_id": customer_id}).first()
     if row is None or row.erased_at is not None or row.merged_into_id is not None:
         return _general(session, customer_id=customer_id, events=events)
@@ -188,7 +189,7 @@ def customer_360_json(session: Session, *, customer_id: uuid.UUID, events: int =
     goes through :func:`customer_360` and pydantic: an unknown, erased or merged-away id (same
     ``NotFound`` / ``Moved``), or a value orjson refuses (an integer beyond 64 bits in traits).
     """
-    connection = session.connection()
+    connection = connection_of(session)
     row = connection.execute(_CUSTOMER, {"customer_id": customer_id}).first()
     if row is None or row.erased_at is not None or row.merged_into_id is not None:
         return _dumps(_general(session, customer_id=customer_id, events=events))

@@ -148,10 +148,30 @@ def bulk_insert(session: Session, model: type[Base], rows: Sequence[Mapping[str,
     table = model.__table__
     assert isinstance(table, Table)
     session.flush()
-    connection = session.connection()
+    connection = connection_of(session)
     columns = tuple(rows[0])
     sql, converters = _insert_plan(connection.dialect, table, columns)
     _executemany(connection, sql, _driver_params(rows, columns, converters))
+
+
+_TRANSACTION_CONNECTION = "omnicanal.transaction_connection"
+
+
+def connection_of(session: Session) -> Connection:
+    """``session.connection()``, asked of the session once per transaction and then remembered.
+
+    The driver statements of one transaction (lookups, bulk inserts, updates) each needed the connection,
+    and the session's transaction machinery cost as much as a short statement (bench/commerce.py, K1).
+    A transaction that ended or failed is never reused: the session is asked again, and it says why not.
+    """
+    remembered = session.info.get(_TRANSACTION_CONNECTION)
+    if remembered is not None:
+        transaction, connection = remembered
+        if transaction.is_active and session.get_transaction() is transaction:
+            return connection  # type: ignore[no-any-return]
+    connection = session.connection()
+    session.info[_TRANSACTION_CONNECTION] = (session.get_transaction(), connection)
+    return connection
 
 
 def _executemany(connection: Connection, sql: str, params: list[tuple[Any, ...]]) -> None:
@@ -194,7 +214,7 @@ def driver_execute(session: Session, sql: str, params: Sequence[Any]) -> int:
 
 
 def _on_driver(session: Session, sql: str, params: Sequence[Any], answer: Callable[[Any], _T]) -> _T:
-    connection = session.connection()
+    connection = connection_of(session)
     style = connection.dialect.paramstyle
     text = sql
     if style != "qmark":
@@ -261,7 +281,7 @@ def bulk_update(session: Session, model: type[Base], key: str, rows: Sequence[Ma
     table = model.__table__
     assert isinstance(table, Table)
     session.flush()
-    connection = session.connection()
+    connection = connection_of(session)
     dialect = connection.dialect
     columns = (*(name for name in rows[0] if name != key), key)
     plan_key = (dialect.name, table.name, columns, key)
@@ -446,9 +466,13 @@ def _sqlite_engine(url: str, settings: Settings, *, immediate: bool) -> Engine:
             cursor.execute(f"PRAGMA wal_autocheckpoint={WAL_BACKSTOP_PAGES}")
         cursor.close()
 
+    begin = "BEGIN IMMEDIATE" if immediate else "BEGIN"
+
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        # On the driver: through exec_driver_sql the BEGIN cost a sixth of a short transaction (bench, K1)
+        with driver_cursor(connection, begin, ()) as cursor:
+            cursor.execute(begin)
 
     return engine
 

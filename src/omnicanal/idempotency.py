@@ -19,7 +19,7 @@ from sqlalchemy import String, Text, UniqueConstraint, Uuid, bindparam, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from omnicanal.access.service import Principal
-from omnicanal.db import Base, JSONType, UTCDateTime, bulk_insert, utcnow
+from omnicanal.db import Base, JSONType, UTCDateTime, bulk_insert, connection_of, utcnow
 from omnicanal.errors import Conflict, ValidationFailed
 
 
@@ -64,7 +64,7 @@ def run_idempotent(
     # a prebuilt statement and a driver insert: every order and payment created with a key runs both
     # (bench/commerce.py, K1)
     session.flush()
-    stored = session.connection().execute(_STORED, {"b_principal": principal.label, "b_key": key}).first()
+    stored = connection_of(session).execute(_STORED, {"b_principal": principal.label, "b_key": key}).first()
     if stored is not None:
         if stored.fingerprint != fingerprint:
             raise Conflict("this Idempotency-Key was already used for a different request")

@@ -17,7 +17,7 @@ from sqlalchemy import Executable, Table, inspect
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session, make_transient_to_detached
 
-from omnicanal.db import Base, bulk_insert, driver_cursor
+from omnicanal.db import Base, bulk_insert, connection_of, driver_cursor
 
 _columns_of: dict[type[Base], list[tuple[str, str]]] = {}
 
@@ -98,7 +98,7 @@ def _plan(statement: Executable, dialect: Dialect) -> _DriverPlan | None:
 def fetch_rows(session: Session, statement: Executable, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
     """The rows of a prebuilt Core SELECT, run like :func:`run_statement`; values as the driver gives them
     (see :func:`omnicanal.db.uuid_from_db` and :func:`omnicanal.db.json_from_db`)."""
-    connection = session.connection()
+    connection = connection_of(session)
     plan = _plan(statement, connection.dialect)
     if plan is None:
         return [tuple(row) for row in connection.execute(statement, params)]
@@ -115,7 +115,7 @@ def run_statement(session: Session, statement: Executable, params: Params) -> in
     parameter processing, result set-up) cost several times the UPDATEs of the order path (bench/commerce.py,
     K1). Errors are raised as SQLAlchemy raises them.
     """
-    connection = session.connection()
+    connection = connection_of(session)
     plan = _plan(statement, connection.dialect)
     if plan is None:
         result = connection.execute(statement, params)

@@ -12,7 +12,7 @@ from sqlalchemy.orm.util import identity_key
 
 from omnicanal.conversations.models import Message
 from omnicanal.conversations.notify import announce, message_data
-from omnicanal.db import bulk_update, utcnow
+from omnicanal.db import bulk_update, connection_of, utcnow
 from omnicanal.errors import ValidationFailed
 
 _STATUS_RANK = {"queued": 0, "sent": 1, "delivered": 2, "read": 3}
@@ -112,7 +112,7 @@ def outbound_messages(session: Session, items: list[Any]) -> _OutboundBatch:
     ids = sorted({item.message_id for item in items if item.kind == "message" and item.message_id is not None})
     rows: dict[uuid.UUID, dict[str, Any]] = {}
     for start in range(0, len(ids), 500):
-        for row in session.connection().execute(_OUTBOUND_ROWS, {"ids": ids[start : start + 500]}).mappings():
+        for row in connection_of(session).execute(_OUTBOUND_ROWS, {"ids": ids[start : start + 500]}).mappings():
             rows[row["id"]] = dict(row)
     batch = session.info[_OUTBOUND] = _OutboundBatch(rows)
     return batch

@@ -19,7 +19,7 @@ from sqlalchemy import bindparam, case, func, literal, select
 from sqlalchemy.orm import Session
 
 from omnicanal.customers.models import Customer
-from omnicanal.db import bulk_insert, utcnow, uuid7
+from omnicanal.db import bulk_insert, connection_of, utcnow, uuid7
 from omnicanal.errors import NotFound, ValidationFailed
 from omnicanal.loyalty import keys, ledger, wallets
 from omnicanal.loyalty.models import LoyaltyLot, LoyaltyRule, LoyaltySpend, LoyaltyTier, LoyaltyWallet
@@ -133,7 +133,7 @@ class Earned:
 def _rules(session: Session, kind: str) -> list[RuleSpec]:
     statement = prebuilt(session.get_bind().dialect.name, "earning.rules", _build_rules)
     session.flush()
-    return [RuleSpec.of(row) for row in session.connection().execute(statement, {"kind": kind})]
+    return [RuleSpec.of(row) for row in connection_of(session).execute(statement, {"kind": kind})]
 
 
 def _build_rules(_: str) -> Any:
@@ -173,7 +173,7 @@ class _Context:
         with_traits = any(r.segments for r in rules)
         owners_of = prebuilt(dialect, f"earning.owners.{with_traits}", lambda d: _build_owners(d, with_traits))
         session.flush()
-        connection = session.connection()
+        connection = connection_of(session)
         for cid, merged_into, erased_at, traits in connection.execute(owners_of, {"ids": among_value(dialect, ids)}):
             if erased_at is not None:
                 continue

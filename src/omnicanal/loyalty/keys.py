@@ -10,7 +10,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from omnicanal.db import bulk_insert, utcnow
+from omnicanal.db import bulk_insert, connection_of, utcnow
 from omnicanal.loyalty.models import LoyaltyKey
 from omnicanal.loyalty.queries import among_param, among_value, insert, is_postgres, prebuilt
 
@@ -25,7 +25,7 @@ _CLAIM = {
 
 def claim(session: Session, key: str, *, now: datetime | None = None) -> bool:
     """Claim ``key`` for this transaction; False when an earlier (or concurrent, committed) one holds it."""
-    connection = session.connection()
+    connection = connection_of(session)
     stmt = _CLAIM[connection.dialect.name]
     return connection.execute(stmt, {"key": key, "created_at": now or utcnow()}).scalar() is not None
 
@@ -37,7 +37,7 @@ def claim_many(session: Session, keys: Sequence[str], *, now: datetime) -> set[s
     dialect = session.get_bind().dialect.name
     statement = prebuilt(dialect, "keys.known", _build_known)
     session.flush()
-    known = set(session.connection().execute(statement, {"keys": among_value(dialect, keys)}).scalars())
+    known = set(connection_of(session).execute(statement, {"keys": among_value(dialect, keys)}).scalars())
     fresh = [k for k in dict.fromkeys(keys) if k not in known]
     if not fresh:
         return set()

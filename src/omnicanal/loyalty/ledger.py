@@ -18,7 +18,7 @@ from sqlalchemy import and_, bindparam, case, func, or_, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
-from omnicanal.db import bulk_insert, utcnow, uuid7
+from omnicanal.db import bulk_insert, connection_of, utcnow, uuid7
 from omnicanal.errors import Conflict, ValidationFailed
 from omnicanal.loyalty.models import LoyaltyEntry, LoyaltyLot
 from omnicanal.loyalty.queries import insert
@@ -296,7 +296,7 @@ def spend_locked(
     updates, one of entries. A wallet with debts takes the general path (which settles them first)."""
     if points <= 0:
         raise ValidationFailed.on_field("points", "must be positive")
-    connection = session.connection()
+    connection = connection_of(session)
     rows = connection.execute(_SPENDABLE, {"customer_id": customer_id, "now": now}).all()
     if any(row.remaining < 0 for row in rows):
         spend(

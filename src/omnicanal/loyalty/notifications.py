@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from omnicanal.consent.models import ConsentChange
 from omnicanal.customers.models import Customer
-from omnicanal.db import bulk_insert, utcnow, uuid7
+from omnicanal.db import bulk_insert, connection_of, utcnow, uuid7
 from omnicanal.loyalty.queries import among
 from omnicanal.outbox.models import OutboxItem
 from omnicanal.realtime import wake_outbox_after_commit
@@ -83,7 +83,7 @@ _TRAITS_OF_ONE = select(Customer.traits).where(Customer.id == bindparam("custome
 
 def channel_for(session: Session, customer_id: uuid.UUID, purpose: str) -> str | None:
     """What :func:`channels_for` answers for one customer and purpose."""
-    connection = session.connection()
+    connection = connection_of(session)
     latest = dict(connection.execute(_CONSENTS_OF_ONE, {"customer_id": customer_id, "purpose": purpose}).all())
     if not latest:
         return None

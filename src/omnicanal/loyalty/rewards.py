@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from omnicanal.customers.models import Customer
 from omnicanal.customers.service import get_customer
-from omnicanal.db import bulk_insert, utcnow, uuid7
+from omnicanal.db import bulk_insert, connection_of, utcnow, uuid7
 from omnicanal.errors import Conflict, NotFound, ValidationFailed
 from omnicanal.loyalty import keys, ledger, queries, wallets
 from omnicanal.loyalty.models import LoyaltyCoupon, LoyaltyRedemption, LoyaltyReward, LoyaltyWallet
@@ -220,7 +220,7 @@ def redeem(
     An unknown, erased or merged-away customer is refused (404, or 301 to the survivor) before anything else.
     """
     now = now or utcnow()
-    connection = session.connection()
+    connection = connection_of(session)
     # The wallet lock comes first and doubles as the check that the customer is live.
     stmt = _LOCK_WALLETS_AND_REWARD if queries.is_postgres(session) else _WALLETS_AND_REWARD
     reward: Any = connection.execute(stmt, {"customer_id": customer_id, "reward_id": reward_id}).first()

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from omnicanal.db import bulk_insert, utcnow, uuid7
+from omnicanal.db import bulk_insert, connection_of, utcnow, uuid7
 from omnicanal.loyalty.models import LoyaltyWallet
 from omnicanal.loyalty.queries import among, is_postgres, prebuilt
 
@@ -41,7 +41,7 @@ def ensure_wallets(session: Session, customer_ids: Iterable[uuid.UUID], *, now: 
     elif rows:
         statement = prebuilt(session.get_bind().dialect.name, "wallets.ensure", _build_ensure)
         session.flush()
-        session.connection().execute(statement, rows)
+        connection_of(session).execute(statement, rows)
 
 
 def _build_ensure(dialect: str) -> Any:

@@ -13,7 +13,7 @@ from sqlalchemy import ColumnElement, Table, and_, or_, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
-from omnicanal.db import bulk_insert, bulk_update, utcnow, uuid7
+from omnicanal.db import bulk_insert, bulk_update, connection_of, utcnow, uuid7
 from omnicanal.errors import Conflict, NotFound, ValidationFailed
 from omnicanal.outbox.models import OutboxAttempt, OutboxItem
 from omnicanal.pagination import check_limit, decode_cursor, encode_cursor
@@ -108,7 +108,7 @@ def claim_due(
     )
     stmt = stmt.order_by(outbox.c.next_attempt_at).limit(limit)
     session.flush()  # read and written through the connection (no ORM objects; bench, C4)
-    connection = session.connection()
+    connection = connection_of(session)
     if connection.dialect.name == "postgresql":
         stmt = stmt.with_for_update(skip_locked=True)
     taken: list[Claimed] = []
