@@ -13,6 +13,7 @@ import asyncio
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -67,9 +68,24 @@ def _deliver_all(outcomes: list[_Outcome]) -> None:
 
 
 class IngestWriter:
-    def __init__(self, database: Database, *, max_events: int = 500) -> None:
+    """One writer thread for the process (see the module's docstring).
+
+    While requests are arriving together (the last batch gathered several), the writer waits for the rest of a
+    burst before it begins: until no request has come for ``linger_gap`` seconds, and never more than
+    ``linger_max``. On one process the writer and the event loop take turns on the GIL; started at once, the
+    writer stored the first few of a burst while the loop, slowed by it, answered and read the others, and
+    each small batch paid the transaction's fixed cost (~1.5 ms). Waiting, it stores the whole burst in one
+    transaction while the loop runs alone (bench/conversations.py, C1: +27 % messages/s, a quarter less CPU
+    a message). A request arriving alone is stored at once.
+    """
+
+    def __init__(
+        self, database: Database, *, max_events: int = 500, linger_gap: float = 0.0015, linger_max: float = 0.006
+    ) -> None:
         self.database = database
         self.max_events = max_events
+        self.linger_gap = linger_gap
+        self.linger_max = linger_max
         self._queue: queue.Queue[_Job | None] = queue.Queue()
         self._thread: threading.Thread | None = None
 
@@ -104,26 +120,38 @@ class IngestWriter:
         return ingest(session, events, settings=self.database.settings)
 
     def _run(self) -> None:
+        together = False  # the last batch gathered several requests: more are likely on their way
         while True:
             job = self._queue.get()
             if job is None:
                 return
             jobs = [job]
-            count = len(job.events)
-            stopping = False
-            while count < self.max_events:
-                try:
-                    extra = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if extra is None:
-                    stopping = True
-                    break
-                jobs.append(extra)
-                count += len(extra.events)
+            stopping = self._gather(jobs, linger=together)
+            together = len(jobs) > 1
             self._store(jobs)
             if stopping:
                 return
+
+    def _gather(self, jobs: list[_Job], *, linger: bool) -> bool:
+        """Add what is waiting to ``jobs`` (and, lingering, what follows closely); True when told to stop."""
+        count = sum(len(job.events) for job in jobs)
+        deadline = time.monotonic() + self.linger_max
+        while count < self.max_events:
+            try:
+                extra = self._queue.get_nowait()
+            except queue.Empty:
+                wait = min(self.linger_gap, deadline - time.monotonic()) if linger else 0.0
+                if wait <= 0:
+                    return False
+                try:
+                    extra = self._queue.get(timeout=wait)
+                except queue.Empty:
+                    return False
+            if extra is None:
+                return True
+            jobs.append(extra)
+            count += len(extra.events)
+        return False
 
     def _store(self, jobs: list[_Job]) -> None:
         try:
