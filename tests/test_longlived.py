@@ -14,6 +14,7 @@ def freezes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     monkeypatch.setattr(longlived.gc, "collect", lambda: 0)
     monkeypatch.setattr(longlived, "_enabled", [False])
     monkeypatch.setattr(longlived, "_frozen_at", {})
+    monkeypatch.setattr(longlived.gc, "callbacks", [])  # enable() must not leave a real callback behind
     return calls
 
 

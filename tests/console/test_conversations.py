@@ -202,7 +202,8 @@ def test_status_assignment_priority_and_labels(app: Any, db: Database, settings:
     snoozed = _conversation(db, conversation_id)
     assert snoozed.status == "snoozed" and snoozed.snooze_until is not None
     assert snoozed.snooze_until - utcnow() > timedelta(hours=3)
-    later = (utcnow() + timedelta(days=2)).strftime("%Y-%m-%dT%H:%M")
+    # noon: never in the hour Madrid skips when its clocks go forward
+    later = (utcnow() + timedelta(days=2)).replace(hour=12).strftime("%Y-%m-%dT%H:%M")
     agent.post(f"{base}/status", {"status": "snoozed", "snooze_until": later})
     until = _conversation(db, conversation_id).snooze_until
     # typed as wall-clock time in the console's time zone
@@ -328,10 +329,11 @@ def test_the_stream_sends_only_types_and_conversation_ids() -> None:
 
     async def collect() -> list[bytes]:
         broadcaster = Broadcaster()
-        stream = console_events(Connected(), broadcaster, heartbeat_seconds=0.05)
+        # a heartbeat well apart from the events: a stalled test process must not see a ping in their place
+        stream = console_events(Connected(), broadcaster, heartbeat_seconds=0.5)
         chunks = [await anext(stream)]
         pending = asyncio.ensure_future(anext(stream))
-        await asyncio.sleep(0.01)  # subscribed now
+        await asyncio.sleep(0)  # one pass of the loop: subscribed now
         broadcaster.publish({"type": "customer.updated", "data": {"id": "c1"}})
         broadcaster.publish({"type": "message.received", "data": {"conversation_id": "k1", "text": "secret"}})
         broadcaster.publish({"type": "conversation.assigned", "data": {"id": "k2", "assignee_id": "a"}})

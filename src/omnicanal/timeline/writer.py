@@ -75,8 +75,8 @@ class IngestWriter:
     ``linger_max``. On one process the writer and the event loop take turns on the GIL; started at once, the
     writer stored the first few of a burst while the loop, slowed by it, answered and read the others, and
     each small batch paid the transaction's fixed cost (~1.5 ms). Waiting, it stores the whole burst in one
-    transaction while the loop runs alone (bench/conversations.py, C1: +27 % messages/s, a quarter less CPU
-    a message). A request arriving alone is stored at once.
+    transaction while the loop runs alone (bench/conversations.py, C1 in interleaved runs: +11–29 % messages/s,
+    a fifth to a quarter less CPU a message). A request arriving alone is stored at once.
     """
 
     def __init__(
