@@ -46,16 +46,22 @@ def test_a_burst_shares_one_transaction_and_a_lone_request_does_not_wait(db: Dat
         record.hold.set()
         await asyncio.gather(held, *queued)
 
-        # requests now come together: the writer waits for the rest of a burst arriving a little apart
+        # requests now come together: the writer waits for the rest of a burst arriving a little apart, and
+        # begins as soon as it is as large as the last one
+        started = time.monotonic()
         burst = []
-        for name in ("b1", "b2", "b3"):
+        for name in ("b1", "b2"):
             burst.append(asyncio.ensure_future(writer.run(record, [name])))
             await asyncio.sleep(0.05)
-        assert [await answer for answer in burst] == [["stored b1"], ["stored b2"], ["stored b3"]]
+        assert [await answer for answer in burst] == [["stored b1"], ["stored b2"]]
+        assert time.monotonic() - started < GAP / 2
+
+        # a smaller burst is stored once no request has come for the gap
+        assert await writer.run(record, ["c1"]) == ["stored c1"]
 
     writer.start()
     try:
         asyncio.run(scenario())
     finally:
         writer.stop()
-    assert record.batches == [["alone"], ["held"], ["x", "y"], ["b1", "b2", "b3"]]
+    assert record.batches == [["alone"], ["held"], ["x", "y"], ["b1", "b2"], ["c1"]]
