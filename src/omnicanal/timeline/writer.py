@@ -14,6 +14,7 @@ import logging
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -71,8 +72,9 @@ class IngestWriter:
     """One writer thread for the process (see the module's docstring).
 
     While requests are arriving together (the last batch gathered several), the writer waits for the rest of a
-    burst before it begins: until as many have come as the last batch held (requests answered together tend to
-    come back together), or none has come for ``linger_gap`` seconds, and never more than ``linger_max``.
+    burst before it begins: until as many have come as the largest of the last 16 batches held (requests
+    answered together tend to come back together; the largest, so that one small batch does not make the
+    next ones small), or none has come for ``linger_gap`` seconds, and never more than ``linger_max``.
     On one process the writer and the event loop take turns on the GIL; started at once, the writer stored
     the first few of a burst while the loop, slowed by it, answered and read the others, and each small batch
     paid the transaction's fixed cost (~1.5 ms). Waiting, it stores the whole burst in one transaction while
@@ -121,20 +123,20 @@ class IngestWriter:
         return ingest(session, events, settings=self.database.settings)
 
     def _run(self) -> None:
-        last = 1  # requests in the last batch: more than one, and more are likely on their way
+        recent: deque[int] = deque([1], maxlen=16)  # requests in each of the last batches
         while True:
             job = self._queue.get()
             if job is None:
                 return
             jobs = [job]
-            stopping = self._gather(jobs, last=last)
-            last = len(jobs)
+            stopping = self._gather(jobs, linger=recent[-1] > 1, enough=max(recent))
+            recent.append(len(jobs))
             self._store(jobs)
             if stopping:
                 return
 
-    def _gather(self, jobs: list[_Job], *, last: int) -> bool:
-        """Add what is waiting to ``jobs``, and what follows closely after a batch of ``last`` requests;
+    def _gather(self, jobs: list[_Job], *, linger: bool, enough: int) -> bool:
+        """Add what is waiting to ``jobs`` and, lingering, what follows closely until there are ``enough``;
         True when told to stop."""
         count = sum(len(job.events) for job in jobs)
         deadline = time.monotonic() + self.linger_max
@@ -142,7 +144,7 @@ class IngestWriter:
             try:
                 extra = self._queue.get_nowait()
             except queue.Empty:
-                if len(jobs) >= last:  # the burst is as large as the last one (a lone request: at once)
+                if not linger or len(jobs) >= enough:
                     return False
                 wait = min(self.linger_gap, deadline - time.monotonic())
                 if wait <= 0:
