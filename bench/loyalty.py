@@ -76,7 +76,8 @@ def l1_child(url: str, batches: int) -> None:
     from sqlalchemy import text
 
     from omnicanal.customers.models import Customer
-    from omnicanal.db import bulk_insert, create_database, utcnow, uuid7
+    from omnicanal.db import create_database, utcnow, uuid7
+    from omnicanal.driver_sql import bulk_insert
     from omnicanal.loyalty.earning import earn_paid_orders
     from omnicanal.loyalty.models import LoyaltyRule, LoyaltyTier
     from omnicanal.models import metadata
@@ -342,7 +343,8 @@ def round_trip_ceiling_child(port: int, url: str) -> None:
 
 def _l2_seed(url: str, customers: int) -> tuple[list[str], str]:
     from omnicanal.customers.models import Customer
-    from omnicanal.db import bulk_insert, create_database, utcnow, uuid7
+    from omnicanal.db import create_database, utcnow, uuid7
+    from omnicanal.driver_sql import bulk_insert
     from omnicanal.loyalty import ledger, wallets
     from omnicanal.loyalty.models import LoyaltyReward
     from omnicanal.settings import Settings

@@ -24,7 +24,7 @@ from omnicanal.consent.service import current_consents
 from omnicanal.customers.models import Customer, Identity, Merge
 from omnicanal.customers.schemas import CustomerOut, IdentityOut, MergeRecord
 from omnicanal.customers.service import customer_out, get_customer, merges_of
-from omnicanal.db import connection_of
+from omnicanal.driver_sql import connection_of
 from omnicanal.pagination import check_limit, encode_cursor
 from omnicanal.timeline.models import Event
 from omnicanal.timeline.schemas import EventOut

@@ -11,27 +11,24 @@ import asyncio
 import os
 import threading
 import time
-import uuid
 import weakref
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from operator import itemgetter
 from typing import Any, TypeVar
 
-import orjson
-from sqlalchemy import JSON, Connection, DateTime, Engine, MetaData, Table, Uuid, create_engine, event
+from sqlalchemy import JSON, DateTime, Engine, MetaData, create_engine, event
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
-from sqlalchemy.exc import DBAPIError, DisconnectionError
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.pool import NullPool
 from sqlalchemy.types import TypeDecorator
 
+from omnicanal.driver_sql import driver_cursor
 from omnicanal.ids import uuid7 as uuid7  # where every domain imports it from
-from omnicanal.ids import uuid_of_int
 from omnicanal.settings import Settings
 from omnicanal.sqlite_checkpoints import WAL_BACKSTOP_PAGES, WalCheckpointer
 
@@ -79,241 +76,7 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-_Converter = Callable[[Any], Any]
 _T = TypeVar("_T")
-_insert_plans: dict[tuple[str, str, tuple[str, ...]], tuple[str, list[_Converter | None]]] = {}
-
-
-def _sqlite_utc(value: datetime | None) -> str | None:
-    """What UTCDateTime + SQLAlchemy's SQLite DATETIME store, in one step."""
-    if value is None:
-        return None
-    if value.tzinfo is None:
-        raise ValueError("naive datetimes are not stored; attach a timezone")
-    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
-
-
-def _sqlite_uuid(value: uuid.UUID | None) -> str | None:
-    """What ``Uuid`` stores on SQLite (32 hex digits), without the per-value checks of its bind processor."""
-    return None if value is None else value.hex
-
-
-def _sqlite_json(value: Any) -> str:
-    """JSON text for SQLite: the same JSON value the JSON type's ``json.dumps`` writes (which spaces it and escapes
-    non-ASCII; orjson writes it compact, in UTF-8) at a fraction of the cost; None is JSON ``null``, as there."""
-    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
-
-
-def _insert_plan(dialect: Dialect, table: Table, columns: tuple[str, ...]) -> tuple[str, list[_Converter | None]]:
-    key = (dialect.name, table.name, columns)
-    plan = _insert_plans.get(key)
-    if plan is None:
-        quote = dialect.identifier_preparer.quote
-        mark = "?" if dialect.paramstyle == "qmark" else "%s"
-        sql = (
-            f"INSERT INTO {quote(table.name)} ({', '.join(quote(name) for name in columns)}) "
-            f"VALUES ({', '.join([mark] * len(columns))})"
-        )
-        missing = [c.name for c in table.c if c.name not in columns and c.default is not None]
-        if missing:
-            raise ValueError(f"bulk_insert into {table.name} needs the columns with defaults: {missing}")
-        plan = _insert_plans[key] = (sql, _converters(dialect, table, columns))
-    return plan
-
-
-def _converters(dialect: Dialect, table: Table, columns: tuple[str, ...]) -> list[_Converter | None]:
-    converters: list[_Converter | None] = []
-    for name in columns:
-        column_type = table.c[name].type
-        if dialect.name == "sqlite" and isinstance(column_type, UTCDateTime):
-            converters.append(_sqlite_utc)
-        elif dialect.name == "sqlite" and isinstance(column_type, Uuid):
-            converters.append(_sqlite_uuid)
-        elif dialect.name == "sqlite" and isinstance(column_type, JSON):
-            converters.append(_sqlite_json)
-        else:
-            converters.append(column_type.dialect_impl(dialect).bind_processor(dialect))
-    return converters
-
-
-def bulk_insert(session: Session, model: type[Base], rows: Sequence[Mapping[str, Any]]) -> None:
-    """Insert many rows (all with the keys of the first) with one driver ``executemany``.
-
-    Stores exactly what ``session.execute(insert(table), rows)`` stores (the columns' own bind
-    processors convert the values), without compiling the statement and building parameters row by
-    row; the ingest benchmark (bench/README.md, B2) measured that work as the largest cost of ingest.
-    """
-    if not rows:
-        return
-    table = model.__table__
-    assert isinstance(table, Table)
-    session.flush()
-    connection = connection_of(session)
-    columns = tuple(rows[0])
-    sql, converters = _insert_plan(connection.dialect, table, columns)
-    _executemany(connection, sql, _driver_params(rows, columns, converters))
-
-
-_TRANSACTION_CONNECTION = "omnicanal.transaction_connection"
-
-
-def connection_of(session: Session) -> Connection:
-    """``session.connection()``, asked of the session once per transaction and then remembered.
-
-    The driver statements of one transaction (lookups, bulk inserts, updates) each needed the connection,
-    and the session's transaction machinery cost as much as a short statement (bench/commerce.py, K1).
-    A transaction that ended or failed is never reused: the session is asked again, and it says why not.
-    """
-    remembered = session.info.get(_TRANSACTION_CONNECTION)
-    if remembered is not None:
-        transaction, connection = remembered
-        if transaction.is_active and session.get_transaction() is transaction:
-            return connection  # type: ignore[no-any-return]
-    connection = session.connection()
-    session.info[_TRANSACTION_CONNECTION] = (session.get_transaction(), connection)
-    return connection
-
-
-def _executemany(connection: Connection, sql: str, params: list[tuple[Any, ...]]) -> None:
-    with driver_cursor(connection, sql, params) as cursor:
-        cursor.executemany(sql, params)
-
-
-@contextmanager
-def driver_cursor(connection: Connection, sql: str, params: Any) -> Iterator[Any]:
-    """A driver cursor in the connection's transaction, for running ``sql`` with ``params`` on it; a driver error
-    is raised as the error SQLAlchemy would have raised (IntegrityError, OperationalError...: callers retry on
-    those), naming ``sql`` without its parameters."""
-    cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    try:
-        yield cursor
-    except connection.dialect.loaded_dbapi.Error as exc:
-        dialect = connection.dialect
-        raise DBAPIError.instance(sql, params, exc, dialect.loaded_dbapi.Error, hide_parameters=True,
-                                  dialect=dialect) from exc  # fmt: skip
-    finally:
-        cursor.close()
-
-
-_driver_sql: dict[tuple[str, str], str] = {}
-
-
-def driver_rows(session: Session, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
-    """Rows of ``sql`` (written with ``?`` placeholders) run on the driver connection of the session's transaction.
-
-    For the few lookups of the ingest paths, where SQLAlchemy's per-statement work cost more than
-    the statement (bench/README.md, B1). Values come back as the driver gives them: on SQLite a
-    UUID column is 32 hex digits (see :func:`uuid_from_db`) and a datetime is text.
-    """
-    return _on_driver(session, sql, params, lambda cursor: list(cursor.fetchall()))
-
-
-def driver_execute(session: Session, sql: str, params: Sequence[Any]) -> int:
-    """Run one statement (``?`` placeholders) like :func:`driver_rows`; returns the number of rows it changed."""
-    return _on_driver(session, sql, params, lambda cursor: int(cursor.rowcount))
-
-
-def _on_driver(session: Session, sql: str, params: Sequence[Any], answer: Callable[[Any], _T]) -> _T:
-    connection = connection_of(session)
-    style = connection.dialect.paramstyle
-    text = sql
-    if style != "qmark":
-        text = _driver_sql.get((style, sql)) or _driver_sql.setdefault((style, sql), sql.replace("?", "%s"))
-    with driver_cursor(connection, text, params) as cursor:
-        cursor.execute(text, tuple(params))
-        return answer(cursor)
-
-
-def uuid_from_db(value: Any) -> uuid.UUID:
-    """A UUID column's value as :func:`driver_rows` returns it, on either database."""
-    if isinstance(value, uuid.UUID):
-        return value
-    if len(value) == 32:  # how SQLAlchemy stores a UUID on SQLite; int() refuses anything not hex
-        return uuid_of_int(int(value, 16))
-    return uuid.UUID(hex=value)
-
-
-def is_sqlite(session: Session) -> bool:
-    return session.get_bind().dialect.name == "sqlite"
-
-
-def uuid_to_db(value: uuid.UUID | None, *, sqlite: bool) -> Any:
-    """A UUID as a parameter of a driver statement: what ``Uuid`` binds on that database."""
-    return value.hex if sqlite and value is not None else value
-
-
-def datetime_to_db(value: datetime, *, sqlite: bool) -> Any:
-    """A datetime as a parameter of a driver statement: what ``UTCDateTime`` binds on that database."""
-    return _sqlite_utc(value) if sqlite else value
-
-
-def json_from_db(value: Any) -> Any:
-    """A JSON column's value as :func:`driver_rows` returns it (text on SQLite, decoded on PostgreSQL)."""
-    return orjson.loads(value) if isinstance(value, str | bytes) else value
-
-
-def _driver_params(
-    rows: Sequence[Mapping[str, Any]], columns: tuple[str, ...], converters: list[_Converter | None]
-) -> list[tuple[Any, ...]]:
-    """The rows as driver parameters, converted column by column (the loops run in C; bench, C1)."""
-    if len(columns) == 1:
-        values: list[Any] = [row[columns[0]] for row in rows]
-        convert = _memoized(converters[0])
-        return [(value,) for value in (values if convert is None else map(convert, values))]
-    by_column: list[Any] = list(zip(*map(itemgetter(*columns), rows), strict=True))
-    for index, convert in enumerate(converters):
-        if convert is not None:
-            by_column[index] = map(_memoized(convert), by_column[index])  # type: ignore[arg-type]
-    return list(zip(*by_column, strict=True))
-
-
-_update_plans: dict[tuple[str, str, tuple[str, ...], str], tuple[str, list[_Converter | None]]] = {}
-
-
-def bulk_update(session: Session, model: type[Base], key: str, rows: Sequence[Mapping[str, Any]]) -> None:
-    """``UPDATE … SET <the other keys of the rows> WHERE <key> = ?`` for many rows, one driver ``executemany``.
-
-    What ``connection.execute(update(table).where(...), rows)`` stores, without SQLAlchemy's per-row
-    parameter processing (the same converters as :func:`bulk_insert`).
-    """
-    if not rows:
-        return
-    table = model.__table__
-    assert isinstance(table, Table)
-    session.flush()
-    connection = connection_of(session)
-    dialect = connection.dialect
-    columns = (*(name for name in rows[0] if name != key), key)
-    plan_key = (dialect.name, table.name, columns, key)
-    plan = _update_plans.get(plan_key)
-    if plan is None:
-        quote = dialect.identifier_preparer.quote
-        mark = "?" if dialect.paramstyle == "qmark" else "%s"
-        assignments = ", ".join(f"{quote(name)} = {mark}" for name in columns[:-1])
-        sql = f"UPDATE {quote(table.name)} SET {assignments} WHERE {quote(key)} = {mark}"
-        plan = _update_plans[plan_key] = (sql, _converters(dialect, table, columns))
-    sql, converters = plan
-    _executemany(connection, sql, _driver_params(rows, columns, converters))
-
-
-def _memoized(convert: _Converter | None) -> _Converter | None:
-    """Convert each distinct datetime once (a batch shares its ``now``, and a message its ``occurred_at`` with
-    its timeline event)."""
-    return _sqlite_utc_once if convert is _sqlite_utc else convert
-
-
-_utc_texts: dict[datetime, str] = {}
-
-
-def _sqlite_utc_once(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    text = _utc_texts.get(value)
-    if text is None:
-        if len(_utc_texts) >= 4096:
-            _utc_texts.clear()
-        text = _utc_texts[value] = _sqlite_utc(value)  # type: ignore[assignment]
-    return text
 
 
 SQLITE_READERS = 4

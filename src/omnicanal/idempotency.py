@@ -18,7 +18,8 @@ from sqlalchemy import String, Text, UniqueConstraint, Uuid, bindparam, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from omnicanal.access.service import Principal
-from omnicanal.db import Base, JSONType, UTCDateTime, bulk_insert, connection_of, utcnow
+from omnicanal.db import Base, JSONType, UTCDateTime, utcnow
+from omnicanal.driver_sql import bulk_insert, connection_of
 from omnicanal.errors import Conflict, ValidationFailed
 from omnicanal.web import FastJSONResponse
 

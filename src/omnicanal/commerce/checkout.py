@@ -27,7 +27,8 @@ from omnicanal.commerce.stores import Hold, availability
 from omnicanal.customers.identities import normalize_identity
 from omnicanal.customers.models import Customer, Identity
 from omnicanal.customers.resolution import implied
-from omnicanal.db import driver_rows, is_sqlite, json_from_db, utcnow, uuid_from_db, uuid_to_db
+from omnicanal.db import utcnow
+from omnicanal.driver_sql import driver_rows, is_sqlite, json_from_db, uuid_from_db, uuid_to_db
 from omnicanal.errors import FieldError, NotFound, ValidationFailed
 from omnicanal.settings import Settings
 

@@ -27,7 +27,8 @@ from omnicanal.commerce.rows import fetch_rows, insert_new, run_statement, table
 from omnicanal.commerce.schemas import CartIn, FulfillmentOut, OrderOut, PaymentOut
 from omnicanal.customers.resolution import Resolver
 from omnicanal.customers.service import get_customer
-from omnicanal.db import bulk_insert, bulk_update, json_from_db, utcnow, uuid7, uuid_from_db
+from omnicanal.db import utcnow, uuid7
+from omnicanal.driver_sql import bulk_insert, bulk_update, json_from_db, uuid_from_db
 from omnicanal.errors import Conflict, NotFound, ValidationFailed
 from omnicanal.pagination import check_limit, decode_cursor, encode_cursor
 from omnicanal.settings import Settings

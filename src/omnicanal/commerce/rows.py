@@ -2,7 +2,7 @@
 
 Placing and paying an order used to flush ORM objects and run ORM-enabled UPDATEs, whose statement
 building and bookkeeping cost more CPU than the database work (bench/commerce.py, K1). New rows go in
-with one driver ``executemany`` per table (:func:`omnicanal.db.bulk_insert`) and then join the session as
+with one driver ``executemany`` per table (:func:`omnicanal.driver_sql.bulk_insert`) and then join the session as
 if they had just been loaded, so later changes to them are flushed as usual. Updates run prebuilt Core
 statements on the session's connection (their compiled form is cached once per process).
 """
@@ -17,7 +17,8 @@ from sqlalchemy import Executable, Table, inspect
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session, make_transient_to_detached
 
-from omnicanal.db import Base, bulk_insert, connection_of, driver_cursor
+from omnicanal.db import Base
+from omnicanal.driver_sql import bulk_insert, connection_of, driver_cursor
 
 _columns_of: dict[type[Base], list[tuple[str, str]]] = {}
 
@@ -97,7 +98,7 @@ def _plan(statement: Executable, dialect: Dialect) -> _DriverPlan | None:
 
 def fetch_rows(session: Session, statement: Executable, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
     """The rows of a prebuilt Core SELECT, run like :func:`run_statement`; values as the driver gives them
-    (see :func:`omnicanal.db.uuid_from_db` and :func:`omnicanal.db.json_from_db`)."""
+    (see :func:`omnicanal.driver_sql.uuid_from_db` and :func:`omnicanal.driver_sql.json_from_db`)."""
     connection = connection_of(session)
     plan = _plan(statement, connection.dialect)
     if plan is None:

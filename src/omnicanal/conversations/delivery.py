@@ -12,7 +12,8 @@ from sqlalchemy.orm.util import identity_key
 
 from omnicanal.conversations.models import Message
 from omnicanal.conversations.notify import announce, message_data
-from omnicanal.db import bulk_update, connection_of, utcnow
+from omnicanal.db import utcnow
+from omnicanal.driver_sql import bulk_update, connection_of
 from omnicanal.errors import ValidationFailed
 
 _STATUS_RANK = {"queued": 0, "sent": 1, "delivered": 2, "read": 3}

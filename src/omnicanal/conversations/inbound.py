@@ -19,15 +19,14 @@ from sqlalchemy.orm.attributes import set_committed_value
 from omnicanal.conversations.models import Conversation, Message
 from omnicanal.conversations.notify import announce, announce_all, conversation_data
 from omnicanal.customers.resolution import Resolver
-from omnicanal.db import (
+from omnicanal.db import utcnow, uuid7
+from omnicanal.driver_sql import (
     bulk_insert,
     bulk_update,
     datetime_to_db,
     driver_rows,
     is_sqlite,
     json_from_db,
-    utcnow,
-    uuid7,
     uuid_from_db,
     uuid_to_db,
 )
@@ -65,7 +64,7 @@ class InboundResult:
     dropped: bool = False  # an automatic reply with no conversation to join
 
 
-# The batch's statements run on the driver connection of the session's transaction (db.driver_rows), as the
+# The batch's statements run on the driver connection of the session's transaction (driver_sql.driver_rows), as the
 # event ingest does: SQLAlchemy's compiling, parameter processing and result processing per statement cost
 # more than the statements (bench, C1).
 _KNOWN = (

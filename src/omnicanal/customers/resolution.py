@@ -24,7 +24,8 @@ from omnicanal.customers.merging import (
     open_conflict,
 )
 from omnicanal.customers.models import Customer, Identity
-from omnicanal.db import bulk_insert, driver_rows, uuid7, uuid_from_db
+from omnicanal.db import uuid7
+from omnicanal.driver_sql import bulk_insert, driver_rows, uuid_from_db
 from omnicanal.errors import NotFound
 from omnicanal.settings import Settings
 

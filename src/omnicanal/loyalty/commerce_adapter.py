@@ -20,7 +20,7 @@ from omnicanal import dispatch
 from omnicanal.commerce import promotions
 from omnicanal.commerce.models import Coupon, Order, Promotion
 from omnicanal.commerce.schemas import PromotionIn
-from omnicanal.db import driver_rows, uuid_from_db
+from omnicanal.driver_sql import driver_rows, uuid_from_db
 from omnicanal.loyalty import earning, rewards
 from omnicanal.loyalty.earning import WHOLE_ORDER
 from omnicanal.loyalty.models import LoyaltyReward

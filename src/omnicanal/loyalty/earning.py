@@ -19,7 +19,8 @@ from sqlalchemy import bindparam, case, func, literal, select
 from sqlalchemy.orm import Session
 
 from omnicanal.customers.models import Customer
-from omnicanal.db import bulk_insert, connection_of, utcnow, uuid7
+from omnicanal.db import utcnow, uuid7
+from omnicanal.driver_sql import bulk_insert, connection_of
 from omnicanal.errors import NotFound, ValidationFailed
 from omnicanal.loyalty import keys, ledger, wallets
 from omnicanal.loyalty.models import LoyaltyLot, LoyaltyRule, LoyaltySpend, LoyaltyTier, LoyaltyWallet

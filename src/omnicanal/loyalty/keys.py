@@ -10,7 +10,8 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from omnicanal.db import bulk_insert, connection_of, utcnow
+from omnicanal.db import utcnow
+from omnicanal.driver_sql import bulk_insert, connection_of
 from omnicanal.loyalty.models import LoyaltyKey
 from omnicanal.loyalty.queries import among_param, among_value, insert, is_postgres, prebuilt
 

@@ -18,7 +18,8 @@ from sqlalchemy import and_, bindparam, case, func, or_, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
-from omnicanal.db import bulk_insert, connection_of, utcnow, uuid7
+from omnicanal.db import utcnow, uuid7
+from omnicanal.driver_sql import bulk_insert, connection_of
 from omnicanal.errors import Conflict, ValidationFailed
 from omnicanal.loyalty.models import LoyaltyEntry, LoyaltyLot
 from omnicanal.loyalty.queries import insert

@@ -17,7 +17,8 @@ from sqlalchemy.orm import Session
 
 from omnicanal.consent.models import ConsentChange
 from omnicanal.customers.models import Customer
-from omnicanal.db import bulk_insert, connection_of, utcnow, uuid7
+from omnicanal.db import utcnow, uuid7
+from omnicanal.driver_sql import bulk_insert, connection_of
 from omnicanal.loyalty.queries import among
 from omnicanal.outbox.models import OutboxItem
 from omnicanal.realtime import wake_outbox_after_commit

@@ -21,7 +21,8 @@ from sqlalchemy.orm import Session
 
 from omnicanal.customers.models import Customer
 from omnicanal.customers.service import get_customer
-from omnicanal.db import bulk_insert, connection_of, utcnow, uuid7
+from omnicanal.db import utcnow, uuid7
+from omnicanal.driver_sql import bulk_insert, connection_of
 from omnicanal.errors import Conflict, NotFound, ValidationFailed
 from omnicanal.loyalty import keys, ledger, queries, wallets
 from omnicanal.loyalty.models import LoyaltyCoupon, LoyaltyRedemption, LoyaltyReward, LoyaltyWallet

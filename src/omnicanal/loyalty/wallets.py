@@ -11,7 +11,8 @@ from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from omnicanal.db import bulk_insert, connection_of, utcnow, uuid7
+from omnicanal.db import utcnow, uuid7
+from omnicanal.driver_sql import bulk_insert, connection_of
 from omnicanal.loyalty.models import LoyaltyWallet
 from omnicanal.loyalty.queries import among, is_postgres, prebuilt
 

@@ -13,7 +13,8 @@ from sqlalchemy import ColumnElement, Table, and_, or_, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
-from omnicanal.db import bulk_insert, bulk_update, connection_of, utcnow, uuid7
+from omnicanal.db import utcnow, uuid7
+from omnicanal.driver_sql import bulk_insert, bulk_update, connection_of
 from omnicanal.errors import Conflict, NotFound, ValidationFailed
 from omnicanal.outbox.models import OutboxAttempt, OutboxItem
 from omnicanal.pagination import check_limit, decode_cursor, encode_cursor

@@ -20,13 +20,13 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from omnicanal.conversations.models import Conversation
-from omnicanal.db import (
+from omnicanal.db import utcnow
+from omnicanal.driver_sql import (
     bulk_update,
     driver_execute,
     driver_rows,
     is_sqlite,
     json_from_db,
-    utcnow,
     uuid_from_db,
     uuid_to_db,
 )
@@ -194,7 +194,7 @@ def route_new(
     return team
 
 
-# BatchRouting's statements run on the driver connection (db.driver_rows), as the inbound batch's do: no
+# BatchRouting's statements run on the driver connection (driver_sql.driver_rows), as the inbound batch's do: no
 # ORM objects and no per-statement SQLAlchemy work (bench, C1). BatchRouting keeps its own copy of the counters.
 _TEAM_COLUMNS = (
     "t.id, t.strategy, t.business_hours, t.out_of_hours_reply, t.sla_first_response_minutes, "

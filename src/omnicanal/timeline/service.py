@@ -16,7 +16,8 @@ from sqlalchemy.orm import Session
 
 from omnicanal.customers.identities import normalize, normalize_identity
 from omnicanal.customers.resolution import Resolver
-from omnicanal.db import bulk_insert, driver_rows, utcnow, uuid7, uuid_from_db
+from omnicanal.db import utcnow, uuid7
+from omnicanal.driver_sql import bulk_insert, driver_rows, uuid_from_db
 from omnicanal.errors import DomainError, FieldError, ValidationFailed
 from omnicanal.pagination import check_limit, decode_cursor, encode_cursor
 from omnicanal.settings import Settings
