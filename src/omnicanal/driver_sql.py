@@ -94,13 +94,18 @@ def bulk_insert(session: Session, model: type[Base], rows: Sequence[Mapping[str,
     """
     if not rows:
         return
-    table = model.__table__
-    assert isinstance(table, Table)
-    session.flush()
-    connection = connection_of(session)
+    table, connection = _table_and_connection(session, model)
     columns = tuple(rows[0])
     sql, converters = _insert_plan(connection.dialect, table, columns)
     _executemany(connection, sql, _driver_params(rows, columns, converters))
+
+
+def _table_and_connection(session: Session, model: type[Base]) -> tuple[Table, Connection]:
+    """The model's table, and the transaction's connection after what the session holds went first."""
+    table = model.__table__
+    assert isinstance(table, Table)
+    session.flush()
+    return table, connection_of(session)
 
 
 _TRANSACTION_CONNECTION = "omnicanal.transaction_connection"
@@ -227,10 +232,7 @@ def bulk_update(session: Session, model: type[Base], key: str, rows: Sequence[Ma
     """
     if not rows:
         return
-    table = model.__table__
-    assert isinstance(table, Table)
-    session.flush()
-    connection = connection_of(session)
+    table, connection = _table_and_connection(session, model)
     dialect = connection.dialect
     columns = (*(name for name in rows[0] if name != key), key)
     plan_key = (dialect.name, table.name, columns, key)
