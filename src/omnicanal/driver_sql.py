@@ -41,8 +41,11 @@ def _sqlite_utc(value: datetime | None) -> str | None:
 
 
 def _sqlite_uuid(value: uuid.UUID | None) -> str | None:
-    """What ``Uuid`` stores on SQLite (32 hex digits), without the per-value checks of its bind processor."""
-    return None if value is None else value.hex
+    """What ``Uuid`` stores on SQLite (32 hex digits), without the per-value checks of its bind processor.
+
+    The digits come from the integer's bytes: a third of the cost of ``UUID.hex``, which formats in Python.
+    """
+    return None if value is None else value.int.to_bytes(16, "big").hex()
 
 
 def _sqlite_json(value: Any) -> str:
@@ -193,7 +196,7 @@ def is_sqlite(session: Session) -> bool:
 
 def uuid_to_db(value: uuid.UUID | None, *, sqlite: bool) -> Any:
     """A UUID as a parameter of a driver statement: what ``Uuid`` binds on that database."""
-    return value.hex if sqlite and value is not None else value
+    return _sqlite_uuid(value) if sqlite else value
 
 
 def datetime_to_db(value: datetime, *, sqlite: bool) -> Any:

@@ -45,6 +45,7 @@ _EVENTS_BODY = {
 
 
 def _json(content: Any, status_code: int) -> Response:
+    # UUIDs are left to orjson, which writes their text itself at a sixth of the cost of str() (bench, B1)
     return Response(orjson.dumps(content), status_code=status_code, media_type="application/json")
 
 
@@ -81,7 +82,7 @@ async def post_events(request: Request) -> Response:
                 results[index] = {
                     "index": index,
                     "event_id": outcome.event_id,
-                    "customer_id": str(outcome.customer_id),
+                    "customer_id": outcome.customer_id,
                     "duplicate": outcome.duplicate,
                 }
         return _json({"results": results}, 200)
@@ -94,7 +95,7 @@ async def post_events(request: Request) -> Response:
             raise ValidationFailed.on_field("customer_id", str(outcome.error.detail))
         raise outcome.error
     return _json(
-        {"event_id": outcome.event_id, "customer_id": str(outcome.customer_id), "duplicate": outcome.duplicate},
+        {"event_id": outcome.event_id, "customer_id": outcome.customer_id, "duplicate": outcome.duplicate},
         200 if outcome.duplicate else 201,
     )
 
