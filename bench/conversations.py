@@ -1,7 +1,9 @@
 """Conversation benchmarks (issue #3): ``python bench/conversations.py [c1|c2|c3|c4|all] [--quick]``.
 
-C1 inbound messages over HTTP, C2 inbox listing with 100,000 open conversations, C3 message accepted ->
-event on a connected SSE client, C4 outbox deliveries to a local provider double (and a kill -9 run).
+C1 inbound messages over HTTP (its ceilings measured before the run and again after it; the figure is checked
+against its target scaled by each pair and by their mean), C2 inbox listing with 100,000 open conversations,
+C3 message accepted -> event on a connected SSE client, C4 outbox deliveries to a local provider double (and a
+kill -9 run).
 Same rules as ``bench/run.py`` (whose helpers this imports): every server on a free port of 127.0.0.1,
 every figure beside a ceiling measured in the same run, CPU time per request and peak RSS recorded,
 results as JSON in ``bench/results/``. Figures are written up in docs/benchmarks-conversations.md.
@@ -265,18 +267,25 @@ def c1(
     )
     out: dict[str, Any] = {"backend": backend, "pool": pool, "load_average_before": os.getloadavg()}
     lua_env = {"BENCH_POOL": str(pool), "BENCH_RETURNING": "0.8"}
-    if ceilings:
+
+    def measure_ceilings(when: str) -> None:
+        """The ceilings, measured before the figure and again after it: the machine's speed drifts over minutes,
+        and the figure is scaled by the mean of the two measurements that bracket it."""
+        suffix = "" if when == "before" else "_after"
         with serve("bare", *run.ceiling_server("bare")) as server:
-            out["ceiling_bare"] = run.wrk(server, "inbound.lua", plan, env={**lua_env, "BENCH_CEILING": "1"})
-            out["ceiling_bare"]["memory_mib"] = server.memory()
-        say(fmt_http("ceiling: bare Starlette POST", out["ceiling_bare"]))
+            out[f"ceiling_bare{suffix}"] = run.wrk(server, "inbound.lua", plan, env={**lua_env, "BENCH_CEILING": "1"})
+            out[f"ceiling_bare{suffix}"]["memory_mib"] = server.memory()
+        say(fmt_http(f"ceiling ({when}): bare Starlette POST", out[f"ceiling_bare{suffix}"]))
         if backend == "sqlite":
-            with serve("sqlite", *run.ceiling_server("sqlite", workdir / "ceiling-c1.db")) as server:
-                out["ceiling_sqlite_insert"] = run.wrk(
+            with serve("sqlite", *run.ceiling_server("sqlite", workdir / f"ceiling-c1{suffix}.db")) as server:
+                out[f"ceiling_sqlite_insert{suffix}"] = run.wrk(
                     server, "inbound.lua", plan, env={**lua_env, "BENCH_CEILING": "1"}
                 )
-                out["ceiling_sqlite_insert"]["memory_mib"] = server.memory()
-            say(fmt_http("ceiling: Starlette + 1 sqlite3 insert", out["ceiling_sqlite_insert"]))
+                out[f"ceiling_sqlite_insert{suffix}"]["memory_mib"] = server.memory()
+            say(fmt_http(f"ceiling ({when}): Starlette + 1 sqlite3 insert", out[f"ceiling_sqlite_insert{suffix}"]))
+
+    if ceilings:
+        measure_ceilings("before")
     if url is None:
         url, token = run.fresh_db(workdir, "c1.db")
     assert token is not None
@@ -303,6 +312,24 @@ def c1(
         met = result["requests_per_s"] >= 2000 and result["latency_ms"]["99"] <= 40 and not result["failed"]
         say(f"  target >= 2,000 messages/s and p99 <= 40 ms: {verdict(met)}")
         out["target_met"] = met
+    if ceilings:
+        measure_ceilings("after")
+        if backend == "sqlite":
+            out["scaled"] = {}
+            measured = {
+                when: [out[f"ceiling_{kind}{suffix}"]["requests_per_s"] for kind in ("bare", "sqlite_insert")]
+                for when, suffix in (("before", ""), ("after", "_after"))
+            }
+            measured["mean"] = [(b + a) / 2 for b, a in zip(measured["before"], measured["after"], strict=True)]
+            for basis, (bare, insert) in measured.items():
+                scaled = run.scaled_targets(2000, 40, bare_rps=bare, insert_rps=insert)
+                scaled["met"] = run.meets_scaled(result, scaled)
+                out["scaled"][basis] = scaled
+                say(
+                    f"  scaled by the ceilings {basis:<6} (bare {bare:,.0f}; insert {insert:,.0f} req/s): "
+                    f"rate >= {scaled['rate_bare']:,.0f}; {scaled['rate_insert']:,.0f} msgs/s, "
+                    f"p99 <= {scaled['p99_bare']:.1f}; {scaled['p99_insert']:.1f} ms: {verdict(bool(scaled['met']))}"
+                )
     return out
 
 

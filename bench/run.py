@@ -317,6 +317,33 @@ def verdict(ok: bool) -> str:
     return "MET" if ok else "MISSED"
 
 
+# The ceilings the issues' targets assume (their reference machine): a bare Starlette POST and the same with one
+# sqlite3 insert, under the wrk command of the benchmark.
+ASSUMED_BARE_RPS = 11_600
+ASSUMED_INSERT_RPS = 5_100
+
+
+def scaled_targets(rate: float, p99_ms: float, *, bare_rps: float, insert_rps: float | None) -> dict[str, float]:
+    """A rate target scaled by each ceiling measured here (target × here / assumed), and a closed loop's p99
+    target inversely (target × assumed / here)."""
+    out = {"rate_bare": rate * bare_rps / ASSUMED_BARE_RPS, "p99_bare": p99_ms * ASSUMED_BARE_RPS / bare_rps}
+    if insert_rps:
+        out["rate_insert"] = rate * insert_rps / ASSUMED_INSERT_RPS
+        out["p99_insert"] = p99_ms * ASSUMED_INSERT_RPS / insert_rps
+    return out
+
+
+def meets_scaled(result: dict[str, Any], scaled: dict[str, float]) -> bool:
+    """The figure meets its target scaled by every ceiling measured (rate at least, p99 at most)."""
+    rates = [v for k, v in scaled.items() if k.startswith("rate_")]
+    p99s = [v for k, v in scaled.items() if k.startswith("p99_")]
+    return (
+        not result["failed"]
+        and all(result["requests_per_s"] >= r for r in rates)
+        and all(result["latency_ms"]["99"] <= p for p in p99s)
+    )
+
+
 # -- the benchmarks --------------------------------------------------------------------------------
 
 
