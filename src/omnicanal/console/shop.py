@@ -82,8 +82,9 @@ def parse_amount(console: Console, raw: str, currency: str) -> int:
 
 
 def parse_lines(console: Console, text: str) -> list[dict[str, Any]]:
-    """``SKU`` or ``SKU quantity`` per line (``TEE-M 2``)."""
-    lines = []
+    """``SKU`` or ``SKU quantity`` per line (``TEE-M 2``); a SKU typed twice counts once, with both quantities."""
+    lines: list[dict[str, Any]] = []
+    by_sku: dict[str, dict[str, Any]] = {}
     for raw in text.splitlines():
         parts = raw.replace("x", " ").split() if raw.strip() else []
         if not parts:
@@ -94,7 +95,12 @@ def parse_lines(console: Console, text: str) -> list[dict[str, Any]]:
                 quantity = int(parts[1])
             except ValueError:
                 raise DomainError(console._("Write one SKU and its quantity per line, e.g. TEE-M 2")) from None
-        lines.append({"sku": parts[0].upper(), "quantity": quantity})
+        sku = parts[0].upper()
+        if sku in by_sku:
+            by_sku[sku]["quantity"] += quantity
+            continue
+        by_sku[sku] = {"sku": sku, "quantity": quantity}
+        lines.append(by_sku[sku])
     return lines
 
 
