@@ -204,3 +204,29 @@ def test_a_payment_link_confirmed_twice_at_once_counts_once(client: TestClient) 
     assert sorted(r.status_code for r in responses) == [200] + [409] * 7, [r.text for r in responses]
     after = ok(client.get(f"{API}/orders/{order['id']}"))
     assert after["paid_amount"] == half and after["status"] == "pending"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="idempotency.run_idempotent looks the key up, then places the order; concurrent requests with one key "
+    "all miss it, and all but one fail on the unique (principal, key) insert with a 500 (only one order is kept). "
+    "Suggested fix: on PostgreSQL take pg_advisory_xact_lock on (principal, key) before the lookup (one more round "
+    "trip per keyed request, in a benchmarked path: the lead's call)",
+)
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_an_order_sent_twice_at_once_with_one_idempotency_key_is_placed_once_and_answered_twice(
+    client: TestClient,
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    data = shop(client)
+    body = cart(data["customer"]["id"], [("TEE-M", 1)])
+
+    def send(_: int) -> Any:
+        return client.post(f"{API}/orders", json=body, headers={"Idempotency-Key": "retry-1"})
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        responses = list(pool.map(send, range(6)))
+    assert len(ok(client.get(f"{API}/orders"))["items"]) == 1
+    assert [r.status_code for r in responses] == [201] * 6, [r.text[:200] for r in responses]
+    assert len({r.json()["id"] for r in responses}) == 1
