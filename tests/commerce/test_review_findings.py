@@ -37,6 +37,19 @@ def test_the_counter_adds_up_a_sku_typed_twice() -> None:
     ]
 
 
+def test_the_counter_reads_a_lowercase_sku_with_an_x_in_it() -> None:
+    # Before: every lowercase "x" was taken for "times": "tee-xl 2" became SKU "TEE-" and the clerk was told to
+    # write one SKU and its quantity per line; "box-1 2" became one unit of SKU "BO".
+    from omnicanal.console.shop import parse_lines
+
+    assert parse_lines(cast(Any, None), "tee-xl 2\nbox-1\nTEE-M x3\nrun-42x2") == [
+        {"sku": "TEE-XL", "quantity": 2},
+        {"sku": "BOX-1", "quantity": 1},
+        {"sku": "TEE-M", "quantity": 3},
+        {"sku": "RUN-42", "quantity": 2},
+    ]
+
+
 def test_a_return_from_a_partly_shipped_order_still_lets_the_rest_ship(client: TestClient) -> None:
     data = shop(client)
     warehouse = data["warehouse"]["id"]
