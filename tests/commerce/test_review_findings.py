@@ -161,6 +161,27 @@ def test_problem_details_keep_the_http_status_and_name_the_order_status(client: 
     assert payment.json()["status"] == 409 and payment.json()["order_status"] == "cancelled"
 
 
+def test_an_unpaid_pickup_that_expires_uncollected_gives_its_coupon_back(client: TestClient, db: Database) -> None:
+    # docs/commerce.md: expiring "gives back the promotion uses (if unpaid)". Before: only a pending order did; a
+    # pickup made ready to be paid at the counter, never collected nor paid, kept the customer's coupon spent.
+    from omnicanal.commerce.orders import expire_due
+    from omnicanal.db import utcnow
+
+    data = shop(client)
+    centro = data["centro"]["id"]
+    promotion = make_promotion(client, name="Welcome", kind="percentage", percent=10, usage_limit=1)
+    code = ok(client.post(f"{API}/promotions/{promotion['id']}/coupons", json={"count": 1}), 201)["codes"][0]
+    fulfillment = {"type": "pickup", "store_id": centro}
+    order = place(client, data, [("TEE-M", 1)], fulfillment=fulfillment, coupons=[code])
+    ok(client.post(f"{API}/orders/{order['id']}/fulfillments", json={}), 201)  # ready; to be paid at the counter
+    with db.write() as session:
+        assert expire_due(session, now=utcnow() + timedelta(days=8)) == 1
+    assert ok(client.get(f"{API}/orders/{order['id']}"))["status"] == "expired"
+    assert ok(client.get(f"{API}/promotions/{promotion['id']}"))["used_count"] == 0
+    again = client.post(f"{API}/carts/quote", json=cart(data["customer"]["id"], [("TEE-M", 1)], coupons=[code]))
+    assert again.status_code == 200, again.text
+
+
 @pytest.mark.xfail(
     strict=True,
     reason="orders.expire_due gives promotion and coupon uses back only for unpaid orders; a paid pickup that "
