@@ -264,3 +264,27 @@ def test_an_order_sent_twice_at_once_with_one_idempotency_key_is_placed_once_and
     assert len(ok(client.get(f"{API}/orders"))["items"]) == 1
     assert [r.status_code for r in responses] == [201] * 6, [r.text[:200] for r in responses]
     assert len({r.json()["id"] for r in responses}) == 1
+
+
+def test_notifications_write_amounts_with_the_currency_s_own_decimals(client: TestClient, db: Database) -> None:
+    # Before: every amount was divided by 100, so a 1500 JPY order was announced as "15.00 JPY".
+    import uuid
+
+    from omnicanal.conversations.models import Message
+    from tests.commerce.helpers import make_customer, make_product, make_store, set_stock
+
+    make_product(client, "Tenugui", [("TENU-1", 1500)], currency="JPY")
+    store = make_store(client, "TKY1", name="Tokyo")
+    set_stock(client, store["id"], "TENU-1", 5)
+    customer = make_customer(client, "kenji@example.com", language="en")
+    consent = {"status": "granted", "source": "web"}
+    ok(client.put(f"{API}/customers/{customer['id']}/consents/email/transactional", json=consent))
+    body = cart(customer["id"], [("TENU-1", 1)], fulfillment={"type": "pickup", "store_id": store["id"]})
+    body["currency"] = "JPY"
+    order = ok(client.post(f"{API}/orders", json=body), 201)
+    assert order["total"] == 1500 and order["currency"] == "JPY"
+    with db.read() as session:
+        texts = [
+            m.text for m in session.scalars(select(Message).where(Message.customer_id == uuid.UUID(customer["id"])))
+        ]
+    assert texts == [f"Thank you! We received your order {order['number']} (1500 JPY)."]
