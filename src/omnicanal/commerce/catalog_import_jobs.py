@@ -335,7 +335,9 @@ def resume(database: Database, job_id: uuid.UUID) -> None:
             if job is None:
                 raise NotFound(f"catalog import {job_id} not found")
             if job.status != "failed":
-                raise Conflict(f"this import is {job.status}; only a failed import can be resumed", status=job.status)
+                raise Conflict(
+                    f"this import is {job.status}; only a failed import can be resumed", job_status=job.status
+                )
             if session.scalar(select(CatalogImport.source.isnot(None)).where(CatalogImport.id == job_id)) is not True:
                 raise Conflict("the file of this import was not kept; upload it again")
             if not _take_over(session, job, status="running" if job.total else "queued", attempts=1):

@@ -244,8 +244,13 @@ def prepare_cart(
     version = versions(session)
     catalog = catalog_items(session, [line.sku for line in data.lines], version=version.get("catalog", 0))
     items: list[Item] = []
+    first_line: dict[str, int] = {}
     for index, line in enumerate(data.lines):
         here = f"lines[{index}]"
+        # one line per SKU: shipping, handover and returns find an order's units by SKU
+        if first_line.setdefault(line.sku, index) != index:
+            errors.append(FieldError(f"{here}.sku", f"{line.sku} is already on lines[{first_line[line.sku]}]"))
+            continue
         found = catalog.get(line.sku)
         if found is None:
             errors.append(FieldError(f"{here}.sku", f"unknown SKU {line.sku!r}"))
@@ -319,8 +324,11 @@ def prepare_cart(
         coupons=coupon_for,
     )
     quote = price_cart(items, rules, context)
+    applied = {entry["promotion_id"] for entry in quote.promotions} if coupon_for else set()
     for promotion_id, given_code in coupon_for.items():
         reason = quote.skipped.get(promotion_id)
+        if reason is None and promotion_id not in applied:  # not even a candidate: none of its items is here
+            reason = "applies to none of the items in the cart"
         if reason is not None and promotion_id not in spent:
             errors.append(
                 FieldError(f"coupon_codes[{codes.index(given_code)}]", f"{given_code}: the promotion {reason}")

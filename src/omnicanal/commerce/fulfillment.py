@@ -140,7 +140,7 @@ def _ship(session: Session, order: Order, data: ShipmentIn, *, actor: str) -> Fu
     if order.status == "pending":
         raise lifecycle.IllegalTransition(
             f"cannot ship: the order is pending (balance due {order.total - order.paid_amount} {order.currency})",
-            status=order.status,
+            order_status=order.status,
         )
     lines = {line.sku: line for line in lines_of(session, order.id)}
     wanted: dict[str, int] = {}

@@ -57,7 +57,7 @@ def check(order: Order, target: str, *, action: str) -> None:
         allowed = ", ".join(sorted(TRANSITIONS[order.status])) or "nothing (it is final)"
         raise IllegalTransition(
             f"cannot {action}: the order is {order.status}; from {order.status} it can only become {allowed}",
-            status=order.status,
+            order_status=order.status,
             wanted=target,
         )
 

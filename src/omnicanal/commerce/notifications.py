@@ -11,6 +11,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from babel.numbers import get_currency_precision
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
@@ -59,7 +60,8 @@ TEXTS: dict[str, dict[str, str]] = {
 
 
 def money(amount: int, currency: str) -> str:
-    return f"{amount / 100:.2f} {currency}"
+    places = get_currency_precision(currency)  # minor units: 2 for EUR, 0 for JPY, 3 for KWD
+    return f"{amount / 10**places:.{places}f} {currency}"
 
 
 _consent = ConsentChange.__table__.c

@@ -334,7 +334,7 @@ def expire_due(session: Session, *, now: datetime | None = None) -> int:
         if order.status not in ("pending", "ready_for_pickup"):
             continue
         stores.release(session, order.id)
-        if order.status == "pending":
+        if order.paid_amount < order.total:  # unpaid (a pickup ready to be paid at the counter too)
             promotions.release_claims(session, order.promotions or [], customer_key=order.customer_id)
         refund_everything(session, order, actor="system", reason="not collected in time")
         for fulfillment in session.scalars(

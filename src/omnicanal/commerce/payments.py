@@ -10,12 +10,12 @@ import secrets
 import uuid
 from datetime import timedelta
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from omnicanal.commerce import lifecycle, store_credit, stores
-from omnicanal.commerce.models import Order, Payment
+from omnicanal.commerce.models import Order, Payment, Return
 from omnicanal.commerce.orders import get_order
 from omnicanal.commerce.rows import insert_new, run_statement, table_of
 from omnicanal.commerce.schemas import PaymentIn
@@ -56,7 +56,9 @@ def record_payment_on(
         raise ValidationFailed.on_field("method", "a payment needs its method")
     order = get_order(session, order_id, for_update=True)
     if order.status in ("cancelled", "expired"):
-        raise lifecycle.IllegalTransition(f"cannot take a payment: the order is {order.status}", status=order.status)
+        raise lifecycle.IllegalTransition(
+            f"cannot take a payment: the order is {order.status}", order_status=order.status
+        )
     due = order.total - order.paid_amount
     if data.amount > due:
         raise ValidationFailed.on_field("amount", f"is more than the balance due ({due} {order.currency})")
@@ -102,9 +104,11 @@ def capture_link(session: Session, *, payment_id: uuid.UUID, settings: Settings,
     payment = session.get(Payment, payment_id)
     if payment is None:
         raise NotFound(f"payment {payment_id} not found")
+    order = get_order(session, payment.order_id, for_update=True)
+    # read again under the order's lock: a confirmation that got there first has captured it meanwhile
+    session.refresh(payment)
     if payment.status != "pending":
         raise Conflict(f"this payment is {payment.status}, not waiting for the customer")
-    order = get_order(session, payment.order_id, for_update=True)
     payment.status = "captured"
     _capture(session, order, payment, settings=settings, actor=actor)
     return payment
@@ -164,7 +168,7 @@ def refund(
 ) -> Payment:
     """Money back to the payment it came from (the latest payments first unless one is named)."""
     order = get_order(session, order_id, for_update=True)
-    refundable = order.paid_amount - order.refunded_amount
+    refundable = refundable_amount(session, order)
     if amount > refundable:
         raise ValidationFailed.on_field("amount", f"is more than what can be refunded ({refundable} {order.currency})")
     captured = list(
@@ -230,8 +234,18 @@ def refund(
     return first
 
 
+def refundable_amount(session: Session, order: Order) -> int:
+    """What is left to give back of what was paid: neither refunded nor already given back as store credit."""
+    credited = session.scalar(
+        select(func.coalesce(func.sum(Return.refund_amount), 0)).where(
+            Return.order_id == order.id, Return.refund_method == store_credit.METHOD
+        )
+    )
+    return order.paid_amount - order.refunded_amount - int(credited or 0)
+
+
 def refund_everything(session: Session, order: Order, *, actor: str, reason: str) -> int:
-    refundable = order.paid_amount - order.refunded_amount
+    refundable = refundable_amount(session, order)
     if refundable > 0:
         refund(session, order_id=order.id, amount=refundable, actor=actor, reference=reason, announce=False)
     for pending in session.scalars(select(Payment).where(Payment.order_id == order.id, Payment.status == "pending")):

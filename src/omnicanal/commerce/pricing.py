@@ -273,9 +273,14 @@ def price_cart(items: Sequence[Item], rules: Sequence[Rule], context: Context) -
             else:
                 skipped[rule.id] = "shipping is already free"
             continue
-        if any(lines[i].locked for i in indexes) or (not rule.stackable and any(lines[i].discount for i in indexes)):
+        if not rule.stackable and any(lines[i].discount for i in indexes):
             skipped[rule.id] = "does not combine with a promotion already applied"
             continue
+        if any(lines[i].locked for i in indexes):  # the lines a non-stackable promotion took are out of reach
+            indexes = [i for i in indexes if not lines[i].locked]
+            if not indexes:
+                skipped[rule.id] = "does not combine with a promotion already applied"
+                continue
         amounts = _discounts_of(rule, lines, indexes, context)
         total = 0
         for index, amount in amounts.items():

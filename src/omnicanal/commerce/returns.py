@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from omnicanal.commerce import lifecycle, stores
 from omnicanal.commerce.models import Category, Fulfillment, Location, Order, Product, Return, StoreCredit
 from omnicanal.commerce.orders import get_order, lines_of
-from omnicanal.commerce.payments import refund
+from omnicanal.commerce.payments import refund, refundable_amount
 from omnicanal.commerce.schemas import ReturnIn, ReturnOut
 from omnicanal.db import utcnow, uuid7
 from omnicanal.errors import FieldError, ValidationFailed
@@ -63,7 +63,9 @@ def _receiving_location(session: Session, data: ReturnIn, order: Order) -> Locat
 def create_return(session: Session, data: ReturnIn, *, settings: Settings, actor: str) -> Return:
     order = get_order(session, data.order_id, for_update=True)
     if order.status not in ("fulfilled", "collected", "partially_fulfilled", "partially_returned"):
-        raise ReturnRefused(f"an order that is {order.status} has nothing handed over to return", status=order.status)
+        raise ReturnRefused(
+            f"an order that is {order.status} has nothing handed over to return", order_status=order.status
+        )
     now = utcnow()
     delivered = _delivered_at(session, order)
     deadline = delivered + timedelta(days=settings.commerce_return_days)
@@ -125,7 +127,7 @@ def create_return(session: Session, data: ReturnIn, *, settings: Settings, actor
                 "restocked": restocked,
             }
         )
-    amount = min(amount, order.paid_amount - order.refunded_amount)
+    amount = min(amount, refundable_amount(session, order))
     record = Return(
         id=uuid7(),
         order_id=order.id,
@@ -161,18 +163,25 @@ def create_return(session: Session, data: ReturnIn, *, settings: Settings, actor
                 )
             )
     everything = all(line.returned_quantity >= line.quantity for line in lines.values())
+    details = {
+        "return_id": str(record.id),
+        "refund_amount": amount,
+        "refund_method": data.refund_method,
+        "lines": out_lines,
+        "store_id": str(location.id),
+        "return_channel": data.channel,
+    }
+    if order.status == "partially_fulfilled":
+        # units are still to ship: the order stays open for them (a partially_returned order cannot ship)
+        lifecycle.announce(session, order, "order.returned", actor=actor, **details)
+        return record
     lifecycle.move(
         session,
         order,
         "returned" if everything else "partially_returned",
         action="take the return",
         actor=actor,
-        return_id=str(record.id),
-        refund_amount=amount,
-        refund_method=data.refund_method,
-        lines=out_lines,
-        store_id=str(location.id),
-        return_channel=data.channel,
+        **details,
     )
     return record
 

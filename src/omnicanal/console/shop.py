@@ -8,6 +8,7 @@ commerce services as the API, so prices, promotions and the return policy are th
 
 from __future__ import annotations
 
+import re
 import uuid
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
@@ -81,20 +82,29 @@ def parse_amount(console: Console, raw: str, currency: str) -> int:
     return int((value * (10 ** get_currency_precision(currency))).to_integral_value())
 
 
+_LINE = re.compile(r"\s*(\S+)(?:\s*[xX×]\s*(\d+)|\s+(-?\d+))\s*")
+
+
 def parse_lines(console: Console, text: str) -> list[dict[str, Any]]:
-    """``SKU`` or ``SKU quantity`` per line (``TEE-M 2``)."""
-    lines = []
+    """``SKU`` or ``SKU quantity`` per line (``TEE-M 2``); a SKU typed twice counts once, with both quantities."""
+    lines: list[dict[str, Any]] = []
+    by_sku: dict[str, dict[str, Any]] = {}
     for raw in text.splitlines():
-        parts = raw.replace("x", " ").split() if raw.strip() else []
-        if not parts:
+        if not raw.strip():
             continue
-        quantity = 1
-        if len(parts) > 1:
-            try:
-                quantity = int(parts[1])
-            except ValueError:
-                raise DomainError(console._("Write one SKU and its quantity per line, e.g. TEE-M 2")) from None
-        lines.append({"sku": parts[0].upper(), "quantity": quantity})
+        # "TEE-XL 2", "tee-xl x2", "TEE-M×2": an x separates the quantity only when digits follow it
+        typed = _LINE.fullmatch(raw)
+        if typed is not None:
+            sku, quantity = typed[1].upper(), int(typed[2] or typed[3])
+        elif len(raw.split()) == 1:
+            sku, quantity = raw.strip().upper(), 1
+        else:
+            raise DomainError(console._("Write one SKU and its quantity per line, e.g. TEE-M 2"))
+        if sku in by_sku:
+            by_sku[sku]["quantity"] += quantity
+            continue
+        by_sku[sku] = {"sku": sku, "quantity": quantity}
+        lines.append(by_sku[sku])
     return lines
 
 
