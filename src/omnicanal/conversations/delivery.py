@@ -23,7 +23,7 @@ def update_delivery_status(
     session: Session, *, message_id: uuid.UUID | None = None, provider_message_id: str | None = None,
     status: str, reason: str | None = None,
 ) -> Message | None:  # fmt: skip
-    """Provider callbacks: status only moves forward (a late "delivered" never undoes "read")."""
+    """Provider callbacks: status only moves forward (a late "delivered" never undoes "read", nor "sent" "failed")."""
     if status not in (*_STATUS_RANK, "failed"):
         raise ValidationFailed.on_field("status", "must be queued, sent, delivered, read or failed")
     stmt = select(Message)
@@ -40,6 +40,10 @@ def update_delivery_status(
         if message.status == "read":
             return message
         message.failure_reason = reason or "the provider reported a failure"
+    elif message.status == "failed" and status != "queued":
+        # a failure is final: callbacks arrive out of order, and a late "sent" must not hide it ("queued"
+        # is the outbox sending it again, after which outbound_sent moves it on)
+        return message
     elif _STATUS_RANK.get(message.status, -1) >= _STATUS_RANK[status]:
         return message
     message.status = status
