@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import time
+import uuid
 from typing import Any
 
 from fastapi.testclient import TestClient
 
-from omnicanal.channels.telegram.adapter import TelegramTransport  # noqa: F401 - registers the type
+from omnicanal.pagination import encode_cursor
 from tests.channels.doubles import HttpDouble
 from tests.channels.test_sms import ACCOUNT, incoming, post_signed, sms_channel, twilio, worker  # noqa: F401
 from tests.channels.test_telegram import SECRET, bot_api, post  # noqa: F401
@@ -65,3 +66,36 @@ def test_two_bots_messages_with_the_same_message_id_are_both_kept(
     assert post(client, second["id"], _tg_update(424242, 1, "Hola Sevilla")).status_code == 200
     (conversation,) = client.get(f"{API}/conversations").json()["items"]
     assert [m["text"] for m in messages(client, conversation["id"])] == ["Hola Madrid", "Hola Sevilla"]
+
+
+def test_a_repeated_failure_callback_is_announced_once(client: TestClient, twilio: HttpDouble) -> None:  # noqa: F811
+    """A provider retrying a status callback must not send integrators a second ``message.failed``."""
+    channel = sms_channel(client, twilio.url)
+    incoming(client, channel["id"], "Hola")
+    conversation = client.get(f"{API}/conversations").json()["items"][0]
+    client.post(f"{API}/conversations/{conversation['id']}/messages", json={"text": "Buenos días"})
+    worker(client).drain()
+    sid = messages(client, conversation["id"])[-1]["provider_message_id"]
+    hook = client.post(
+        f"{API}/webhook-subscriptions", json={"url": "https://hooks.example.com/in", "event_types": ["message.failed"]}
+    )
+    assert hook.status_code == 201, hook.text
+    failed = {"MessageSid": sid, "MessageStatus": "undelivered", "ErrorCode": "30003", "AccountSid": ACCOUNT}
+    for _ in range(2):
+        assert post_signed(client, f"/webhooks/sms/{channel['id']}/status", failed).status_code == 204
+    deliveries = client.get(f"{API}/outbox", params={"state": "pending"}).json()["items"]
+    assert [item["kind"] for item in deliveries] == ["webhook"]
+
+
+def test_a_cursor_without_a_timezone_is_a_problem_not_a_crash(client: TestClient) -> None:
+    cursor = encode_cursor(["2026-01-01T00:00:00", str(uuid.uuid4())])
+    for path in (f"{API}/conversations", f"{API}/conversations/{_a_conversation(client)}/messages"):
+        response = client.get(path, params={"cursor": cursor})
+        assert response.status_code == 422, (path, response.status_code, response.text[:200])
+        assert response.headers["content-type"].startswith("application/problem+json")
+
+
+def _a_conversation(client: TestClient) -> str:
+    from tests.conversations.helpers import inbound
+
+    return str(inbound(client)["conversation_id"])

@@ -39,7 +39,10 @@ def update_delivery_status(
     if status == "failed":
         if message.status == "read":
             return message
-        message.failure_reason = reason or "the provider reported a failure"
+        reason = reason or "the provider reported a failure"
+        if message.status == "failed" and message.failure_reason == reason:
+            return message  # the provider retrying the same callback: nothing new to store or announce
+        message.failure_reason = reason
     elif message.status == "failed" and status != "queued":
         # a failure is final: callbacks arrive out of order, and a late "sent" must not hide it ("queued"
         # is the outbox sending it again, after which outbound_sent moves it on)
