@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import base64
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 from fastapi.testclient import TestClient
 
 from omnicanal.pagination import encode_cursor
+from omnicanal.settings import Settings
 from tests.channels.doubles import HttpDouble
 from tests.channels.test_sms import ACCOUNT, incoming, post_signed, sms_channel, twilio, worker  # noqa: F401
 from tests.channels.test_telegram import SECRET, bot_api, post  # noqa: F401
@@ -99,3 +102,22 @@ def _a_conversation(client: TestClient) -> str:
     from tests.conversations.helpers import inbound
 
     return str(inbound(client)["conversation_id"])
+
+
+def test_the_app_api_keeps_no_file_of_a_message_it_did_not_store(client: TestClient, settings: Settings) -> None:
+    """A retried app message (a duplicate) with an inline file must not leave a second copy of the file behind."""
+    from tests.channels.test_apps_and_push import api_channel
+    from tests.channels.test_apps_and_push import post as post_app
+
+    channel = api_channel(client)
+    message = {
+        "channel": "app", "identities": [{"type": "device_id", "value": "device-review-1"}], "text": "foto",
+        "external_id": "app-msg-1", "attachments": [
+            {"name": "ticket.png", "content_type": "image/png", "data": base64.b64encode(b"PNGDATA").decode()}
+        ],
+    }  # fmt: skip
+    for _ in range(3):
+        answer = post_app(client, channel["id"], {"messages": [message]})
+        assert answer.status_code == 200, answer.text
+    stored = [path for path in Path(settings.attachments_dir).rglob("*") if path.is_file()]
+    assert len(stored) == 1, stored
