@@ -10,6 +10,7 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
+from omnicanal.db import Database
 from omnicanal.pagination import encode_cursor
 from omnicanal.settings import Settings
 from tests.channels.doubles import HttpDouble
@@ -121,3 +122,22 @@ def test_the_app_api_keeps_no_file_of_a_message_it_did_not_store(client: TestCli
         assert answer.status_code == 200, answer.text
     stored = [path for path in Path(settings.attachments_dir).rglob("*") if path.is_file()]
     assert len(stored) == 1, stored
+
+
+def test_an_agent_freed_by_a_reassignment_takes_the_queued_conversation(client: TestClient, db: Database) -> None:
+    """Moving a conversation away from a full agent gives them room: the team's queue must move to them."""
+    from tests.conversations.helpers import conversation, inbound, make_rule, make_staff, make_team, set_agent
+
+    busy = make_staff(db, "busy@shop.example", name="Busy")
+    other = make_staff(db, "other@shop.example", name="Other")
+    team = make_team(client, "Soporte", [busy])
+    make_rule(client, team["id"])
+    set_agent(client, busy, capacity=1, online=True)
+    set_agent(client, other, capacity=5, online=True)
+    first = inbound(client, channel="email", identities=[{"type": "email", "value": "uno@example.com"}])
+    queued = inbound(client, channel="email", identities=[{"type": "email", "value": "dos@example.com"}])
+    assert conversation(client, first["conversation_id"])["assignee_id"] == str(busy)
+    assert conversation(client, queued["conversation_id"])["assignee_id"] is None
+    moved = client.post(f"{API}/conversations/{first['conversation_id']}/assign", json={"agent_id": str(other)})
+    assert moved.status_code == 200, moved.text
+    assert conversation(client, queued["conversation_id"])["assignee_id"] == str(busy)

@@ -261,6 +261,7 @@ def assign(
     if (agent_id is None) == (team_id is None):
         raise ValidationFailed.on_field("agent_id", "give exactly one of agent_id or team_id")
     conversation = get_conversation(session, conversation_id, for_update=True)
+    previous = conversation.assignee_id
     if agent_id is not None:
         agent = session.get(StaffUser, agent_id)
         if agent is None or not agent.active:
@@ -279,6 +280,9 @@ def assign(
     conversation.updated_at = utcnow()
     session.flush()
     announce(session, "conversation.assigned", conversation_data(conversation) | {"actor": actor})
+    if previous is not None and previous != conversation.assignee_id and conversation.status != "resolved":
+        # the previous agent has a free slot now: their teams' queue moves to them, as after a resolution
+        announce_assigned(session, routing.drain_queue(session, previous), actor="routing")
     return conversation
 
 
