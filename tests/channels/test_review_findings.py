@@ -141,3 +141,15 @@ def test_an_agent_freed_by_a_reassignment_takes_the_queued_conversation(client: 
     moved = client.post(f"{API}/conversations/{first['conversation_id']}/assign", json={"agent_id": str(other)})
     assert moved.status_code == 200, moved.text
     assert conversation(client, queued["conversation_id"])["assignee_id"] == str(busy)
+
+
+def test_a_reply_after_a_phone_call_goes_on_the_channel_the_customer_last_wrote_on(client: TestClient) -> None:
+    """A call (or a store visit) is not writing: a reply without a channel goes where the customer last wrote."""
+    from tests.conversations.helpers import inbound
+
+    phone = [{"type": "phone", "value": "+34611998877"}]
+    first = inbound(client, channel="sms", identities=phone, text="¿Tenéis la talla M?")
+    inbound(client, channel="phone", identities=phone, text="📞 Llamada perdida")
+    reply = client.post(f"{API}/conversations/{first['conversation_id']}/messages", json={"text": "Sí, la tenemos"})
+    assert reply.status_code == 201, reply.text
+    assert (reply.json()["channel"], reply.json()["status"]) == ("sms", "queued")
