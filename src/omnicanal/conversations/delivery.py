@@ -33,7 +33,8 @@ def update_delivery_status(
         stmt = stmt.where(Message.provider_message_id == provider_message_id)
     else:
         raise ValidationFailed.on_field("message_id", "give a message id or a provider message id")
-    message = session.scalar(stmt)
+    # locked: another server process taking a later status for it at once must not be overwritten by this one
+    message = session.scalar(stmt.with_for_update().execution_options(populate_existing=True))
     if message is None:
         return None
     if status == "failed":
