@@ -263,3 +263,38 @@ def test_a_photo_whose_fetch_could_not_be_queued_is_fetched_after_the_providers_
     (conversation,) = client.get(f"{API}/conversations").json()["items"]
     (message,) = messages(client, conversation["id"])
     assert message["attachments"][0].get("key")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a merge of two customers leaves both of their open conversations open: the customer has two threads. "
+    "Joining them needs a merge handler in conversations that the merge's undo can reverse",
+)
+def test_a_customer_merged_by_a_message_keeps_one_open_conversation(client: TestClient) -> None:
+    from tests.conversations.helpers import inbound
+
+    phone = {"type": "phone", "value": "+34611445566"}
+    email = {"type": "email", "value": "lucia@example.com"}
+    by_sms = inbound(client, channel="sms", identities=[phone], text="Hola por SMS")
+    by_email = inbound(client, channel="email", identities=[email], text="Hola por email")
+    assert by_sms["customer_id"] != by_email["customer_id"]
+    both = inbound(client, channel="app", identities=[phone, email], text="Soy la misma persona")
+    listing = client.get(f"{API}/conversations", params={"customer_id": both["customer_id"], "status": "open"})
+    assert listing.status_code == 200, listing.text
+    assert [c["id"] for c in listing.json()["items"]] == [both["conversation_id"]]
+
+
+def test_a_retried_keyword_message_is_not_acted_on_again(client: TestClient, twilio: HttpDouble) -> None:  # noqa: F811
+    """A provider retry of HELP must not send the help text twice, nor a late retry of STOP undo a later START."""
+    channel = sms_channel(client, twilio.url)
+    incoming(client, channel["id"], "Hola")
+    customer_id = client.get(f"{API}/conversations").json()["items"][0]["customer_id"]
+    incoming(client, channel["id"], "HELP", sid="SMhelp")
+    incoming(client, channel["id"], "HELP", sid="SMhelp")
+    worker(client).drain()
+    assert [c.form()["Body"] for c in twilio.calls] == ["Reply STOP to stop."]
+    incoming(client, channel["id"], "STOP", sid="SMstop")
+    incoming(client, channel["id"], "START", sid="SMstart")
+    incoming(client, channel["id"], "STOP", sid="SMstop")  # the provider retrying the first one, late
+    consents = client.get(f"{API}/customers/{customer_id}/consents").json()["items"]
+    assert [c["status"] for c in consents if c["channel"] == "sms" and c["purpose"] == "marketing"] == ["granted"]
