@@ -298,3 +298,29 @@ def test_a_retried_keyword_message_is_not_acted_on_again(client: TestClient, twi
     incoming(client, channel["id"], "STOP", sid="SMstop")  # the provider retrying the first one, late
     consents = client.get(f"{API}/customers/{customer_id}/consents").json()["items"]
     assert [c["status"] for c in consents if c["channel"] == "sms" and c["purpose"] == "marketing"] == ["granted"]
+
+
+def test_a_dead_reply_retried_through_the_api_is_queued_again(client: TestClient) -> None:
+    """The API's retry button does what the console's does: the message is on its way again, no longer failed."""
+    from tests.channels.doubles import Call
+
+    refusing = HttpDouble()
+
+    def refuse(call: Call, match: Any) -> tuple[int, Any]:
+        return 400, {"code": 21211, "message": "The 'To' number is not a valid phone number."}
+
+    refusing.route("POST", r"/2010-04-01/Accounts/(AC\w+)/Messages\.json", refuse)
+    refusing.start()
+    try:
+        channel = sms_channel(client, refusing.url)
+        incoming(client, channel["id"], "Hola")
+        conversation = client.get(f"{API}/conversations").json()["items"][0]
+        client.post(f"{API}/conversations/{conversation['id']}/messages", json={"text": "Buenos días"})
+        worker(client).drain()
+    finally:
+        refusing.stop()
+    assert messages(client, conversation["id"])[-1]["status"] == "failed"
+    (dead,) = client.get(f"{API}/outbox", params={"state": "dead"}).json()["items"]
+    retried = client.post(f"{API}/outbox/{dead['id']}/retry")
+    assert retried.status_code == 200, retried.text
+    assert messages(client, conversation["id"])[-1]["status"] == "queued"
