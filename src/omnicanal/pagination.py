@@ -38,9 +38,12 @@ def decode_time_id_cursor(cursor: str | None) -> tuple[datetime, uuid.UUID] | No
     if after is None:
         return None
     try:
-        return datetime.fromisoformat(str(after[0])), uuid.UUID(str(after[1]))
+        when, last_id = datetime.fromisoformat(str(after[0])), uuid.UUID(str(after[1]))
     except ValueError:
         raise ValidationFailed.on_field("cursor", "is not a cursor this API returned") from None
+    if when.tzinfo is None:  # every cursor handed out carries one; stored times cannot be compared without
+        raise ValidationFailed.on_field("cursor", "is not a cursor this API returned")
+    return when, last_id
 
 
 def check_limit(limit: int) -> int:

@@ -294,7 +294,7 @@ def _render_answer(session: Any, conversation_id: uuid.UUID, data: ReplyIn) -> s
     # formatted for the channel the reply leaves on: the one asked for, else the customer's last one
     channel = data.channel
     if channel is None and not data.private:
-        channel = service.get_conversation(session, conversation_id).last_channel
+        channel = service.default_reply_channel(session, service.get_conversation(session, conversation_id))
     return render_for_conversation(
         session, answer_id=data.answer_id, conversation_id=conversation_id, channel=channel, context=data.context
     )

@@ -23,7 +23,7 @@ def update_delivery_status(
     session: Session, *, message_id: uuid.UUID | None = None, provider_message_id: str | None = None,
     status: str, reason: str | None = None,
 ) -> Message | None:  # fmt: skip
-    """Provider callbacks: status only moves forward (a late "delivered" never undoes "read")."""
+    """Provider callbacks: status only moves forward (a late "delivered" never undoes "read", nor "sent" "failed")."""
     if status not in (*_STATUS_RANK, "failed"):
         raise ValidationFailed.on_field("status", "must be queued, sent, delivered, read or failed")
     stmt = select(Message)
@@ -33,13 +33,21 @@ def update_delivery_status(
         stmt = stmt.where(Message.provider_message_id == provider_message_id)
     else:
         raise ValidationFailed.on_field("message_id", "give a message id or a provider message id")
-    message = session.scalar(stmt)
+    # locked: another server process taking a later status for it at once must not be overwritten by this one
+    message = session.scalar(stmt.with_for_update().execution_options(populate_existing=True))
     if message is None:
         return None
     if status == "failed":
         if message.status == "read":
             return message
-        message.failure_reason = reason or "the provider reported a failure"
+        reason = reason or "the provider reported a failure"
+        if message.status == "failed" and message.failure_reason == reason:
+            return message  # the provider retrying the same callback: nothing new to store or announce
+        message.failure_reason = reason
+    elif message.status == "failed" and status != "queued":
+        # a failure is final: callbacks arrive out of order, and a late "sent" must not hide it ("queued"
+        # is the outbox sending it again, after which outbound_sent moves it on)
+        return message
     elif _STATUS_RANK.get(message.status, -1) >= _STATUS_RANK[status]:
         return message
     message.status = status

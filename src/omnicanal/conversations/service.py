@@ -114,6 +114,26 @@ def last_channel_instance(session: Session, customer_id: uuid.UUID, channel: str
     )
 
 
+def default_reply_channel(session: Session, conversation: Conversation) -> str | None:
+    """Where a reply goes when the agent picks no channel: the channel the customer last wrote on.
+
+    A call or a store visit is not writing: after one, the last channel that carries text replies.
+    """
+    last = conversation.last_channel
+    rule = CHANNEL_RULES.get(last) if last is not None else None
+    if rule is None or rule.text_replies:
+        return last
+    writing = [name for name, known in CHANNEL_RULES.items() if known.text_replies]
+    found = session.scalar(
+        select(Message.channel)
+        .where(Message.conversation_id == conversation.id, Message.direction == "inbound",
+               Message.channel.in_(writing))
+        .order_by(Message.created_at.desc(), Message.id.desc())
+        .limit(1)
+    )  # fmt: skip
+    return found or last
+
+
 def reply(
     session: Session,
     *,
@@ -152,7 +172,7 @@ def reply(
         announce(session, "note.created", message_data(message) | {"mentions": message.mentions})
         return message
 
-    target = channel or conversation.last_channel
+    target = channel or default_reply_channel(session, conversation)
     if target is None:
         raise ValidationFailed.on_field("channel", "this conversation has no channel yet; pick one")
     if target not in CHANNEL_RULES:
@@ -261,6 +281,7 @@ def assign(
     if (agent_id is None) == (team_id is None):
         raise ValidationFailed.on_field("agent_id", "give exactly one of agent_id or team_id")
     conversation = get_conversation(session, conversation_id, for_update=True)
+    previous = conversation.assignee_id
     if agent_id is not None:
         agent = session.get(StaffUser, agent_id)
         if agent is None or not agent.active:
@@ -279,6 +300,9 @@ def assign(
     conversation.updated_at = utcnow()
     session.flush()
     announce(session, "conversation.assigned", conversation_data(conversation) | {"actor": actor})
+    if previous is not None and previous != conversation.assignee_id and conversation.status != "resolved":
+        # the previous agent has a free slot now: their teams' queue moves to them, as after a resolution
+        announce_assigned(session, routing.drain_queue(session, previous), actor="routing")
     return conversation
 
 

@@ -45,4 +45,10 @@ def get_item(item_id: uuid.UUID, session: ReadSession, _: Manager) -> OutboxItem
 
 @router.post("/outbox/{item_id}/retry", response_model=OutboxItemOut)
 def retry_item(item_id: uuid.UUID, session: WriteSession, _: Manager) -> OutboxItemOut:
-    return OutboxItemOut.model_validate(service.retry(session, item_id=item_id), from_attributes=True)
+    from omnicanal.conversations.delivery import update_delivery_status
+
+    item = service.retry(session, item_id=item_id)
+    if item.message_id is not None:
+        # as the console's retry: the message is on its way again, "queued" until the provider takes it
+        update_delivery_status(session, message_id=item.message_id, status="queued")
+    return OutboxItemOut.model_validate(item, from_attributes=True)

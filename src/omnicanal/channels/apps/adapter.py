@@ -28,6 +28,7 @@ from omnicanal.conversations.api import prepare_inbound
 from omnicanal.conversations.schemas import InboundMessageIn
 from omnicanal.db import utcnow
 from omnicanal.errors import DomainError, FieldError, ValidationFailed
+from omnicanal.storage import discard_attachments
 from omnicanal.timeline.service import EventInput, prepare_event
 from omnicanal.timeline.writer import IngestWriter
 from omnicanal.web import FastJSONResponse
@@ -136,7 +137,15 @@ async def incoming(channel_id: str, request: Request) -> Response:
             message_results.append({"index": index})
         except (DomainError, ValidationError) as exc:
             message_results.append({"index": index, "error": _problem(exc, prefix)})
-    for index, result in zip(positions, await store(request, prepared), strict=True):
+    try:
+        stored = await store(request, prepared)
+    except BaseException:
+        for item in prepared:
+            discard_attachments(item.attachments, settings=settings)
+        raise
+    for index, item, result in zip(positions, prepared, stored, strict=True):
+        if result.error is not None or result.duplicate:
+            discard_attachments(item.attachments, settings=settings)  # the files of a message not kept
         if result.error is not None:
             message_results[index]["error"] = result.error.problem()
         else:

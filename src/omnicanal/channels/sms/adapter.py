@@ -96,7 +96,9 @@ async def incoming(channel_id: str, request: Request) -> Response:
     )  # fmt: skip
     (result,) = await store(request, [item])
     word = keyword(text)
-    if word is not None and result.customer_id is not None:
+    # A provider's retry is acted on only if the first delivery was not (the keyword is applied after the message
+    # is stored): HELP answered twice, or a late retry of STOP undoing a later START, would be wrong.
+    if word is not None and result.customer_id is not None and not (result.duplicate and word == "help"):
         await in_writer(request, _apply_keywords, [(word, result.customer_id, result.conversation_id, sid, channel)])
     return _twiml()
 
@@ -107,14 +109,16 @@ def _apply_keywords(session: Session, items: Sequence[tuple[str, uuid.UUID, uuid
         try:
             if word in ("stop", "start"):
                 wanted = ConsentStatus.WITHDRAWN if word == "stop" else ConsentStatus.GRANTED
+                proof = f"SMS keyword {word.upper()} ({sid})"
                 latest = session.query(ConsentChange).filter_by(customer_id=customer_id, channel="sms",
                                                                 purpose="marketing")  # fmt: skip
+                if latest.filter_by(proof=proof).first() is not None:
+                    continue  # this very message was applied already: a retry changes nothing
                 current = latest.order_by(ConsentChange.changed_at.desc(), ConsentChange.id.desc()).first()
                 if current is None or current.status != wanted.value:
                     set_consent(
                         session, customer_id=customer_id, channel="sms", purpose="marketing",
-                        change=ConsentIn(status=wanted, source="sms", proof=f"SMS keyword {word.upper()} ({sid})"),
-                        actor=f"channel:{channel.id}",
+                        change=ConsentIn(status=wanted, source="sms", proof=proof), actor=f"channel:{channel.id}",
                     )  # fmt: skip
             elif word == "help" and channel.get("help_text"):
                 reply(

@@ -96,10 +96,13 @@ def _inbound(message: dict[str, Any], channel: ConfiguredChannel, settings: Sett
         occurred_at = min(datetime.fromtimestamp(int(message["date"]), UTC), utcnow())
     except (KeyError, ValueError, OverflowError):
         occurred_at = utcnow()
+    # message ids count per chat, and a user has one private chat with each bot (whose id is the user's):
+    # the bot's id (its token's first part) tells two bots' "message 1" apart
+    bot_id = str(channel["bot_token"]).partition(":")[0]
     return InboundInput(
         channel="telegram", identities=[("telegram", str(sender["id"]))], customer_id=customer_id, text=text,
-        attachments=attachments, external_id=f"{chat['id']}:{message.get('message_id')}", occurred_at=occurred_at,
-        channel_instance_id=channel.id,
+        attachments=attachments, external_id=f"{bot_id}:{chat['id']}:{message.get('message_id')}",
+        occurred_at=occurred_at, channel_instance_id=channel.id,
     )  # fmt: skip
 
 

@@ -23,6 +23,7 @@ from omnicanal.conversations.inbound import InboundInput
 from omnicanal.customers.identities import InvalidIdentity, normalize
 from omnicanal.db import Database, utcnow
 from omnicanal.outbox.transports import DeliveryError, Envelope, Sent, classify_response
+from omnicanal.storage import type_allowed
 from omnicanal.web import served_by
 
 log = logging.getLogger(__name__)
@@ -179,6 +180,9 @@ class WhatsAppTransport:
             info = self._client().get(f"{self.media_url}/{payload['file_id']}")
             classify_response(info)
             found = info.json()
+            declared = str(found.get("mime_type") or "")
+            if declared and not type_allowed(declared.split(";")[0].strip(), settings.attachment_types):
+                raise DeliveryError(f"{declared!r} is not in OMNICANAL_ATTACHMENT_TYPES", permanent=True)
             if int(found.get("file_size") or 0) > settings.attachment_max_bytes:
                 raise DeliveryError("the file is larger than OMNICANAL_ATTACHMENT_MAX_BYTES", permanent=True)
             download = self._client().get(str(found["url"]))
