@@ -10,11 +10,12 @@ import hashlib
 import uuid
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from fastapi import Request
 from sqlalchemy import String, Text, UniqueConstraint, Uuid, bindparam, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from omnicanal.access.service import Principal
@@ -38,6 +39,25 @@ class IdempotentRequest(Base):
     # the customer the stored response describes, so erasure can remove it
     customer_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True, index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+_T = TypeVar("_T")
+
+
+def once_more_if_the_key_raced(request: Request, transaction: Callable[[], _T]) -> _T:
+    """Run ``transaction`` (a whole write transaction around :func:`run_idempotent`); run it once more if it lost
+    the race for its ``Idempotency-Key``.
+
+    Requests sent at once with one key all miss it in their lookup; the first to commit stores its answer and
+    the others fail on the unique key. Run again, each finds that answer and repeats it, instead of a 500 for
+    a client that only retried.
+    """
+    try:
+        return transaction()
+    except IntegrityError as exc:
+        if request.headers.get("idempotency-key") is None or IdempotentRequest.__tablename__ not in str(exc.orig):
+            raise
+    return transaction()
 
 
 def run_idempotent(

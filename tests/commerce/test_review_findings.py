@@ -182,13 +182,9 @@ def test_an_unpaid_pickup_that_expires_uncollected_gives_its_coupon_back(client:
     assert again.status_code == 200, again.text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="orders.expire_due gives promotion and coupon uses back only for unpaid orders; a paid pickup that "
-    "expires uncollected is refunded in full but keeps the customer's single-use coupon spent (cancelling the "
-    "same order gives it back); the rule is the lead's call",
-)
 def test_an_uncollected_pickup_gives_its_coupon_back_like_a_cancelled_one(client: TestClient, db: Database) -> None:
+    # A paid pickup that expires uncollected is refunded in full: the sale did not happen, so its single-use
+    # coupon comes back as on a cancellation (before: the uses came back only for an unpaid order).
     from omnicanal.commerce.orders import expire_due
     from omnicanal.db import utcnow
 
@@ -240,17 +236,12 @@ def test_a_payment_link_confirmed_twice_at_once_counts_once(client: TestClient) 
     assert after["paid_amount"] == half and after["status"] == "pending"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="idempotency.run_idempotent looks the key up, then places the order; concurrent requests with one key "
-    "all miss it, and all but one fail on the unique (principal, key) insert with a 500 (only one order is kept). "
-    "Suggested fix: on PostgreSQL take pg_advisory_xact_lock on (principal, key) before the lookup (one more round "
-    "trip per keyed request, in a benchmarked path: the lead's call)",
-)
 @pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
 def test_an_order_sent_twice_at_once_with_one_idempotency_key_is_placed_once_and_answered_twice(
     client: TestClient,
 ) -> None:
+    # Requests sent at once with one key all missed it in their lookup; all but the first failed on the unique
+    # (principal, key) insert with a 500. Now the losers run again, find the stored answer and repeat it.
     from concurrent.futures import ThreadPoolExecutor
 
     data = shop(client)

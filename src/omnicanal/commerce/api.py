@@ -45,7 +45,7 @@ from omnicanal.commerce.schemas import (
 )
 from omnicanal.db import Database
 from omnicanal.errors import NotFound
-from omnicanal.idempotency import run_idempotent
+from omnicanal.idempotency import once_more_if_the_key_raced, run_idempotent
 from omnicanal.settings import Settings
 from omnicanal.timeline.writer import IngestWriter
 from omnicanal.web import (
@@ -263,16 +263,18 @@ router.add_api_route(
 def _create_order_response(
     db: Database, settings: Settings, request: Request, principal: Principal, data: CartIn
 ) -> Response:
-    with db.write_in_turn() as session:
+    def transaction() -> Response:
+        with db.write_in_turn() as session:
 
-        def produce() -> tuple[int, Any]:
-            order, lines = orders.place_order(session, data, settings=settings, actor=principal.label)
-            out = orders.order_out(session, order, settings=settings, placed_lines=lines)
-            return 201, out.model_dump(mode="json")
+            def produce() -> tuple[int, Any]:
+                order, lines = orders.place_order(session, data, settings=settings, actor=principal.label)
+                out = orders.order_out(session, order, settings=settings, placed_lines=lines)
+                return 201, out.model_dump(mode="json")
 
-        return run_idempotent(
-            request, session, principal, data.model_dump(mode="json"), produce, customer_of=lambda c: c["customer_id"]
-        )
+            body = data.model_dump(mode="json")
+            return run_idempotent(request, session, principal, body, produce, customer_of=lambda c: c["customer_id"])
+
+    return once_more_if_the_key_raced(request, transaction)
 
 
 async def _serve_create_order(request: Request) -> Response:
@@ -328,20 +330,23 @@ def cancel_order(order_id: uuid.UUID, session: WriteSession, settings: AppSettin
 def _payment_response(
     db: Database, settings: Settings, request: Request, principal: Principal, order_id: uuid.UUID, data: PaymentIn
 ) -> Response:
-    with db.write_in_turn() as session:
+    def transaction() -> Response:
+        with db.write_in_turn() as session:
 
-        def produce() -> tuple[int, Any]:
-            payment, order = payments.record_payment_on(
-                session, order_id=order_id, data=data, settings=settings, actor=principal.label
-            )
-            out = orders.payment_out(payment, settings).model_dump(mode="json")
-            return 201, out | {
-                "order_status": order.status,
-                "payment_status": order.payment_status,
-                "balance_due": order.total - order.paid_amount,
-            }
+            def produce() -> tuple[int, Any]:
+                payment, order = payments.record_payment_on(
+                    session, order_id=order_id, data=data, settings=settings, actor=principal.label
+                )
+                out = orders.payment_out(payment, settings).model_dump(mode="json")
+                return 201, out | {
+                    "order_status": order.status,
+                    "payment_status": order.payment_status,
+                    "balance_due": order.total - order.paid_amount,
+                }
 
-        return run_idempotent(request, session, principal, data.model_dump(mode="json"), produce)
+            return run_idempotent(request, session, principal, data.model_dump(mode="json"), produce)
+
+    return once_more_if_the_key_raced(request, transaction)
 
 
 async def _serve_payment(request: Request) -> Response:

@@ -334,8 +334,8 @@ def expire_due(session: Session, *, now: datetime | None = None) -> int:
         if order.status not in ("pending", "ready_for_pickup"):
             continue
         stores.release(session, order.id)
-        if order.paid_amount < order.total:  # unpaid (a pickup ready to be paid at the counter too)
-            promotions.release_claims(session, order.promotions or [], customer_key=order.customer_id)
+        # the sale did not happen (what was paid goes back below): its promotion uses too, as on a cancellation
+        promotions.release_claims(session, order.promotions or [], customer_key=order.customer_id)
         refund_everything(session, order, actor="system", reason="not collected in time")
         for fulfillment in session.scalars(
             select(Fulfillment).where(Fulfillment.order_id == order.id, Fulfillment.status == "ready_for_pickup")
