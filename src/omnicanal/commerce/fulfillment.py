@@ -14,11 +14,11 @@ import uuid
 from datetime import timedelta
 
 import segno
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from omnicanal.commerce import lifecycle, stores
-from omnicanal.commerce.models import Fulfillment, Order, Reservation, Stock
+from omnicanal.commerce.models import Fulfillment, Order, Reservation, Return, Stock
 from omnicanal.commerce.orders import get_order, lines_of
 from omnicanal.commerce.schemas import ShipmentIn
 from omnicanal.db import utcnow, uuid7
@@ -136,12 +136,31 @@ def _transfer_to(session: Session, order: Order) -> None:
         reservation.location_id = order.location_id
 
 
+def money_due(session: Session, order: Order) -> int:
+    """What the customer still owes before goods leave: the total less what was paid and kept.
+
+    Money given back for a return does not count against the goods still to leave; money given back without
+    one (a refund before shipping) does, so a refunded order is not shipped or handed over for nothing.
+    """
+    if order.refunded_amount == 0:
+        return order.total - order.paid_amount
+    for_returns = session.scalar(
+        select(func.coalesce(func.sum(Return.refund_amount), 0)).where(
+            Return.order_id == order.id, Return.refund_method == "original"
+        )
+    )
+    return order.total - order.paid_amount + order.refunded_amount - int(for_returns or 0)
+
+
 def _ship(session: Session, order: Order, data: ShipmentIn, *, actor: str) -> Fulfillment:
     if order.status == "pending":
         raise lifecycle.IllegalTransition(
             f"cannot ship: the order is pending (balance due {order.total - order.paid_amount} {order.currency})",
             order_status=order.status,
         )
+    due = money_due(session, order)
+    if due > 0:
+        raise Conflict(f"cannot ship: {due} {order.currency} were refunded and are due again", balance_due=due)
     lines = {line.sku: line for line in lines_of(session, order.id)}
     wanted: dict[str, int] = {}
     if data.lines is None:
@@ -219,7 +238,7 @@ def hand_over(session: Session, *, order_id: uuid.UUID, code: str, actor: str) -
             "code: this is not the pickup code of this order; nothing was handed over",
             errors=[FieldError("code", "does not match")],
         )
-    due = order.total - order.paid_amount
+    due = money_due(session, order)
     if due > 0:
         raise Conflict(f"take the payment first: {due} {order.currency} are still due on this order", balance_due=due)
     lines = lines_of(session, order.id)
