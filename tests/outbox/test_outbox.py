@@ -214,6 +214,25 @@ def test_a_late_failure_does_not_undo_a_delivery(client: TestClient, db: Databas
         assert item is not None and item.state == "sent"
 
 
+def test_an_item_whose_sender_dies_at_every_attempt_ends_in_the_dead_letters(client: TestClient, db: Database) -> None:
+    """A message that kills the worker mid-send is not taken again forever: after its last attempt it is dead."""
+    message = send_reply(client)
+    now = datetime.now(UTC)
+    with db.write() as session:
+        (item,) = session.query(OutboxItem).all()
+        item.max_attempts = 2
+    for attempt in (1, 2):  # each time the worker dies holding it: nothing is recorded, the lease runs out
+        with db.write() as session:
+            (claimed,) = outbox.claim_due(session, now=now, limit=10, lease=timedelta(seconds=1))
+            assert claimed.attempt == attempt
+        now += timedelta(seconds=2)
+    with db.write() as session:
+        assert outbox.claim_due(session, now=now, limit=10, lease=timedelta(seconds=1)) == []
+    (dead,) = outbox_items(client, "dead")
+    assert "lease ran out" in dead["last_error"]
+    assert message_now(client, message)["status"] == "failed"
+
+
 def test_in_process_worker_delivers_right_after_commit(
     app: Any, make_key: Any, provider: ProviderDouble, settings: Any
 ) -> None:

@@ -104,18 +104,25 @@ def claim_due(
     ``channels`` caps how many of each channel may be taken (per-channel rate limits).
     """
     outbox = _outbox
-    stmt = select(outbox.c.id, outbox.c.kind, outbox.c.channel, outbox.c.payload, outbox.c.attempts).where(
-        _due(now, channels)
-    )
+    stmt = select(
+        outbox.c.id, outbox.c.kind, outbox.c.channel, outbox.c.payload, outbox.c.attempts, outbox.c.state,
+        outbox.c.max_attempts,
+    ).where(_due(now, channels))  # fmt: skip
     stmt = stmt.order_by(outbox.c.next_attempt_at).limit(limit)
     session.flush()  # read and written through the connection (no ORM objects; bench, C4)
     connection = connection_of(session)
     if connection.dialect.name == "postgresql":
         stmt = stmt.with_for_update(skip_locked=True)
     taken: list[Claimed] = []
+    abandoned: list[tuple[uuid.UUID, int]] = []
     budget = dict(channels or {})
     lease_until = now + lease
-    for item_id, kind, channel, payload, attempts in connection.execute(stmt):
+    for item_id, kind, channel, payload, attempts, state, max_attempts in connection.execute(stmt):
+        if state == "sending" and attempts >= max_attempts:
+            # its sender stopped during every attempt it had (an item that kills the worker would otherwise be
+            # taken again forever): it goes to the dead letters, where an operator can look at it
+            abandoned.append((item_id, attempts))
+            continue
         if channel in budget:
             if budget[channel] <= 0:
                 continue
@@ -129,6 +136,11 @@ def claim_due(
     )
     _sync_held(session, {item.id: {"state": "sending", "attempts": item.attempt, "lease_until": lease_until}
                          for item in taken})  # fmt: skip
+    for item_id, attempts in abandoned:
+        detail = f"the sender stopped during each of its {attempts} attempts (its lease ran out every time)"
+        record_failure(
+            session, item_id=item_id, detail=detail, permanent=True, started_at=now, duration_ms=0, attempt=attempts
+        )
     return taken
 
 
