@@ -245,10 +245,12 @@ def hand_over(session: Session, *, order_id: uuid.UUID, code: str, actor: str) -
     stores.consume(session, order.id, {line.sku: line.quantity - line.fulfilled_quantity for line in lines})
     for line in lines:
         line.fulfilled_quantity = line.quantity
+    now = utcnow()
     for fulfillment in session.scalars(
         select(Fulfillment).where(Fulfillment.order_id == order.id, Fulfillment.status == "ready_for_pickup")
     ):
         fulfillment.status = "collected"
+        fulfillment.collected_at = now
     lifecycle.move(
         session, order, "collected", action="hand over the order", actor=actor, store_id=str(order.location_id)
     )

@@ -274,6 +274,8 @@ class Fulfillment(Base):
     lines: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list)
     created_by: Mapped[str] = mapped_column(String(200), default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # when the goods reached the customer, where that is not when the fulfillment began: a pickup's handover
+    collected_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 class Return(Base):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from omnicanal.commerce import lifecycle, stores
@@ -30,10 +30,12 @@ class ReturnRefused(ValidationFailed):
 
 
 def _delivered_at(session: Session, order: Order) -> datetime:
+    """When the last goods reached the customer: a shipment when it left, a pickup when it was handed over."""
+    reached = func.coalesce(Fulfillment.collected_at, Fulfillment.created_at)
     last = session.scalar(
-        select(Fulfillment.created_at)
+        select(reached)
         .where(Fulfillment.order_id == order.id, Fulfillment.status.in_(("shipped", "collected")))
-        .order_by(Fulfillment.created_at.desc())
+        .order_by(reached.desc())
         .limit(1)
     )
     return last or order.created_at
