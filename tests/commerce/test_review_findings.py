@@ -288,3 +288,18 @@ def test_a_pickup_refunded_in_full_is_not_handed_over_for_nothing(client: TestCl
     assert handed.status_code == 409, handed.text
     assert "still due" in handed.json()["detail"]
     assert ok(client.get(f"{API}/orders/{order['id']}"))["status"] == "ready_for_pickup"  # nothing changed
+
+
+def test_a_store_purchase_leaves_the_web_cart_open_and_an_agent_ordering_it_closes_it(client: TestClient) -> None:
+    # Before: placing any order closed every open cart of the customer, so buying socks at the counter threw
+    # away the web cart the call center was about to order for them.
+    data = shop(client)
+    customer = data["customer"]["id"]
+    ok(client.post(f"{API}/carts/quote", json=cart(customer, [("TEE-M", 2)], channel="web")))
+    store_sale = cart(customer, [("RUN-42", 1)], channel="store")
+    ok(client.post(f"{API}/orders", json=store_sale), 201)
+    carts = ok(client.get(f"{API}/customers/{customer}/carts"))
+    assert [(c["channel"], c["lines"]) for c in carts] == [("web", [{"sku": "TEE-M", "quantity": 2}])]
+    # the agent orders what the customer left on the web: that cart is done
+    ok(client.post(f"{API}/orders", json=cart(customer, [("TEE-M", 2)], channel="call_center")), 201)
+    assert ok(client.get(f"{API}/customers/{customer}/carts")) == []

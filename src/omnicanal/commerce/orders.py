@@ -126,7 +126,7 @@ def place_order(
     expires = now + timedelta(minutes=settings.commerce_reservation_minutes) if quote.total > 0 else None
     stores.reserve(session, cart.holds, order_id=order.id, expires_at=expires)
     promotions.claim(session, quote.promotions, customer_key=customer.id, limited=cart.limited)
-    run_statement(session, _CARTS_ORDERED, {"b_customer_id": customer.id, "now": now})
+    _close_ordered_carts(session, customer.id, data, now=now)
     lifecycle.announce(session, order, "order.placed", actor=actor, lines=len(quote.lines))
     if quote.total == 0:
         order.payment_status = "paid"
@@ -135,11 +135,33 @@ def place_order(
 
 
 _cart = table_of(Cart).c
-_CARTS_ORDERED = (
-    update(table_of(Cart))
-    .where(_cart.customer_id == bindparam("b_customer_id"), _cart.status == "open")
-    .values(status="ordered", updated_at=bindparam("now"))
+_OPEN_CARTS_OF = select(_cart.id, _cart.channel, _cart.request).where(
+    _cart.customer_id == bindparam("b_customer_id"), _cart.status == "open"
 )
+_CART_ORDERED = (
+    update(table_of(Cart)).where(_cart.id == bindparam("b_id")).values(status="ordered", updated_at=bindparam("now"))
+)
+
+
+def _close_ordered_carts(session: Session, customer_id: uuid.UUID, data: CartIn, *, now: datetime) -> None:
+    """The carts this order used up: the one of its own channel, and any other holding exactly its lines (the
+    web cart an agent ordered for the customer). A cart of another channel with other goods stays open: a
+    purchase at the counter does not throw away what the customer left on the web."""
+    ordered = _line_totals(line.model_dump() for line in data.lines)
+    done = [
+        {"b_id": uuid_from_db(cart_id), "now": now}
+        for cart_id, channel, request in fetch_rows(session, _OPEN_CARTS_OF, {"b_customer_id": customer_id})
+        if channel == data.channel or _line_totals((json_from_db(request) or {}).get("lines") or []) == ordered
+    ]
+    if done:
+        run_statement(session, _CART_ORDERED, done)
+
+
+def _line_totals(lines: Any) -> dict[str, int]:
+    totals: dict[str, int] = {}
+    for line in lines:
+        totals[str(line["sku"])] = totals.get(str(line["sku"]), 0) + int(line["quantity"])
+    return totals
 
 
 def get_order(session: Session, order_id: uuid.UUID, *, for_update: bool = False) -> Order:
