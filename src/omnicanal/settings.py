@@ -76,10 +76,12 @@ class Settings(BaseSettings):
     commerce_tax_rates: dict[str, int] = Field(  # basis points per tax class
         default_factory=lambda: {"standard": 2100, "reduced": 1000, "super_reduced": 400, "zero": 0}
     )
-    # shipping per fulfillment type, in minor units of the cart's currency (a currency may override)
+    # shipping per fulfillment type, in minor units of the cart's currency...
     commerce_shipping: dict[str, int] = Field(
         default_factory=lambda: {"delivery": 499, "ship_from_store": 499, "pickup": 0}
     )
+    # ...unless its currency has its own, e.g. {"JPY": {"delivery": 800, "ship_from_store": 800, "pickup": 0}}
+    commerce_shipping_by_currency: dict[str, dict[str, int]] = Field(default_factory=dict)
     commerce_reservation_minutes: int = 30  # unpaid orders release their stock after this
     commerce_pickup_days: int = 7  # uncollected pickups expire after this
     commerce_return_days: int = 30

@@ -303,3 +303,20 @@ def test_a_store_purchase_leaves_the_web_cart_open_and_an_agent_ordering_it_clos
     # the agent orders what the customer left on the web: that cart is done
     ok(client.post(f"{API}/orders", json=cart(customer, [("TEE-M", 2)], channel="call_center")), 201)
     assert ok(client.get(f"{API}/customers/{customer}/carts")) == []
+
+
+def test_a_currency_with_its_own_shipping_prices_is_charged_them(client: TestClient, settings: Settings) -> None:
+    # Before: shipping had one price list in minor units of any currency, so a yen cart paid 499 yen (~3 euros)
+    # for a delivery priced 4.99 euros; a currency can now carry its own.
+    from tests.commerce.helpers import make_customer, make_product, make_store, set_stock
+
+    settings.commerce_shipping_by_currency = {"JPY": {"delivery": 800, "ship_from_store": 800, "pickup": 0}}
+    make_product(client, "Tenugui", [("TENU-1", 1500)], currency="JPY")
+    make_product(client, "Pañuelo", [("PANU-1", 1500)])
+    store = make_store(client, "TKY1", name="Tokyo")
+    set_stock(client, store["id"], "TENU-1", 5)
+    set_stock(client, store["id"], "PANU-1", 5)
+    customer = make_customer(client, "kenji@example.com", language="en")["id"]
+    yen = cart(customer, [("TENU-1", 1)]) | {"currency": "JPY"}
+    assert ok(client.post(f"{API}/carts/quote", json=yen))["shipping"] == 800
+    assert ok(client.post(f"{API}/carts/quote", json=cart(customer, [("PANU-1", 1)])))["shipping"] == 499

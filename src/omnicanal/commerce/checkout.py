@@ -319,7 +319,9 @@ def prepare_cart(
         now=now,
         tax_rates=settings.commerce_tax_rates,
         prices_include_tax=settings.commerce_prices_include_tax,
-        shipping=settings.commerce_shipping.get(data.fulfillment.type, 0),
+        shipping=settings.commerce_shipping_by_currency.get(currency, settings.commerce_shipping).get(
+            data.fulfillment.type, 0
+        ),
         segments=segments_of(customer),
         coupons=coupon_for,
     )
