@@ -23,15 +23,21 @@ from tests.conversations.helpers import API, messages
 BOT_TOKEN_B = "654321:XYZ-other-bot-token"
 
 
-def test_a_late_sent_callback_does_not_undo_a_failure(client: TestClient, twilio: HttpDouble) -> None:  # noqa: F811
-    """Provider callbacks may arrive out of order: "sent" after "undelivered" must leave the message failed."""
-    channel = sms_channel(client, twilio.url)
+def _sent_sms_reply(client: TestClient, twilio_url: str) -> tuple[dict[str, Any], dict[str, Any], str]:
+    """A customer's SMS, an agent's reply sent through the provider double: the channel, the conversation and
+    the reply's provider SID."""
+    channel = sms_channel(client, twilio_url)
     incoming(client, channel["id"], "Hola")
     conversation = client.get(f"{API}/conversations").json()["items"][0]
     reply = client.post(f"{API}/conversations/{conversation['id']}/messages", json={"text": "Buenos días"})
     assert reply.status_code == 201, reply.text
     worker(client).drain()
-    sid = messages(client, conversation["id"])[-1]["provider_message_id"]
+    return channel, conversation, messages(client, conversation["id"])[-1]["provider_message_id"]
+
+
+def test_a_late_sent_callback_does_not_undo_a_failure(client: TestClient, twilio: HttpDouble) -> None:  # noqa: F811
+    """Provider callbacks may arrive out of order: "sent" after "undelivered" must leave the message failed."""
+    channel, conversation, sid = _sent_sms_reply(client, twilio.url)
     path = f"/webhooks/sms/{channel['id']}/status"
     failed = {"MessageSid": sid, "MessageStatus": "undelivered", "ErrorCode": "30003", "AccountSid": ACCOUNT}
     assert post_signed(client, path, failed).status_code == 204
@@ -76,12 +82,7 @@ def test_two_bots_messages_with_the_same_message_id_are_both_kept(
 
 def test_a_repeated_failure_callback_is_announced_once(client: TestClient, twilio: HttpDouble) -> None:  # noqa: F811
     """A provider retrying a status callback must not send integrators a second ``message.failed``."""
-    channel = sms_channel(client, twilio.url)
-    incoming(client, channel["id"], "Hola")
-    conversation = client.get(f"{API}/conversations").json()["items"][0]
-    client.post(f"{API}/conversations/{conversation['id']}/messages", json={"text": "Buenos días"})
-    worker(client).drain()
-    sid = messages(client, conversation["id"])[-1]["provider_message_id"]
+    channel, _, sid = _sent_sms_reply(client, twilio.url)
     hook = client.post(
         f"{API}/webhook-subscriptions", json={"url": "https://hooks.example.com/in", "event_types": ["message.failed"]}
     )
@@ -168,12 +169,7 @@ def test_two_servers_taking_status_callbacks_at_once_never_move_a_status_backwar
 
     from omnicanal.channels.inbound import StatusUpdate, apply_statuses
 
-    channel = sms_channel(client, twilio.url)
-    incoming(client, channel["id"], "Hola")
-    conversation = client.get(f"{API}/conversations").json()["items"][0]
-    client.post(f"{API}/conversations/{conversation['id']}/messages", json={"text": "Buenos días"})
-    worker(client).drain()
-    sid = messages(client, conversation["id"])[-1]["provider_message_id"]
+    channel, conversation, sid = _sent_sms_reply(client, twilio.url)
     delivered = {"MessageSid": sid, "MessageStatus": "delivered", "AccountSid": ACCOUNT}
     answers: list[Any] = []
     with db.write() as other:  # the other server process, its "read" not yet committed

@@ -14,12 +14,13 @@ import uuid
 from datetime import timedelta
 
 import segno
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from omnicanal.commerce import lifecycle, stores
-from omnicanal.commerce.models import Fulfillment, Order, Reservation, Return, Stock
+from omnicanal.commerce.models import Fulfillment, Order, Reservation, Stock
 from omnicanal.commerce.orders import get_order, lines_of
+from omnicanal.commerce.payments import money_due
 from omnicanal.commerce.schemas import ShipmentIn
 from omnicanal.db import utcnow, uuid7
 from omnicanal.errors import Conflict, FieldError, NotFound, ValidationFailed
@@ -134,22 +135,6 @@ def _transfer_to(session: Session, order: Order) -> None:
             .execution_options(synchronize_session=False)
         )
         reservation.location_id = order.location_id
-
-
-def money_due(session: Session, order: Order) -> int:
-    """What the customer still owes before goods leave: the total less what was paid and kept.
-
-    Money given back for a return does not count against the goods still to leave; money given back without
-    one (a refund before shipping) does, so a refunded order is not shipped or handed over for nothing.
-    """
-    if order.refunded_amount == 0:
-        return order.total - order.paid_amount
-    for_returns = session.scalar(
-        select(func.coalesce(func.sum(Return.refund_amount), 0)).where(
-            Return.order_id == order.id, Return.refund_method == "original"
-        )
-    )
-    return order.total - order.paid_amount + order.refunded_amount - int(for_returns or 0)
 
 
 def _ship(session: Session, order: Order, data: ShipmentIn, *, actor: str) -> Fulfillment:

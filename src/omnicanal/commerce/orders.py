@@ -321,21 +321,26 @@ def list_orders(
 
 def cancel_order(session: Session, order_id: uuid.UUID, *, actor: str, reason: str = "") -> Order:
     """Cancel before anything left the building: stock goes back, promotion uses are given back, payments refunded."""
-    from omnicanal.commerce.payments import refund_everything
-
     order = get_order(session, order_id, for_update=True)
     lifecycle.check(order, "cancelled", action="cancel the order")
-    stores.release(session, order.id)
-    promotions.release_claims(session, order.promotions or [], customer_key=order.customer_id)
-    refund_everything(session, order, actor=actor, reason="order cancelled")
+    _undo_sale(session, order, actor=actor, reason="order cancelled")
     lifecycle.move(session, order, "cancelled", action="cancel the order", actor=actor, reason=reason)
     return order
+
+
+def _undo_sale(session: Session, order: Order, *, actor: str, reason: str) -> None:
+    """A sale that did not happen (cancelled, or not collected in time): its stock back on the shelf, its promotion
+    and coupon uses given back, what was paid refunded."""
+    from omnicanal.commerce.payments import refund_everything
+
+    stores.release(session, order.id)
+    promotions.release_claims(session, order.promotions or [], customer_key=order.customer_id)
+    refund_everything(session, order, actor=actor, reason=reason)
 
 
 def expire_due(session: Session, *, now: datetime | None = None) -> int:
     """Unpaid orders past their reservation and pickups not collected in time: stock goes back on the shelf."""
     from omnicanal.commerce.models import Reservation
-    from omnicanal.commerce.payments import refund_everything
 
     now = now or utcnow()
     unpaid = set(
@@ -355,10 +360,7 @@ def expire_due(session: Session, *, now: datetime | None = None) -> int:
         order = get_order(session, order_id, for_update=True)
         if order.status not in ("pending", "ready_for_pickup"):
             continue
-        stores.release(session, order.id)
-        # the sale did not happen (what was paid goes back below): its promotion uses too, as on a cancellation
-        promotions.release_claims(session, order.promotions or [], customer_key=order.customer_id)
-        refund_everything(session, order, actor="system", reason="not collected in time")
+        _undo_sale(session, order, actor="system", reason="not collected in time")
         for fulfillment in session.scalars(
             select(Fulfillment).where(Fulfillment.order_id == order.id, Fulfillment.status == "ready_for_pickup")
         ):

@@ -234,14 +234,31 @@ def refund(
     return first
 
 
-def refundable_amount(session: Session, order: Order) -> int:
-    """What is left to give back of what was paid: neither refunded nor already given back as store credit."""
-    credited = session.scalar(
+def _given_back_for_returns(session: Session, order: Order, refund_method: str) -> int:
+    """What the order's returns gave back through ``refund_method`` ("original" or store credit)."""
+    given = session.scalar(
         select(func.coalesce(func.sum(Return.refund_amount), 0)).where(
-            Return.order_id == order.id, Return.refund_method == store_credit.METHOD
+            Return.order_id == order.id, Return.refund_method == refund_method
         )
     )
-    return order.paid_amount - order.refunded_amount - int(credited or 0)
+    return int(given or 0)
+
+
+def refundable_amount(session: Session, order: Order) -> int:
+    """What is left to give back of what was paid: neither refunded nor already given back as store credit."""
+    return order.paid_amount - order.refunded_amount - _given_back_for_returns(session, order, store_credit.METHOD)
+
+
+def money_due(session: Session, order: Order) -> int:
+    """What the customer still owes before goods leave: the total less what was paid and kept.
+
+    Money given back for a return does not count against the goods still to leave; money given back without
+    one (a refund before shipping) does, so a refunded order is not shipped or handed over for nothing.
+    """
+    due = order.total - order.paid_amount
+    if order.refunded_amount == 0:
+        return due
+    return due + order.refunded_amount - _given_back_for_returns(session, order, "original")
 
 
 def refund_everything(session: Session, order: Order, *, actor: str, reason: str) -> int:
