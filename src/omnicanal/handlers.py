@@ -99,6 +99,9 @@ def register() -> None:
     from omnicanal.commerce.usage_merges import register as register_usage_merges
 
     register_usage_merges()
+    from omnicanal.conversations.merges import register as register_conversation_merges
+
+    register_conversation_merges()
     webhooks.register()
     channels_privacy.register()
     dispatch.subscribe("customer.updated", _profile_updated)

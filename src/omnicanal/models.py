@@ -11,6 +11,7 @@ from omnicanal.commerce import catalog_imports as catalog_import_models
 from omnicanal.commerce import models as commerce_models
 from omnicanal.commerce import usage_merges as usage_merge_models
 from omnicanal.consent import models as consent_models
+from omnicanal.conversations import merges as conversation_merge_models
 from omnicanal.conversations import models as conversation_models
 from omnicanal.customers import models as customer_models
 from omnicanal.db import Base
@@ -31,6 +32,7 @@ __all__ = [
     "channel_models",
     "commerce_models",
     "consent_models",
+    "conversation_merge_models",
     "conversation_models",
     "customer_models",
     "delivery_models",

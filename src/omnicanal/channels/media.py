@@ -11,35 +11,55 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import flag_modified
 
 from omnicanal.conversations.inbound import InboundInput, InboundResult
 from omnicanal.conversations.models import Message
 from omnicanal.db import Database, uuid7
+from omnicanal.outbox.models import OutboxItem
 from omnicanal.outbox.service import enqueue
 from omnicanal.storage import blob_store
 
 
 def fetch_list(items: Sequence[InboundInput], results: Sequence[InboundResult], id_key: str) -> list[tuple[Any, ...]]:
-    """(message id, customer id, index, file id, channel id) for each provider file of the new messages."""
+    """(message id, customer id, index, file id, channel id, channel, duplicate) for each provider file of the
+    stored messages. A provider's retry of a message already stored is in the list too: should queueing its
+    fetches have failed the first time (the provider saw an error, so it retries), they are queued now."""
     return [
-        (result.message_id, result.customer_id, index, attachment[id_key], item.channel_instance_id, item.channel)
+        (result.message_id, result.customer_id, index, attachment[id_key], item.channel_instance_id, item.channel,
+         result.duplicate)
         for item, result in zip(items, results, strict=True)
-        if result.message_id is not None and not result.duplicate
+        if result.message_id is not None
         for index, attachment in enumerate(item.attachments)
         if attachment.get(id_key)
-    ]
+    ]  # fmt: skip
 
 
 def queue_fetches(session: Session, items: Sequence[tuple[Any, ...]]) -> list[None]:
-    for message_id, customer_id, index, file_id, channel_id, channel in items:
+    for message_id, customer_id, index, file_id, channel_id, channel, duplicate in items:
+        if duplicate and not _still_to_fetch(session, message_id, index):
+            continue
         enqueue(
             session, kind="media", channel=channel, customer_id=customer_id, max_attempts=5,
             payload={"message_id": str(message_id), "index": index, "file_id": file_id,
                      "channel_instance_id": str(channel_id)},
         )  # fmt: skip
     return [None for _ in items]
+
+
+def _still_to_fetch(session: Session, message_id: uuid.UUID, index: int) -> bool:
+    """Whether a retried message's file is neither stored nor queued (its fetch was queued with the message's
+    first delivery, under the customer who owned the message then)."""
+    message = session.get(Message, message_id)
+    if message is None or index >= len(message.attachments or []) or message.attachments[index].get("key"):
+        return False  # erased meanwhile, or already stored
+    owners = {message.source_customer_id, message.customer_id}
+    queued = session.scalars(
+        select(OutboxItem.payload).where(OutboxItem.kind == "media", OutboxItem.customer_id.in_(owners))
+    )
+    return not any(payload.get("message_id") == str(message_id) and payload.get("index") == index for payload in queued)
 
 
 def attach_file(database: Database, payload: dict[str, Any], data: bytes, content_type: str) -> str | None:
