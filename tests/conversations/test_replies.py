@@ -272,3 +272,34 @@ def test_a_retried_reply_with_the_same_idempotency_key_is_sent_once(client: Test
     other = client.post(path, json={"text": "Adiós"}, headers={"Idempotency-Key": "reply-1"})
     assert other.status_code == 409
     assert [m["direction"] for m in messages(client, conversation_id)] == ["inbound", "outbound"]
+
+
+def _age_resolution_clock(db: Database, conversation_id: str, *, hours: int) -> None:
+    """As if the conversation had been opened ``hours`` ago: its resolution target has long passed."""
+    with db.write() as session:
+        stored = session.get(Conversation, _uuid(conversation_id))
+        assert stored is not None
+        stored.resolution_due_at = datetime.now(UTC) - timedelta(hours=hours)
+
+
+def test_a_reopened_conversation_gets_a_new_resolution_target(client: TestClient, db: Database) -> None:
+    agent = make_staff(db, "agent@shop.example")
+    team = make_team(client, "Soporte", [agent], sla_resolution_minutes=60)
+    client.post(f"{API}/routing-rules", json={"name": "all", "team_id": team["id"]})
+    conversation_id = inbound(client, text="¿Dónde está mi pedido?")["conversation_id"]
+    _age_resolution_clock(db, conversation_id, hours=5)
+    resolved = client.post(f"{API}/conversations/{conversation_id}/status", json={"status": "resolved"})
+    assert resolved.status_code == 200, resolved.text
+
+    assert inbound(client, text="Sigue sin llegar")["conversation_id"] == conversation_id  # the customer reopens it
+    reopened = conversation(client, conversation_id)
+    assert reopened["status"] == "open"
+    assert not reopened["sla"]["resolution_breached"]
+    due = datetime.fromisoformat(reopened["sla"]["resolution_due_at"])
+    assert timedelta(minutes=55) < due - datetime.now(UTC) <= timedelta(minutes=60)
+
+    _age_resolution_clock(db, conversation_id, hours=5)
+    client.post(f"{API}/conversations/{conversation_id}/status", json={"status": "resolved"})
+    again = client.post(f"{API}/conversations/{conversation_id}/status", json={"status": "open"})  # an agent reopens
+    assert again.status_code == 200, again.text
+    assert not again.json()["sla"]["resolution_breached"]

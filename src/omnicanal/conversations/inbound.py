@@ -312,7 +312,7 @@ def receive(session: Session, items: Sequence[InboundInput], *, settings: Settin
             for cid, channel in touched.items()
         ],
     )
-    _store_status_changes(session, changed)
+    _store_status_changes(session, changed, batch, now=now)
     bulk_insert(session, Event, events)
     _sync_loaded(session, touched, changed, now=now)
     for repeat, first in repeats:
@@ -375,18 +375,28 @@ def _continue(session: Session, conversation: _Thread, changed: dict[uuid.UUID, 
         announce(session, "conversation.open", conversation_data(conversation) | {"actor": "customer"})
 
 
-def _store_status_changes(session: Session, changed: dict[uuid.UUID, tuple[str, _Thread]]) -> None:
-    reopened = [
-        {"status": "open", "resolved_at": None, "reopened_count": conversation.reopened_count, "id": conversation.id}
-        for how, conversation in changed.values()
-        if how == "reopened"
-    ]
+def _store_status_changes(session: Session, changed: dict[uuid.UUID, tuple[str, _Thread]],
+                          batch: routing.BatchRouting, *, now: datetime) -> None:  # fmt: skip
+    reopened: list[dict[str, Any]] = []
+    for how, conversation in changed.values():
+        if how != "reopened":
+            continue
+        row: dict[str, Any] = {
+            "status": "open", "resolved_at": None, "reopened_count": conversation.reopened_count, "id": conversation.id
+        }  # fmt: skip
+        team = batch.team(conversation.team_id) if conversation.team_id is not None else None
+        if team is not None and team.sla_resolution_minutes:
+            # the resolution clock starts again: the target the conversation first had passed long ago
+            conversation.resolution_due_at = now + timedelta(minutes=team.sla_resolution_minutes)
+            row["resolution_due_at"] = conversation.resolution_due_at
+        reopened.append(row)
     woken = [
         {"status": "open", "snooze_until": None, "id": conversation.id}
         for how, conversation in changed.values()
         if how == "woken"
     ]
-    bulk_update(session, Conversation, "id", reopened)
+    bulk_update(session, Conversation, "id", [row for row in reopened if "resolution_due_at" in row])
+    bulk_update(session, Conversation, "id", [row for row in reopened if "resolution_due_at" not in row])
     bulk_update(session, Conversation, "id", woken)
 
 
@@ -402,7 +412,10 @@ def _sync_loaded(session: Session, touched: dict[uuid.UUID, str], changed: dict[
                                   "updated_at": now}  # fmt: skip
         how, conversation = changed.get(held.id, ("", None))
         if how == "reopened":
-            values |= {"status": "open", "resolved_at": None, "reopened_count": conversation.reopened_count}  # type: ignore[union-attr]
+            assert conversation is not None
+            values |= {"status": "open", "resolved_at": None, "reopened_count": conversation.reopened_count}
+            if conversation.resolution_due_at is not None:
+                values["resolution_due_at"] = conversation.resolution_due_at
         elif how == "woken":
             values |= {"status": "open", "snooze_until": None}
         for name, value in values.items():
