@@ -30,7 +30,8 @@ class Call:
         return {k: v[0] for k, v in parse_qs(self.body.decode()).items()}
 
 
-Answer = tuple[int, Any]
+# (status, body) or (status, body, headers): a JSON body unless bytes are given
+Answer = tuple[int, Any] | tuple[int, Any, dict[str, str]]
 Route = Callable[[Call, "re.Match[str]"], Answer]
 
 
@@ -69,10 +70,12 @@ class HttpDouble:
                             self.rfile.read(length))  # fmt: skip
                 with double._lock:
                     double.calls.append(call)
-                status, body = double.answer(call)
+                status, body, *extra = double.answer(call)
+                headers = {"content-type": "application/json", **(extra[0] if extra else {})}
                 raw = body if isinstance(body, bytes) else json.dumps(body).encode()
                 self.send_response(status)
-                self.send_header("content-type", "application/json")
+                for name, value in headers.items():
+                    self.send_header(name, value)
                 self.send_header("content-length", str(len(raw)))
                 self.end_headers()
                 self.wfile.write(raw)

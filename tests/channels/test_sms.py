@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import itertools
+import re
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -15,8 +17,10 @@ from hypothesis import strategies as st
 
 from omnicanal.channels.sms.segments import encoding, segments
 from omnicanal.channels.twilio import signature
+from omnicanal.db import Database
 from omnicanal.outbox.worker import OutboxWorker
-from tests.channels.doubles import Call, HttpDouble
+from tests.channels.doubles import Answer, Call, HttpDouble
+from tests.console.helpers import log_in
 from tests.conversations.helpers import API, messages
 
 ACCOUNT = "AC" + "0" * 32
@@ -155,13 +159,60 @@ def test_stop_start_and_help(client: TestClient, twilio: HttpDouble) -> None:
     assert [e["type"] for e in history].count("consent.withdrawn") == 1
 
 
-def test_media_arrives_as_attachments(client: TestClient, twilio: HttpDouble) -> None:
+def test_media_arrive_as_files_in_the_store(client: TestClient, db: Database, twilio: HttpDouble) -> None:
+    photo = b"\xff\xd8\xff\xe0 a photo"
+
+    def media(call: Call, match: Any) -> Answer:
+        expected = "Basic " + base64.b64encode(f"{ACCOUNT}:{TOKEN}".encode()).decode()
+        if call.headers.get("authorization") != expected:
+            return 401, {"code": 20003, "message": "Authenticate"}
+        return 200, photo, {"content-type": "image/jpeg"}
+
+    twilio.route("GET", r"/2010-04-01/Accounts/(AC\w+)/Messages/(\w+)/Media/(\w+)", media)
     channel = sms_channel(client, twilio.url)
-    incoming(client, channel["id"], "", NumMedia="1", MediaUrl0="https://media.example/1.jpg",
-             MediaContentType0="image/jpeg")  # fmt: skip
+    photo_url = f"{twilio.url}/2010-04-01/Accounts/{ACCOUNT}/Messages/MM1/Media/ME1"
+    program = f"{twilio.url}/2010-04-01/Accounts/{ACCOUNT}/Messages/MM1/Media/ME2"
+    incoming(client, channel["id"], "", NumMedia="2", MediaUrl0=photo_url, MediaContentType0="image/jpeg",
+             MediaUrl1=program, MediaContentType1="application/x-msdownload")  # fmt: skip
+    worker(client).drain()
     conversation = client.get(f"{API}/conversations").json()["items"][0]
     (message,) = messages(client, conversation["id"])
-    assert message["attachments"][0]["url"] == "https://media.example/1.jpg"
+    stored, refused = message["attachments"]
+    assert stored["url"] == photo_url and stored["content_type"] == "image/jpeg"
+    assert stored["key"] and stored["size"] == len(photo)
+    assert refused["url"] == program and "key" not in refused  # a type not accepted is not fetched
+    assert [call.path.rsplit("/", 1)[-1] for call in twilio.calls if call.method == "GET"] == ["ME1"]
+
+    agent = log_in(client.app, db, role="agent")  # the agent opens the photo from the conversation
+    page = agent.client.get(f"/console/conversations/{conversation['id']}/messages").text
+    (link,) = re.findall(r'href="(/console/conversations/[^"]+/files/\d+)"', page)
+    opened = agent.client.get(link)
+    assert opened.status_code == 200 and opened.content == photo
+    assert opened.headers["content-type"] == "image/jpeg" and "sandbox" in opened.headers["content-security-policy"]
+    assert agent.client.get(link.replace("/files/0", "/files/1")).status_code == 404  # the one not fetched
+
+
+def test_media_behind_the_providers_redirect_are_fetched_without_the_credentials(
+    client: TestClient, twilio: HttpDouble
+) -> None:
+    cdn = HttpDouble()
+    cdn.route("GET", r"/media/(\w+)", lambda call, match: (200, b"GIF89a", {"content-type": "image/gif"}))
+    cdn.start()
+    try:
+        # Twilio answers a media URL with a redirect to a short-lived copy on another host
+        twilio.route("GET", r"/2010-04-01/Accounts/(AC\w+)/Messages/(\w+)/Media/(\w+)",
+                     lambda call, match: (307, b"", {"location": f"{cdn.url}/media/{match.group(3)}"}))  # fmt: skip
+        channel = sms_channel(client, twilio.url)
+        url = f"{twilio.url}/2010-04-01/Accounts/{ACCOUNT}/Messages/MM2/Media/ME9"
+        incoming(client, channel["id"], "mira", NumMedia="1", MediaUrl0=url, MediaContentType0="image/gif")
+        worker(client).drain()
+    finally:
+        cdn.stop()
+    conversation = client.get(f"{API}/conversations").json()["items"][0]
+    (message,) = messages(client, conversation["id"])
+    assert message["attachments"][0]["key"] and message["attachments"][0]["content_type"] == "image/gif"
+    (fetched,) = cdn.calls
+    assert "authorization" not in fetched.headers
 
 
 def test_config_is_validated(client: TestClient) -> None:

@@ -64,7 +64,9 @@ def _still_to_fetch(session: Session, message_id: uuid.UUID, index: int) -> bool
 
 def attach_file(database: Database, payload: dict[str, Any], data: bytes, content_type: str) -> str | None:
     """Store the file and point the message's attachment at it; None when the message is gone or erased."""
-    key = f"{uuid7().hex}/{payload['file_id'][:80]}".replace("..", "_")
+    # a provider's file id, or the last part of its URL (Twilio gives a URL)
+    name = str(payload["file_id"]).rstrip("/").rsplit("/", 1)[-1]
+    key = f"{uuid7().hex}/{name[:80]}".replace("..", "_")
     store = blob_store(database.settings)
     store.put(key, data, content_type)
     with database.write() as session:

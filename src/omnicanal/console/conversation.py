@@ -10,6 +10,7 @@ import contextlib
 import uuid
 from dataclasses import dataclass
 from typing import Annotated, Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Query
 from sqlalchemy import select
@@ -40,6 +41,7 @@ from omnicanal.customers.models import Customer
 from omnicanal.errors import DomainError
 from omnicanal.outbox.models import OutboxItem
 from omnicanal.routing.models import AgentProfile, Team
+from omnicanal.storage import blob_store
 
 router = APIRouter(prefix="/console", include_in_schema=False)
 
@@ -335,3 +337,33 @@ def rendered_answer(
         except DomainError:
             raise ConsoleError(404, console._("There is no answer with this id.")) from None
     return console.finish(PlainTextResponse(rendered.text))
+
+
+@router.get("/conversations/{conversation_id}/messages/{message_id}/files/{index}")
+def conversation_file(console: StaffConsole, conversation_id: str, message_id: str, index: int) -> Response:
+    """A file a message carries, as the store holds it (received from a provider, or attached by an agent)."""
+    console.require(Permission.CONVERSATIONS_READ)
+    missing = console._("There is no such file.")
+    with console.db.read() as session:
+        conversation = load(console, session, conversation_id)
+        message = session.get(Message, parse_id(console, message_id, missing))
+        files = message.attachments or [] if message is not None else []
+        if message is None or message.conversation_id != conversation.id or not 0 <= index < len(files):
+            raise ConsoleError(404, missing)
+        attachment = dict(files[index])
+    if not attachment.get("key"):
+        raise ConsoleError(404, missing)
+    try:
+        data = blob_store(console.db.settings).get(str(attachment["key"]))
+    except (OSError, KeyError):
+        raise ConsoleError(404, missing) from None  # erased meanwhile
+    name = str(attachment.get("name") or str(attachment["key"]).rsplit("/", 1)[-1])
+    headers = {
+        "Content-Disposition": f"inline; filename*=UTF-8''{quote(name)}",
+        # a received file is the sender's content: never let the browser run it as a page of the console
+        "Content-Security-Policy": "sandbox; default-src 'none'; img-src 'self'; media-src 'self'",
+        "X-Content-Type-Options": "nosniff",
+        "Cache-Control": "private, max-age=3600",
+    }
+    media_type = str(attachment.get("content_type") or "application/octet-stream")
+    return Response(data, media_type=media_type, headers=headers)

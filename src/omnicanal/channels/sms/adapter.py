@@ -7,6 +7,7 @@ import threading
 import uuid
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 from fastapi import APIRouter, Request
@@ -15,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from omnicanal.channels import twilio
 from omnicanal.channels.inbound import StatusUpdate, configured, in_writer, rejected, same, store, store_statuses
+from omnicanal.channels.media import attach_file, fetch_list, queue_fetches
 from omnicanal.channels.registry import ChannelType, ConfigKey, register
 from omnicanal.channels.service import ConfiguredChannel
 from omnicanal.channels.sms.segments import segments
@@ -28,6 +30,7 @@ from omnicanal.db import Database, utcnow
 from omnicanal.errors import DomainError
 from omnicanal.outbox.transports import DeliveryError, Envelope, Sent, classify_response
 from omnicanal.settings import Settings
+from omnicanal.storage import type_allowed
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["webhooks"])
@@ -66,6 +69,21 @@ async def verified_form(request: Request, channel: ConfiguredChannel) -> dict[st
     return dict(params)
 
 
+def _media(form: dict[str, str], settings: Settings) -> list[dict[str, Any]]:
+    """An MMS's media: each keeps the provider's URL; those of an accepted type are also fetched into the store."""
+    media = []
+    for n in range(int(form.get("NumMedia", "0") or 0)):
+        url = form.get(f"MediaUrl{n}")
+        if not url:
+            continue
+        content_type = form.get(f"MediaContentType{n}", "")
+        attachment = {"url": url, "content_type": content_type, "provider": "sms"}
+        if type_allowed(content_type.split(";")[0].strip(), settings.attachment_types):
+            attachment["media_url"] = url
+        media.append(attachment)
+    return media
+
+
 def _twiml() -> Response:
     return Response(TWIML_EMPTY, media_type="application/xml")
 
@@ -84,17 +102,16 @@ async def incoming(channel_id: str, request: Request) -> Response:
     except InvalidIdentity:
         log.info("sms %s from an address that is not a phone number; ignored", channel.id)
         return _twiml()
-    attachments = [
-        {"url": form[f"MediaUrl{n}"], "content_type": form.get(f"MediaContentType{n}", ""), "provider": "sms"}
-        for n in range(int(form.get("NumMedia", "0") or 0))
-        if form.get(f"MediaUrl{n}")
-    ]
+    attachments = _media(form, settings)
     text = form.get("Body", "")
     item = InboundInput(
         channel="sms", identities=[("phone", phone)], customer_id=None, text=text, attachments=attachments,
         external_id=sid, occurred_at=utcnow(), channel_instance_id=channel.id,
     )  # fmt: skip
     (result,) = await store(request, [item])
+    fetch = fetch_list([item], [result], "media_url")
+    if fetch:  # MMS media are downloaded after the answer, by the outbox worker (the provider's copy can be deleted)
+        await in_writer(request, queue_fetches, fetch)
     word = keyword(text)
     # A provider's retry is acted on only if the first delivery was not (the keyword is applied after the message
     # is stored): HELP answered twice, or a late retry of STOP undoing a later START, would be wrong.
@@ -149,15 +166,37 @@ class SmsTransport:
         base = channel["api_base_url"]
         self.url = f"{base}/2010-04-01/Accounts/{channel['account_sid']}/Messages.json"
         self.auth = (channel["account_sid"], channel["auth_token"])
+        self.database = database
         self._local = threading.local()
 
     def _client(self) -> httpx.Client:
         client: httpx.Client | None = getattr(self._local, "client", None)
         if client is None:
-            client = self._local.client = httpx.Client(timeout=15.0, auth=self.auth)
+            client = self._local.client = httpx.Client(timeout=15.0)
         return client
 
+    def fetch_media(self, envelope: Envelope) -> Sent:
+        """An MMS's media URL into the attachment store: with the account's credentials on the provider's own host
+        (Twilio answers with a redirect to a short-lived copy, fetched without them), never elsewhere."""
+        payload, settings = envelope.payload, self.database.settings
+        url = str(payload["file_id"])
+        own = urlsplit(url)[:2] == urlsplit(self.channel["api_base_url"])[:2]
+        try:
+            download = self._client().get(url, auth=self.auth if own else None, follow_redirects=True)
+            classify_response(download)
+        except httpx.HTTPError as exc:
+            raise DeliveryError(f"{type(exc).__name__}") from None
+        content_type = download.headers.get("content-type", "application/octet-stream").split(";")[0].strip()
+        if not type_allowed(content_type, settings.attachment_types):
+            raise DeliveryError(f"{content_type!r} is not in OMNICANAL_ATTACHMENT_TYPES", permanent=True)
+        if len(download.content) > settings.attachment_max_bytes:
+            raise DeliveryError("the file is larger than OMNICANAL_ATTACHMENT_MAX_BYTES", permanent=True)
+        attach_file(self.database, payload, download.content, content_type)
+        return Sent(url.rsplit("/", 1)[-1])
+
     def send(self, envelope: Envelope) -> Sent:
+        if envelope.kind == "media":
+            return self.fetch_media(envelope)
         payload = envelope.payload
         text = payload.get("text", "")
         form = {"To": payload["to"], "Body": text}
@@ -168,7 +207,9 @@ class SmsTransport:
         if self.channel.get("public_url"):
             form["StatusCallback"] = f"{self.channel['public_url']}/webhooks/sms/{self.channel.id}/status"
         try:
-            response = self._client().post(self.url, data=form, headers={"I-Twilio-Idempotency-Token": envelope.id})
+            response = self._client().post(
+                self.url, data=form, headers={"I-Twilio-Idempotency-Token": envelope.id}, auth=self.auth
+            )
         except httpx.HTTPError as exc:
             raise DeliveryError(f"{type(exc).__name__}: {exc}") from None
         sent = classify_response(response)
