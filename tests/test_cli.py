@@ -1,6 +1,7 @@
 """The omnicanal command, run as a user would run it."""
 
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -60,5 +61,12 @@ def test_demo_loads_sample_data_once(tmp_path: Path, backend: str) -> None:
     first = _run(["demo", "--no-serve"], tmp_path)
     assert first.returncode == 0, first.stderr
     assert "40 customers" in first.stderr and "oc_" in first.stderr
+    with sqlite3.connect(tmp_path / "cli.db") as demo:
+        # Nerea wrote by SMS and by email as two customers; a web chat message merged them: one thread of three
+        ((threads, said),) = demo.execute(
+            "SELECT count(DISTINCT c.id), count(m.id) FROM conversations c JOIN messages m ON m.conversation_id = c.id "
+            "WHERE m.external_id LIKE 'demo-join-%'"
+        ).fetchall()
+        assert (threads, said) == (1, 3)
     again = _run(["demo", "--no-serve"], tmp_path)
     assert again.returncode == 0 and "already present" in again.stderr

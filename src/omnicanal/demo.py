@@ -137,15 +137,16 @@ def load_demo(db: Database, settings: Settings) -> list[str]:
             ],
             settings=settings,
         )  # fmt: skip
-    with db.write() as session:
-        inbox = load_demo_inbox(session, settings, people)
     from omnicanal.handlers import register
     from omnicanal.loyalty.demo import load_demo_loyalty
 
-    # The programme first, and domains wired as in the running app, so the shop's paid orders earn points.
+    # Domains wired as in the running app from here on: a customer merge in the inbox joins the conversations,
+    # and the shop's paid orders earn points in the programme loaded before them.
+    register()
+    with db.write() as session:
+        inbox = load_demo_inbox(session, settings, people)
     with db.write() as session:
         loyalty = load_demo_loyalty(session)
-    register()
     with db.write() as session:
         from omnicanal.commerce.demo import load_demo_shop
 

@@ -82,6 +82,20 @@ def load_demo_inbox(session: Session, settings: Settings, people: list[tuple[str
         )
         assert result.conversation_id is not None
         conversations[person] = result.conversation_id
+    # One person known twice: an SMS from a number and an email from an address nobody knew, then a web chat
+    # message giving both. The two customers merge, and their two conversations become one thread.
+    newcomer = [
+        ("sms", [("phone", "+34699100200")], "Hola, soy Nerea. ¿Hacéis arreglos de bajos?", 12),
+        ("email", [("email", "nerea.demo@example.com")], "Os mando por aquí la foto del pantalón.", 10),
+        ("web", [("phone", "+34699100200"), ("email", "nerea.demo@example.com")],
+         "Os he escrito por SMS y por email, soy la misma persona.", 5),
+    ]  # fmt: skip
+    for index, (channel, identities, text, minutes_ago) in enumerate(newcomer):
+        sent_at = now - timedelta(minutes=minutes_ago)
+        item = InboundInput(channel, identities, None, text, [], f"demo-join-{index}", sent_at)
+        (result,) = receive(session, [item], settings=settings)
+    assert result.conversation_id is not None
+    conversations[len(people)] = result.conversation_id
     shipped = "¡Hola! Tu pedido 4471 sale hoy del almacén; mañana lo tienes."
     reply(session, conversation_id=conversations[0], text=shipped, channel="email", private=False,
           author_type="agent", author_id=str(agent))  # fmt: skip
@@ -94,5 +108,6 @@ def load_demo_inbox(session: Session, settings: Settings, people: list[tuple[str
                actor="demo")  # fmt: skip
     return (
         f"Inbox: {len(conversations)} conversations across WhatsApp, email, SMS, web chat and Telegram; "
-        "teams 'Atención al cliente' and 'Tienda Madrid Gran Vía'; answers library in Spanish and English."
+        "teams 'Atención al cliente' and 'Tienda Madrid Gran Vía'; answers library in Spanish and English; "
+        "Nerea wrote by SMS and by email as two customers until a web chat message merged them into one thread."
     )
