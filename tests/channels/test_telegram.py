@@ -12,8 +12,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from omnicanal.channels.telegram.links import make_token, read_token
+from omnicanal.db import Database
 from omnicanal.outbox.worker import OutboxWorker
 from tests.channels.doubles import Call, HttpDouble
+from tests.console.helpers import log_in
 from tests.conversations.helpers import API, messages
 
 BOT_TOKEN = "123456:ABC-DEF1234ghIkl-zyx57W2v1u123ew11"
@@ -154,3 +156,30 @@ def test_link_tokens_expire_and_belong_to_their_channel() -> None:
     tampered = token[:-2] + ("BB" if token.endswith("AA") else "AA")  # random ids: it may end in "AA" already
     assert read_token("k", channel, tampered, now=1030) is None
     assert read_token("k", channel, "not a token", now=1030) is None
+
+
+def _edited(original: dict[str, Any], text: str) -> dict[str, Any]:
+    """Telegram's update for a message the user edited: ``edited_message``, same ``message_id``, new text."""
+    message = dict(original["message"]) | {"text": text, "edit_date": int(time.time())}
+    return {"update_id": next(_updates), "edited_message": message}
+
+
+def test_a_message_the_customer_edits_shows_its_new_text(client: TestClient, db: Database, bot_api: HttpDouble) -> None:
+    channel = tg_channel(client, bot_api.url)
+    first = update(4242, text="Quiero la talla 40")
+    assert post(client, channel["id"], first).status_code == 200
+    conversation = client.get(f"{API}/conversations").json()["items"][0]
+    (before,) = messages(client, conversation["id"])
+    assert before["edited_at"] is None
+
+    assert post(client, channel["id"], _edited(first, "Quiero la talla 41")).status_code == 200
+    (after,) = messages(client, conversation["id"])  # the same message, not a second one
+    assert after["id"] == before["id"] and after["text"] == "Quiero la talla 41" and after["edited_at"]
+    thread = log_in(client.app, db, role="agent").client.get(f"/console/conversations/{conversation['id']}/messages")
+    assert "Quiero la talla 41" in thread.text and "editado" in thread.text and "talla 40" not in thread.text
+
+    # an edit of a message that never reached us is taken in as the message
+    unseen = update(4242, text="Hola")
+    assert post(client, channel["id"], _edited(unseen, "Hola, ¿abrís el domingo?")).status_code == 200
+    texts = [m["text"] for m in messages(client, conversation["id"])]
+    assert texts == ["Quiero la talla 41", "Hola, ¿abrís el domingo?"]

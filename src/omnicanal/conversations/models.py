@@ -76,5 +76,7 @@ class Message(Base):
     # the configured channel (channels/) it came in on or left through; replies leave through it
     channel_instance_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
     occurred_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # when the customer last changed its text on the channel (Telegram lets them edit a sent message)
+    edited_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -69,6 +69,7 @@ class MessageOut(BaseModel):
     provider_message_id: str | None
     channel_instance_id: uuid.UUID | None = None
     occurred_at: datetime
+    edited_at: datetime | None = None
     created_at: datetime
 
 

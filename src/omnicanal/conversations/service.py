@@ -51,6 +51,20 @@ def message_out(message: Message) -> MessageOut:
     return MessageOut.model_validate(message, from_attributes=True)
 
 
+def edit_received(session: Session, *, channel: str, external_id: str, text: str) -> Message | None:
+    """The customer changed the text of a message already received (a channel that allows edits); None when
+    the message is not stored, and then the edit is taken in as the message itself."""
+    message = session.scalar(select(Message).where(Message.channel == channel, Message.external_id == external_id))
+    if message is None:
+        return None
+    if message.direction == "inbound" and message.text != text:
+        now = utcnow()
+        message.text, message.edited_at, message.updated_at = text, now, now
+        session.flush()
+        announce(session, "message.updated", message_data(message) | {"edited_at": now.isoformat()})
+    return message
+
+
 def list_messages(
     session: Session, *, conversation_id: uuid.UUID, limit: int = 100, cursor: str | None = None
 ) -> tuple[list[Message], str | None]:

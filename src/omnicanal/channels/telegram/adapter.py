@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -13,6 +14,7 @@ import orjson
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from pydantic import BaseModel
+from sqlalchemy.orm import Session
 
 from omnicanal.access.roles import Permission
 from omnicanal.access.service import Principal
@@ -22,6 +24,7 @@ from omnicanal.channels.registry import ChannelType, ConfigKey, register
 from omnicanal.channels.service import ConfiguredChannel, get_instance
 from omnicanal.channels.telegram.links import make_token, read_token
 from omnicanal.conversations.inbound import InboundInput
+from omnicanal.conversations.service import edit_received
 from omnicanal.customers.service import get_customer
 from omnicanal.db import Database, utcnow
 from omnicanal.errors import ValidationFailed
@@ -51,12 +54,24 @@ async def incoming(channel_id: str, request: Request) -> Response:
     if not isinstance(message, dict):
         return _OK  # callback queries, channel posts, ...: nothing to store
     item = _inbound(message, channel, request.app.state.settings)
+    if item is not None and "edited_message" in update:
+        (edited,) = await in_writer(request, _apply_edits, [item])
+        if edited:
+            return _OK
     if item is not None:
         results = await store(request, [item])
         fetch = fetch_list([item], results, "file_id")
         if fetch:  # photos and documents are downloaded after the answer, by the outbox worker
             await in_writer(request, queue_fetches, fetch)
     return _OK
+
+
+def _apply_edits(session: Session, items: Sequence[InboundInput]) -> list[bool]:
+    """A message the customer edited takes its new text; False where it was never stored (it is stored now)."""
+    return [
+        edit_received(session, channel=item.channel, external_id=item.external_id, text=item.text) is not None
+        for item in items
+    ]
 
 
 def _inbound(message: dict[str, Any], channel: ConfiguredChannel, settings: Settings) -> InboundInput | None:
