@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 
 from tests.conversations.helpers import API, inbound, make_staff, set_agent
+from tests.routing.test_capacity_race import second_client  # noqa: F401  (a fixture)
 
 PHONE = {"type": "phone", "value": "+34611445566"}
 EMAIL = {"type": "email", "value": "lucia@example.com"}
@@ -89,3 +93,53 @@ def test_a_merge_of_customers_with_one_conversation_between_them_changes_no_thre
     assert merge.status_code == 201, merge.text
     assert [c["id"] for c in _open(client, only["customer_id"])] == [only["conversation_id"]]
     assert _texts(client, only["conversation_id"]) == ["Hola"]
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_merges_and_messages_at_once_leave_each_person_one_thread(
+    client: TestClient,
+    second_client: TestClient,  # noqa: F811  (the fixture imported above)
+    db: Any,
+) -> None:
+    """Two app instances: one merges pairs of customers while the other takes in their messages."""
+    from tests.routing.test_capacity_race import check_counters
+
+    agent = make_staff(db, "marta@example.com", name="Marta")
+    set_agent(client, agent, online=True, capacity=50)
+    pairs = []
+    for n in range(8):
+        phone = {"type": "phone", "value": f"+3461100{n:04d}"}
+        email = {"type": "email", "value": f"persona{n}@example.com"}
+        by_sms = inbound(client, channel="sms", identities=[phone], text=f"SMS {n}")
+        by_email = inbound(client, channel="email", identities=[email], text=f"Email {n}")
+        assigned = client.post(f"{API}/conversations/{by_sms['conversation_id']}/assign", json={"agent_id": str(agent)})
+        assert assigned.status_code == 200, assigned.text
+        pairs.append((n, phone, by_sms["customer_id"], by_email["customer_id"]))
+
+    def merge(customer: str, other: str) -> None:
+        response = client.post(f"{API}/customers/{customer}/merge", json={"other_customer_id": other})
+        assert response.status_code == 201, response.text
+
+    def write(n: int, phone: dict[str, str]) -> None:
+        inbound(second_client, channel="sms", identities=[phone], text=f"Otra vez {n}")
+
+    barrier = threading.Barrier(2 * len(pairs))
+    errors: list[BaseException] = []
+
+    def job(task: Any) -> None:
+        barrier.wait()
+        try:
+            task()
+        except BaseException as exc:
+            errors.append(exc)
+
+    tasks = [lambda c=email_customer, o=sms_customer: merge(c, o) for _, _, sms_customer, email_customer in pairs]
+    tasks += [lambda n=n, p=phone: write(n, p) for n, phone, _, _ in pairs]
+    with ThreadPoolExecutor(max_workers=len(tasks)) as pool:
+        list(pool.map(job, tasks))
+    assert not errors, errors
+
+    for n, _, _, email_customer in pairs:
+        (thread,) = _open(client, email_customer)
+        assert sorted(_texts(client, thread["id"])) == sorted([f"SMS {n}", f"Email {n}", f"Otra vez {n}"])
+    check_counters(db)  # Marta's count follows the threads resolved by the joins

@@ -45,16 +45,18 @@ def _uuid(value: Any) -> uuid.UUID:
 
 def on_merged(session: Session, payload: dict[str, Any]) -> None:
     survivor_id = _uuid(payload["survivor_id"])
+    # locked in id order, as the inbound writer locks a customer's conversations (no deadlock between the two)
     threads = list(
         session.scalars(
             select(Conversation)
             .where(Conversation.customer_id == survivor_id, Conversation.status.in_(NOT_RESOLVED))
-            .order_by(Conversation.last_message_at.desc(), Conversation.id.desc())
+            .order_by(Conversation.id)
             .with_for_update()
         )
     )
     if len(threads) < 2:
         return
+    threads.sort(key=lambda conversation: (conversation.last_message_at, conversation.id), reverse=True)
     kept, absorbed = threads[0], threads[1:]
     now = utcnow()
     freed: list[uuid.UUID] = []
@@ -105,9 +107,16 @@ def on_merge_undone(session: Session, payload: dict[str, Any]) -> None:
     )
     now = utcnow()
     for join in joins:
-        other = session.get(Conversation, join.conversation_id, with_for_update=True)
-        into = session.get(Conversation, join.into_conversation_id, with_for_update=True)
-        assert other is not None and into is not None
+        locked = {
+            conversation.id: conversation
+            for conversation in session.scalars(
+                select(Conversation)
+                .where(Conversation.id.in_([join.conversation_id, join.into_conversation_id]))
+                .order_by(Conversation.id)
+                .with_for_update()
+            )
+        }
+        other, into = locked[join.conversation_id], locked[join.into_conversation_id]
         if join.message_ids:
             session.execute(
                 update(Message)
