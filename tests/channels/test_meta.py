@@ -93,3 +93,27 @@ def test_handshake_signatures_echoes_and_retries(client: TestClient, graph: Http
         assert post_signed(client, path, body, SECRET).status_code == 200
     (conversation,) = client.get(f"{API}/conversations").json()["items"]
     assert [m["external_id"] for m in messages(client, conversation["id"])] == ["m_same"]
+
+
+def test_files_sent_on_messenger_are_copied_into_the_store(client: TestClient, graph: HttpDouble) -> None:
+    cdn = HttpDouble()
+    cdn.route("GET", r"/v/t1/(\w+)\.jpg", lambda call, match: (200, b"\xff\xd8 photo", {"content-type": "image/jpeg"}))
+    cdn.start()
+    try:
+        channel = meta_channel(client, graph.url)
+        photo = f"{cdn.url}/v/t1/123_456_n.jpg?_nc_cat=1&oh=signed"
+        sticker = f"{cdn.url}/v/t1/sticker.png?oh=signed"
+        attachments = [{"type": "image", "payload": {"url": photo}},
+                       {"type": "image", "payload": {"url": sticker, "sticker_id": 369239263222822}},
+                       {"type": "location", "payload": {"coordinates": {"lat": 40.42, "long": -3.70}}}]  # fmt: skip
+        incoming = event("page", PAGE, "2400000000003", message={"mid": "m_photo", "attachments": attachments})
+        assert post_signed(client, f"/webhooks/meta/{channel['id']}", incoming, SECRET).status_code == 200
+        worker(client).drain()
+    finally:
+        cdn.stop()
+    (conversation,) = client.get(f"{API}/conversations").json()["items"]
+    (message,) = messages(client, conversation["id"])
+    stored = message["attachments"][0]
+    assert stored["key"].endswith("/123_456_n.jpg") and stored["content_type"] == "image/jpeg"
+    assert all("authorization" not in call.headers for call in cdn.calls)  # the page's token stays with Meta
+    assert len(cdn.calls) == 2 and "key" not in message["attachments"][2]

@@ -10,7 +10,9 @@ import hashlib
 import uuid
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
+import httpx
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import flag_modified
@@ -20,7 +22,8 @@ from omnicanal.conversations.models import Message
 from omnicanal.db import Database, uuid7
 from omnicanal.outbox.models import OutboxItem
 from omnicanal.outbox.service import enqueue
-from omnicanal.storage import blob_store
+from omnicanal.outbox.transports import DeliveryError
+from omnicanal.storage import blob_store, type_allowed
 
 
 def fetch_list(items: Sequence[InboundInput], results: Sequence[InboundResult], id_key: str) -> list[tuple[Any, ...]]:
@@ -64,8 +67,9 @@ def _still_to_fetch(session: Session, message_id: uuid.UUID, index: int) -> bool
 
 def attach_file(database: Database, payload: dict[str, Any], data: bytes, content_type: str) -> str | None:
     """Store the file and point the message's attachment at it; None when the message is gone or erased."""
-    # a provider's file id, or the last part of its URL (Twilio gives a URL)
-    name = str(payload["file_id"]).rstrip("/").rsplit("/", 1)[-1]
+    # a provider's file id, or the last part of its URL's path (Twilio and Meta's Messenger give a URL)
+    given = str(payload["file_id"])
+    name = (urlsplit(given).path if "://" in given else given).rstrip("/").rsplit("/", 1)[-1] or "file"
     key = f"{uuid7().hex}/{name[:80]}".replace("..", "_")
     store = blob_store(database.settings)
     store.put(key, data, content_type)
@@ -81,3 +85,15 @@ def attach_file(database: Database, payload: dict[str, Any], data: bytes, conten
         message.attachments = attachments
         flag_modified(message, "attachments")
     return key
+
+
+def attach_download(database: Database, payload: dict[str, Any], download: httpx.Response) -> str | None:
+    """:func:`attach_file` for a provider's answer to a file URL, whose type and size it checks first (a
+    refused file is a permanent failure: fetching it again would not change it)."""
+    settings = database.settings
+    content_type = download.headers.get("content-type", "application/octet-stream").split(";")[0].strip()
+    if not type_allowed(content_type, settings.attachment_types):
+        raise DeliveryError(f"{content_type!r} is not in OMNICANAL_ATTACHMENT_TYPES", permanent=True)
+    if len(download.content) > settings.attachment_max_bytes:
+        raise DeliveryError("the file is larger than OMNICANAL_ATTACHMENT_MAX_BYTES", permanent=True)
+    return attach_file(database, payload, download.content, content_type)

@@ -16,7 +16,8 @@ import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse, Response
 
-from omnicanal.channels.inbound import StatusUpdate, configured, store, store_statuses
+from omnicanal.channels.inbound import StatusUpdate, configured, in_writer, store, store_statuses
+from omnicanal.channels.media import attach_download, fetch_list, queue_fetches
 from omnicanal.channels.meta.signing import handshake, verified_body
 from omnicanal.channels.registry import ChannelType, ConfigKey, register
 from omnicanal.channels.service import ConfiguredChannel
@@ -27,6 +28,7 @@ from omnicanal.outbox.transports import DeliveryError, Envelope, Sent, classify_
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["webhooks"])
 CHANNEL_OF = {"page": "facebook", "instagram": "instagram"}
+FETCHED_KINDS = ("image", "video", "audio", "file")  # stickers are images; not shared links nor locations
 
 
 @router.get("/webhooks/meta/{channel_id}", summary="Messenger / Instagram webhook verification (hub.challenge)")
@@ -59,8 +61,11 @@ async def incoming(channel_id: str, request: Request) -> Response:
                 read_mid = (event.get("read") or {}).get("mid")
                 if read_mid:  # Instagram names the message read (Messenger sends a watermark only)
                     statuses.append(StatusUpdate(str(read_mid), "read"))
-    await store(request, items)
+    results = await store(request, items)
     await store_statuses(request, statuses)
+    fetch = fetch_list(items, results, "media_url")
+    if fetch:  # Meta's attachment URLs expire: the files are copied into the store after the answer
+        await in_writer(request, queue_fetches, fetch)
     return Response(status_code=200)
 
 
@@ -69,10 +74,13 @@ def _inbound(event: dict[str, Any], conversation_channel: str, channel: Configur
     sender = (event.get("sender") or {}).get("id")
     if not isinstance(message, dict) or not sender or message.get("is_echo") or not message.get("mid"):
         return None
-    attachments = [
-        {"provider": conversation_channel, "kind": a.get("type"), "url": (a.get("payload") or {}).get("url")}
-        for a in message.get("attachments") or ()
-    ]
+    attachments = []
+    for given in message.get("attachments") or ():
+        url = (given.get("payload") or {}).get("url")
+        attachment = {"provider": conversation_channel, "kind": given.get("type"), "url": url}
+        if url and given.get("type") in FETCHED_KINDS:
+            attachment["media_url"] = url
+        attachments.append(attachment)
     text = str(message.get("text") or "")
     quick = (message.get("quick_reply") or {}).get("payload")
     if quick:
@@ -100,6 +108,7 @@ class MetaTransport:
             "instagram": f"{base}/{channel.get('instagram_account_id') or channel['page_id']}/messages",
         }
         self.headers = {"Authorization": f"Bearer {channel['page_access_token']}"}
+        self.database = database
         self._local = threading.local()
 
     def _client(self) -> httpx.Client:
@@ -108,7 +117,28 @@ class MetaTransport:
             client = self._local.client = httpx.Client(timeout=15.0, headers=self.headers)
         return client
 
+    def fetch_media(self, envelope: Envelope) -> Sent:
+        """A file the customer sent, from its CDN URL into the attachment store (the URL expires). The page's
+        token is not sent: the URL carries its own signature."""
+        payload = envelope.payload
+        url = str(payload["file_id"])
+        try:
+            download = self._plain().get(url, follow_redirects=True)
+            classify_response(download)
+        except httpx.HTTPError as exc:
+            raise DeliveryError(type(exc).__name__) from None
+        attach_download(self.database, payload, download)
+        return Sent(None)
+
+    def _plain(self) -> httpx.Client:
+        client: httpx.Client | None = getattr(self._local, "plain", None)
+        if client is None:
+            client = self._local.plain = httpx.Client(timeout=30.0)
+        return client
+
     def send(self, envelope: Envelope) -> Sent:
+        if envelope.kind == "media":
+            return self.fetch_media(envelope)
         url = self.urls.get(envelope.channel)
         if url is None:
             raise DeliveryError(f"a Meta channel does not send on {envelope.channel}", permanent=True)

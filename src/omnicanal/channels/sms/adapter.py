@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from omnicanal.channels import twilio
 from omnicanal.channels.inbound import StatusUpdate, configured, in_writer, rejected, same, store, store_statuses
-from omnicanal.channels.media import attach_file, fetch_list, queue_fetches
+from omnicanal.channels.media import attach_download, fetch_list, queue_fetches
 from omnicanal.channels.registry import ChannelType, ConfigKey, register
 from omnicanal.channels.service import ConfiguredChannel
 from omnicanal.channels.sms.segments import segments
@@ -178,7 +178,7 @@ class SmsTransport:
     def fetch_media(self, envelope: Envelope) -> Sent:
         """An MMS's media URL into the attachment store: with the account's credentials on the provider's own host
         (Twilio answers with a redirect to a short-lived copy, fetched without them), never elsewhere."""
-        payload, settings = envelope.payload, self.database.settings
+        payload = envelope.payload
         url = str(payload["file_id"])
         own = urlsplit(url)[:2] == urlsplit(self.channel["api_base_url"])[:2]
         try:
@@ -186,12 +186,7 @@ class SmsTransport:
             classify_response(download)
         except httpx.HTTPError as exc:
             raise DeliveryError(f"{type(exc).__name__}") from None
-        content_type = download.headers.get("content-type", "application/octet-stream").split(";")[0].strip()
-        if not type_allowed(content_type, settings.attachment_types):
-            raise DeliveryError(f"{content_type!r} is not in OMNICANAL_ATTACHMENT_TYPES", permanent=True)
-        if len(download.content) > settings.attachment_max_bytes:
-            raise DeliveryError("the file is larger than OMNICANAL_ATTACHMENT_MAX_BYTES", permanent=True)
-        attach_file(self.database, payload, download.content, content_type)
+        attach_download(self.database, payload, download)
         return Sent(url.rsplit("/", 1)[-1])
 
     def send(self, envelope: Envelope) -> Sent:
