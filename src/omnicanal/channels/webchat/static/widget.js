@@ -294,6 +294,7 @@
     box.value = "";
     submit(text, []);
     send({ type: "typing", typing: false });
+    lastTyping = 0; // the next keystroke says "typing" again at once, however soon it comes
   });
   box.addEventListener("keydown", function (event) {
     if (event.key === "Enter" && !event.shiftKey) { event.preventDefault(); form.requestSubmit(); }
