@@ -59,3 +59,8 @@ def uuid7() -> uuid.UUID:
         | (0b10 << 62)
         | (rand & ((1 << 62) - 1))
     )
+
+
+def as_uuid(value: object) -> uuid.UUID:
+    """A UUID given as one or as its text (domain event payloads may carry either)."""
+    return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))

@@ -15,6 +15,7 @@ import re
 import threading
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import quote
 
 from omnicanal.db import uuid7
 from omnicanal.errors import PayloadTooLarge, ValidationFailed
@@ -89,6 +90,26 @@ def blob_store(settings: Settings) -> BlobStore:
                 store = DirectoryStore(settings.attachments_dir)
             _stores[where] = store
         return store
+
+
+def stored_file(settings: Settings, attachment: dict[str, Any]) -> bytes | None:
+    """An attachment's bytes as the store keeps them; None when it was never stored or is gone (erased)."""
+    key = attachment.get("key")
+    if not key:
+        return None
+    try:
+        return blob_store(settings).get(str(key))
+    except (OSError, KeyError):
+        return None
+
+
+def file_headers(name: str, *, disposition: str) -> dict[str, str]:
+    """The headers of a stored file served to a browser (``disposition``: inline or attachment)."""
+    return {
+        "Content-Disposition": f"{disposition}; filename*=UTF-8''{quote(name)}",
+        "X-Content-Type-Options": "nosniff",
+        "Cache-Control": "private, max-age=3600",
+    }
 
 
 def type_allowed(content_type: str, patterns: list[str]) -> bool:

@@ -22,7 +22,7 @@ from omnicanal.conversations.models import Message
 from omnicanal.db import Database, uuid7
 from omnicanal.outbox.models import OutboxItem
 from omnicanal.outbox.service import enqueue
-from omnicanal.outbox.transports import DeliveryError
+from omnicanal.outbox.transports import DeliveryError, classify_response
 from omnicanal.storage import blob_store, type_allowed
 
 
@@ -87,9 +87,14 @@ def attach_file(database: Database, payload: dict[str, Any], data: bytes, conten
     return key
 
 
-def attach_download(database: Database, payload: dict[str, Any], download: httpx.Response) -> str | None:
-    """:func:`attach_file` for a provider's answer to a file URL, whose type and size it checks first (a
-    refused file is a permanent failure: fetching it again would not change it)."""
+def fetch_into_store(database: Database, payload: dict[str, Any], client: httpx.Client, **get: Any) -> str | None:
+    """GET the file at the payload's URL (``file_id``) and :func:`attach_file` it, after checking its type and size
+    (a refused file is a permanent failure: fetching it again would not change it)."""
+    try:
+        download = client.get(str(payload["file_id"]), follow_redirects=True, **get)
+        classify_response(download)
+    except httpx.HTTPError as exc:
+        raise DeliveryError(type(exc).__name__) from None  # a provider's URL may hold a token: never log it
     settings = database.settings
     content_type = download.headers.get("content-type", "application/octet-stream").split(";")[0].strip()
     if not type_allowed(content_type, settings.attachment_types):

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from omnicanal.commerce.models import PromotionCustomerUsage
 from omnicanal.commerce.promotions import _upsert_usage
 from omnicanal.db import Base
+from omnicanal.ids import as_uuid
 
 
 class PromotionUsageMerge(Base):
@@ -30,12 +31,12 @@ class PromotionUsageMerge(Base):
     moved: Mapped[int] = mapped_column(BigInteger)
 
 
-def _uuid(value: Any) -> uuid.UUID:
-    return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
-
-
 def on_merged(session: Session, payload: dict[str, Any]) -> None:
-    merge_id, survivor, merged = _uuid(payload["merge_id"]), _uuid(payload["survivor_id"]), _uuid(payload["merged_id"])
+    merge_id, survivor, merged = (
+        as_uuid(payload["merge_id"]),
+        as_uuid(payload["survivor_id"]),
+        as_uuid(payload["merged_id"]),
+    )
     uses = session.execute(
         select(PromotionCustomerUsage.promotion_id, PromotionCustomerUsage.used_count)
         .where(PromotionCustomerUsage.customer_key == merged, PromotionCustomerUsage.used_count > 0)
@@ -55,7 +56,7 @@ def on_merged(session: Session, payload: dict[str, Any]) -> None:
 
 
 def on_merge_undone(session: Session, payload: dict[str, Any]) -> None:
-    merge_id = _uuid(payload["merge_id"])
+    merge_id = as_uuid(payload["merge_id"])
     moved = list(session.scalars(select(PromotionUsageMerge).where(PromotionUsageMerge.merge_id == merge_id)))
     for record in sorted(moved, key=lambda r: r.promotion_id):
         counter = PromotionCustomerUsage.used_count

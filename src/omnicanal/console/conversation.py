@@ -10,7 +10,6 @@ import contextlib
 import uuid
 from dataclasses import dataclass
 from typing import Annotated, Any
-from urllib.parse import quote
 
 from fastapi import APIRouter, Query
 from sqlalchemy import select
@@ -41,7 +40,7 @@ from omnicanal.customers.models import Customer
 from omnicanal.errors import DomainError
 from omnicanal.outbox.models import OutboxItem
 from omnicanal.routing.models import AgentProfile, Team
-from omnicanal.storage import blob_store
+from omnicanal.storage import file_headers, stored_file
 
 router = APIRouter(prefix="/console", include_in_schema=False)
 
@@ -351,19 +350,13 @@ def conversation_file(console: StaffConsole, conversation_id: str, message_id: s
         if message is None or message.conversation_id != conversation.id or not 0 <= index < len(files):
             raise ConsoleError(404, missing)
         attachment = dict(files[index])
-    if not attachment.get("key"):
+    data = stored_file(console.db.settings, attachment)
+    if data is None:  # never stored (a provider's link), or erased meanwhile
         raise ConsoleError(404, missing)
-    try:
-        data = blob_store(console.db.settings).get(str(attachment["key"]))
-    except (OSError, KeyError):
-        raise ConsoleError(404, missing) from None  # erased meanwhile
-    name = str(attachment.get("name") or str(attachment["key"]).rsplit("/", 1)[-1])
-    headers = {
-        "Content-Disposition": f"inline; filename*=UTF-8''{quote(name)}",
-        # a received file is the sender's content: never let the browser run it as a page of the console
-        "Content-Security-Policy": "sandbox; default-src 'none'; img-src 'self'; media-src 'self'",
-        "X-Content-Type-Options": "nosniff",
-        "Cache-Control": "private, max-age=3600",
-    }
+    headers = file_headers(
+        str(attachment.get("name") or str(attachment["key"]).rsplit("/", 1)[-1]), disposition="inline"
+    )
+    # a received file is the sender's content: never let the browser run it as a page of the console
+    headers["Content-Security-Policy"] = "sandbox; default-src 'none'; img-src 'self'; media-src 'self'"
     media_type = str(attachment.get("content_type") or "application/octet-stream")
     return Response(data, media_type=media_type, headers=headers)

@@ -385,9 +385,8 @@ def _store_status_changes(session: Session, changed: dict[uuid.UUID, tuple[str, 
             "status": "open", "resolved_at": None, "reopened_count": conversation.reopened_count, "id": conversation.id
         }  # fmt: skip
         team = batch.team(conversation.team_id) if conversation.team_id is not None else None
-        if team is not None and team.sla_resolution_minutes:
-            # the resolution clock starts again: the target the conversation first had passed long ago
-            conversation.resolution_due_at = now + timedelta(minutes=team.sla_resolution_minutes)
+        # the resolution clock starts again: the target the conversation first had passed long ago
+        if routing.restart_resolution_clock(conversation, team, now=now):
             row["resolution_due_at"] = conversation.resolution_due_at
         reopened.append(row)
     woken = [

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from omnicanal.conversations.models import Conversation, Message
 from omnicanal.conversations.notify import announce, announce_assigned, conversation_data
 from omnicanal.db import Base, JSONType, UTCDateTime, utcnow
+from omnicanal.ids import as_uuid
 from omnicanal.routing import service as routing
 
 NOT_RESOLVED = ("open", "pending", "snoozed")
@@ -39,12 +40,8 @@ class ConversationJoin(Base):
     joined_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
-def _uuid(value: Any) -> uuid.UUID:
-    return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
-
-
 def on_merged(session: Session, payload: dict[str, Any]) -> None:
-    survivor_id = _uuid(payload["survivor_id"])
+    survivor_id = as_uuid(payload["survivor_id"])
     # locked in id order, as the inbound writer locks a customer's conversations (no deadlock between the two)
     threads = list(
         session.scalars(
@@ -72,7 +69,7 @@ def on_merged(session: Session, payload: dict[str, Any]) -> None:
         )
         session.add(
             ConversationJoin(
-                merge_id=_uuid(payload["merge_id"]),
+                merge_id=as_uuid(payload["merge_id"]),
                 conversation_id=other.id,
                 into_conversation_id=kept.id,
                 status_before=other.status,
@@ -101,7 +98,7 @@ def on_merge_undone(session: Session, payload: dict[str, Any]) -> None:
     joins = list(
         session.scalars(
             select(ConversationJoin)
-            .where(ConversationJoin.merge_id == _uuid(payload["merge_id"]))
+            .where(ConversationJoin.merge_id == as_uuid(payload["merge_id"]))
             .order_by(ConversationJoin.conversation_id)
         )
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections import defaultdict
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, func, or_, select
@@ -267,8 +267,7 @@ def set_status(
         if conversation.assignee_id is not None:
             routing.take_slot(session, conversation.assignee_id, force=True)
         team = session.get(Team, conversation.team_id) if conversation.team_id is not None else None
-        if team is not None and team.sla_resolution_minutes:  # the resolution clock starts again
-            conversation.resolution_due_at = now + timedelta(minutes=team.sla_resolution_minutes)
+        routing.restart_resolution_clock(conversation, team, now=now)
     session.flush()
     announce(session, f"conversation.{status}", conversation_data(conversation) | {"actor": actor})
     if status == "resolved" and conversation.assignee_id is not None:

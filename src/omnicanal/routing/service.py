@@ -172,8 +172,15 @@ def apply_sla(conversation: Routable, team: Team | TeamState | None, *, now: dat
         return
     if team.sla_first_response_minutes and conversation.first_response_at is None:
         conversation.first_response_due_at = now + timedelta(minutes=team.sla_first_response_minutes)
-    if team.sla_resolution_minutes:
-        conversation.resolution_due_at = now + timedelta(minutes=team.sla_resolution_minutes)
+    restart_resolution_clock(conversation, team, now=now)
+
+
+def restart_resolution_clock(conversation: Routable, team: Team | TeamState | None, *, now: datetime) -> bool:
+    """The team's resolution target from ``now`` (a new conversation, or one reopened); False when it has none."""
+    if team is None or not team.sla_resolution_minutes:
+        return False
+    conversation.resolution_due_at = now + timedelta(minutes=team.sla_resolution_minutes)
+    return True
 
 
 def route_new(

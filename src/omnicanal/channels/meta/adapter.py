@@ -17,7 +17,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse, Response
 
 from omnicanal.channels.inbound import StatusUpdate, configured, in_writer, store, store_statuses
-from omnicanal.channels.media import attach_download, fetch_list, queue_fetches
+from omnicanal.channels.media import fetch_into_store, fetch_list, queue_fetches
 from omnicanal.channels.meta.signing import handshake, verified_body
 from omnicanal.channels.registry import ChannelType, ConfigKey, register
 from omnicanal.channels.service import ConfiguredChannel
@@ -120,14 +120,7 @@ class MetaTransport:
     def fetch_media(self, envelope: Envelope) -> Sent:
         """A file the customer sent, from its CDN URL into the attachment store (the URL expires). The page's
         token is not sent: the URL carries its own signature."""
-        payload = envelope.payload
-        url = str(payload["file_id"])
-        try:
-            download = self._plain().get(url, follow_redirects=True)
-            classify_response(download)
-        except httpx.HTTPError as exc:
-            raise DeliveryError(type(exc).__name__) from None
-        attach_download(self.database, payload, download)
+        fetch_into_store(self.database, envelope.payload, self._plain())
         return Sent(None)
 
     def _plain(self) -> httpx.Client:

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from omnicanal.channels import twilio
 from omnicanal.channels.inbound import StatusUpdate, configured, in_writer, rejected, same, store, store_statuses
-from omnicanal.channels.media import attach_download, fetch_list, queue_fetches
+from omnicanal.channels.media import fetch_into_store, fetch_list, queue_fetches
 from omnicanal.channels.registry import ChannelType, ConfigKey, register
 from omnicanal.channels.service import ConfiguredChannel
 from omnicanal.channels.sms.segments import segments
@@ -178,15 +178,9 @@ class SmsTransport:
     def fetch_media(self, envelope: Envelope) -> Sent:
         """An MMS's media URL into the attachment store: with the account's credentials on the provider's own host
         (Twilio answers with a redirect to a short-lived copy, fetched without them), never elsewhere."""
-        payload = envelope.payload
-        url = str(payload["file_id"])
+        url = str(envelope.payload["file_id"])
         own = urlsplit(url)[:2] == urlsplit(self.channel["api_base_url"])[:2]
-        try:
-            download = self._client().get(url, auth=self.auth if own else None, follow_redirects=True)
-            classify_response(download)
-        except httpx.HTTPError as exc:
-            raise DeliveryError(f"{type(exc).__name__}") from None
-        attach_download(self.database, payload, download)
+        fetch_into_store(self.database, envelope.payload, self._client(), auth=self.auth if own else None)
         return Sent(url.rsplit("/", 1)[-1])
 
     def send(self, envelope: Envelope) -> Sent:

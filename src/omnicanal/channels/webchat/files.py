@@ -15,7 +15,6 @@ import hmac
 import time
 import uuid
 from typing import Any
-from urllib.parse import quote
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
@@ -24,7 +23,7 @@ from starlette.concurrency import run_in_threadpool
 from omnicanal.conversations.models import Message
 from omnicanal.db import Database
 from omnicanal.errors import NotFound
-from omnicanal.storage import blob_store
+from omnicanal.storage import file_headers, stored_file
 
 LINK_SECONDS = 24 * 3600
 CHANNEL = "web"
@@ -73,10 +72,8 @@ def _load(database: Database, message_id: uuid.UUID, index: int) -> tuple[dict[s
         if not 0 <= index < len(files) or not files[index].get("key"):
             return None
         attachment = dict(files[index])
-    try:
-        return attachment, blob_store(database.settings).get(str(attachment["key"]))
-    except (OSError, KeyError):
-        return None  # erased meanwhile
+    data = stored_file(database.settings, attachment)
+    return None if data is None else (attachment, data)
 
 
 @router.get("/widget/files/{message_id}/{index}")
@@ -89,12 +86,7 @@ async def widget_file(message_id: uuid.UUID, index: int, request: Request, e: st
     if found is None:
         raise NotFound("no such file, or the link has expired")
     attachment, data = found
-    name = str(attachment.get("name") or "file")
-    headers = {
-        "Content-Disposition": f"attachment; filename*=UTF-8''{quote(name)}",
-        "X-Content-Type-Options": "nosniff",
-        "Cache-Control": "private, max-age=3600",
-        # the file is opened from the company's site, whatever its origin; it reveals nothing without the link
-        "Access-Control-Allow-Origin": "*",
-    }
+    headers = file_headers(str(attachment.get("name") or "file"), disposition="attachment")
+    # the file is opened from the company's site, whatever its origin; it reveals nothing without the link
+    headers["Access-Control-Allow-Origin"] = "*"
     return Response(data, media_type=str(attachment.get("content_type") or "application/octet-stream"), headers=headers)
