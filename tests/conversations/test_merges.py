@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -11,6 +9,7 @@ from fastapi.testclient import TestClient
 
 from tests.conversations.helpers import API, inbound, make_staff, set_agent
 from tests.routing.test_capacity_race import second_client  # noqa: F401  (a fixture)
+from tests.support.concurrency import all_at_once
 
 PHONE = {"type": "phone", "value": "+34611445566"}
 EMAIL = {"type": "email", "value": "lucia@example.com"}
@@ -123,21 +122,9 @@ def test_merges_and_messages_at_once_leave_each_person_one_thread(
     def write(n: int, phone: dict[str, str]) -> None:
         inbound(second_client, channel="sms", identities=[phone], text=f"Otra vez {n}")
 
-    barrier = threading.Barrier(2 * len(pairs))
-    errors: list[BaseException] = []
-
-    def job(task: Any) -> None:
-        barrier.wait()
-        try:
-            task()
-        except BaseException as exc:
-            errors.append(exc)
-
     tasks = [lambda c=email_customer, o=sms_customer: merge(c, o) for _, _, sms_customer, email_customer in pairs]
     tasks += [lambda n=n, p=phone: write(n, p) for n, phone, _, _ in pairs]
-    with ThreadPoolExecutor(max_workers=len(tasks)) as pool:
-        list(pool.map(job, tasks))
-    assert not errors, errors
+    all_at_once(tasks)
 
     for n, _, _, email_customer in pairs:
         (thread,) = _open(client, email_customer)

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import threading
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -19,6 +17,7 @@ from omnicanal.db import Database, create_database
 from omnicanal.routing.models import AgentProfile
 from omnicanal.settings import Settings
 from tests.conversations.helpers import API, inbound, make_rule, make_staff, make_team, set_agent
+from tests.support.concurrency import all_at_once
 
 CAPACITIES = (3, 4, 5)
 CONVERSATIONS = 30
@@ -62,24 +61,9 @@ def test_open_count_under_concurrent_routing(client: TestClient, second_client: 
         set_agent(client, agent, capacity=capacity, online=True)
     set_agent(client, late, capacity=4, online=False)
     clients = [client, second_client]
-    errors: list[BaseException] = []
-
-    def run(jobs: list[Callable[[], Any]]) -> None:
-        barrier = threading.Barrier(len(jobs))
-
-        def job(task: Callable[[], Any]) -> None:
-            barrier.wait()
-            try:
-                task()
-            except BaseException as exc:
-                errors.append(exc)
-
-        with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
-            list(pool.map(job, jobs))
-        assert not errors, errors
 
     # 1. thirty new conversations at once, through both instances
-    run([
+    all_at_once([
         lambda n=n: inbound(clients[n % 2], channel="email", identities=[{"type": "email", "value": f"c{n}@x.com"}])
         for n in range(CONVERSATIONS)
     ])  # fmt: skip
@@ -98,7 +82,7 @@ def test_open_count_under_concurrent_routing(client: TestClient, second_client: 
 
     jobs: list[Callable[[], Any]] = [lambda c=c, h=h: resolve(c, h) for c in to_resolve for h in clients]
     jobs.append(lambda: set_agent(second_client, late, online=True))
-    run(jobs)
+    all_at_once(jobs)
     loads = check_counters(db)
     with db.read() as session:
         queued = session.scalars(
