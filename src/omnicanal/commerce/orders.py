@@ -174,6 +174,14 @@ def get_order(session: Session, order_id: uuid.UUID, *, for_update: bool = False
     return order
 
 
+def load_orders(session: Session, order_ids: Sequence[uuid.UUID]) -> list[Order]:
+    """Orders about to be read one by one with :func:`get_order`, loaded with one query; hold the list until then
+    (the session keeps them only weakly). On PostgreSQL each is read under its lock anyway: nothing is loaded."""
+    if len(order_ids) < 2 or session.get_bind().dialect.name == "postgresql":
+        return []
+    return list(session.scalars(select(Order).where(Order.id.in_(set(order_ids)))))
+
+
 def lines_of(session: Session, order_id: uuid.UUID) -> list[OrderLine]:
     return list(session.scalars(select(OrderLine).where(OrderLine.order_id == order_id).order_by(OrderLine.position)))
 

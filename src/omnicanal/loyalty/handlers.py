@@ -6,6 +6,7 @@ consent domain publishes ``consent.changed``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import select
@@ -20,6 +21,10 @@ from omnicanal.loyalty.returns import reverse_return
 
 def order_paid(session: Session, payload: dict[str, Any]) -> None:
     earn_paid_orders(session, [payload])
+
+
+def orders_paid(session: Session, payloads: Sequence[dict[str, Any]]) -> None:
+    earn_paid_orders(session, payloads)
 
 
 def order_returned(session: Session, payload: dict[str, Any]) -> None:
@@ -63,7 +68,7 @@ def erase_loyalty(session: Session, tree: set[Any]) -> None:
 def register() -> None:
     from omnicanal.privacy import service as privacy
 
-    dispatch.subscribe("order.paid", order_paid)
+    dispatch.subscribe("order.paid", order_paid, many=orders_paid)
     dispatch.subscribe("order.returned", order_returned)
     dispatch.subscribe("consent.changed", consent_changed)
     privacy.register("loyalty", exporter=export_loyalty, eraser=erase_loyalty)

@@ -23,6 +23,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from omnicanal.db import Database
+from omnicanal.errors import DomainError
 from omnicanal.timeline.service import EventInput, IngestResult, ingest
 
 log = logging.getLogger(__name__)
@@ -101,6 +102,11 @@ class IngestWriter:
     def running(self) -> bool:
         return self._thread is not None
 
+    @property
+    def waiting(self) -> int:
+        """Jobs queued and not yet taken into a batch."""
+        return self._queue.qsize()
+
     def stop(self) -> None:
         if self._thread is not None:
             self._queue.put(None)
@@ -164,7 +170,8 @@ class IngestWriter:
             results = self._transaction(jobs)
         except Exception as exc:
             if len(jobs) == 1:
-                log.exception("ingest failed")
+                if not isinstance(exc, DomainError):  # a request refused (a 4xx for its caller) is no failure
+                    log.exception("ingest failed")
                 _deliver(jobs[0], None, exc)
                 return
             # One bad request must not fail its neighbours: try each on its own.
