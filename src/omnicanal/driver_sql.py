@@ -11,12 +11,13 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
-from sqlalchemy import JSON, Connection, Table, Uuid
+from sqlalchemy import JSON, Connection, Executable, Table, Uuid
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
@@ -268,3 +269,77 @@ def _sqlite_utc_once(value: datetime | None) -> str | None:
             _utc_texts.clear()
         text = _utc_texts[value] = _sqlite_utc(value)  # type: ignore[assignment]
     return text
+
+
+Params = Mapping[str, Any] | Sequence[Mapping[str, Any]]
+
+
+@dataclass(frozen=True)
+class _DriverPlan:
+    """A prebuilt statement compiled once for a dialect: its SQL, its parameters' order and converters."""
+
+    statement: Executable
+    sql: str
+    names: tuple[str, ...] | None  # positional paramstyle (SQLite): the order of the parameters
+    converters: dict[str, Callable[[Any], Any]]
+    defaults: dict[str, Any]  # the literal values the statement carries (``status == "open"``)
+
+    def parameters(self, params: Mapping[str, Any]) -> Any:
+        values = self.defaults | dict(params)
+        for name, convert in self.converters.items():
+            values[name] = convert(values[name])
+        return values if self.names is None else tuple(values[name] for name in self.names)
+
+
+_plans: dict[tuple[int, str], _DriverPlan | None] = {}
+
+
+def _plan(statement: Executable, dialect: Dialect) -> _DriverPlan | None:
+    key = (id(statement), dialect.name)
+    plan = _plans.get(key)
+    if plan is not None and plan.statement is statement:
+        return plan
+    compiled: Any = statement.compile(dialect=dialect)  # type: ignore[attr-defined]
+    if any(bind.expanding for bind in compiled.binds.values()) or not hasattr(compiled, "_bind_processors"):
+        _plans[key] = None  # IN lists and the like: left to SQLAlchemy
+        return None
+    names = tuple(compiled.positiontup) if compiled.positional else None
+    converters = {name: convert for name, convert in compiled._bind_processors.items() if convert is not None}
+    plan = _DriverPlan(statement, compiled.string, names, converters, compiled.construct_params(_check=False))
+    _plans[key] = plan
+    return plan
+
+
+def fetch_rows(session: Session, statement: Executable, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+    """The rows of a prebuilt Core SELECT, run like :func:`run_statement`; values as the driver gives them
+    (see :func:`omnicanal.driver_sql.uuid_from_db` and :func:`omnicanal.driver_sql.json_from_db`)."""
+    connection = connection_of(session)
+    plan = _plan(statement, connection.dialect)
+    if plan is None:
+        return [tuple(row) for row in connection.execute(statement, params)]
+    values = plan.parameters(params)
+    with driver_cursor(connection, plan.sql, values) as cursor:
+        cursor.execute(plan.sql, values)
+        return list(cursor.fetchall())
+
+
+def run_statement(session: Session, statement: Executable, params: Params) -> int:
+    """Run a prebuilt Core statement in the session's transaction; the number of rows it changed.
+
+    Compiled once per dialect and run on the driver cursor: SQLAlchemy's per-execution work (cache key,
+    parameter processing, result set-up) cost several times the UPDATEs of the order path (bench/commerce.py,
+    K1). Errors are raised as SQLAlchemy raises them.
+    """
+    connection = connection_of(session)
+    plan = _plan(statement, connection.dialect)
+    if plan is None:
+        result = connection.execute(statement, params)
+        return int(getattr(result, "rowcount", 0))
+    many = not isinstance(params, Mapping)
+    values: Any = [plan.parameters(row) for row in params] if many else plan.parameters(params)  # type: ignore[arg-type]
+    with driver_cursor(connection, plan.sql, values) as cursor:
+        if many:
+            cursor.executemany(plan.sql, values)
+        else:
+            cursor.execute(plan.sql, values)
+        return int(cursor.rowcount)

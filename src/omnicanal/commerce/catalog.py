@@ -12,9 +12,9 @@ from sqlalchemy.orm import Session
 
 from omnicanal import longlived
 from omnicanal.commerce.models import CatalogVersion, Category, Price, Product, Variant
-from omnicanal.commerce.rows import fetch_rows
 from omnicanal.commerce.schemas import CategoryIn, CategoryOut, PriceOut, ProductIn, ProductOut, VariantOut
 from omnicanal.db import utcnow
+from omnicanal.driver_sql import fetch_rows
 from omnicanal.errors import Conflict, NotFound, ValidationFailed
 from omnicanal.pagination import check_limit, decode_cursor, encode_cursor
 

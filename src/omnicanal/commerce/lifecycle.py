@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from omnicanal import dispatch
 from omnicanal.commerce.models import Order
+from omnicanal.commerce.rows import update_loaded
 from omnicanal.db import utcnow
 from omnicanal.errors import Conflict
 from omnicanal.timeline.service import record_event
@@ -65,8 +66,7 @@ def check(order: Order, target: str, *, action: str) -> None:
 def move(session: Session, order: Order, target: str, *, action: str, actor: str, **details: Any) -> None:
     check(order, target, action=action)
     previous = order.status
-    order.status = target
-    order.updated_at = utcnow()
+    update_loaded(session, order, status=target, updated_at=utcnow())
     announce(session, order, EVENTS[target], actor=actor, previous=previous, **details)
 
 

@@ -16,11 +16,11 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from omnicanal.commerce.models import Order
-from omnicanal.commerce.rows import fetch_rows
 from omnicanal.consent.models import ConsentChange
 from omnicanal.conversations.models import Conversation, Message
 from omnicanal.customers.models import Customer, Identity
 from omnicanal.db import utcnow, uuid7
+from omnicanal.driver_sql import fetch_rows
 from omnicanal.outbox.service import enqueue
 from omnicanal.timeline.service import record_event
 

@@ -23,12 +23,12 @@ from omnicanal.commerce.checkout import (
     shopper,
 )
 from omnicanal.commerce.models import Cart, Fulfillment, Order, OrderLine, Payment
-from omnicanal.commerce.rows import fetch_rows, insert_new, run_statement, table_of
+from omnicanal.commerce.rows import insert_new, table_of
 from omnicanal.commerce.schemas import CartIn, FulfillmentOut, OrderOut, PaymentOut
 from omnicanal.customers.resolution import Resolver
 from omnicanal.customers.service import get_customer
 from omnicanal.db import utcnow, uuid7
-from omnicanal.driver_sql import bulk_insert, bulk_update, json_from_db, uuid_from_db
+from omnicanal.driver_sql import bulk_insert, bulk_update, fetch_rows, json_from_db, run_statement, uuid_from_db
 from omnicanal.errors import Conflict, NotFound, ValidationFailed
 from omnicanal.pagination import check_limit, decode_cursor, encode_cursor
 from omnicanal.settings import Settings

@@ -17,9 +17,10 @@ from sqlalchemy.orm.attributes import set_committed_value
 from omnicanal.commerce import lifecycle, store_credit, stores
 from omnicanal.commerce.models import Order, Payment, Return
 from omnicanal.commerce.orders import get_order
-from omnicanal.commerce.rows import insert_new, run_statement, table_of
+from omnicanal.commerce.rows import insert_new, table_of, update_loaded
 from omnicanal.commerce.schemas import PaymentIn
 from omnicanal.db import utcnow, uuid7
+from omnicanal.driver_sql import run_statement
 from omnicanal.errors import Conflict, NotFound, ValidationFailed
 from omnicanal.settings import Settings
 
@@ -127,7 +128,7 @@ def _capture(session: Session, order: Order, payment: Payment, *, settings: Sett
     if settled:
         # paid: the stock stays reserved until it leaves (a pickup's hold gets its own deadline when ready)
         stores.set_expiry(session, order.id, None)
-    order.payment_status = _payment_status(order)  # after set_expiry's flush: one UPDATE with the new status
+    update_loaded(session, order, payment_status=_payment_status(order))
     if settled:
         lifecycle.move(
             session,

@@ -9,16 +9,15 @@ statements on the session's connection (their compiled form is cached once per p
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Executable, Table, inspect
-from sqlalchemy.engine import Dialect
+from sqlalchemy import Executable, Table, bindparam, inspect, update
 from sqlalchemy.orm import Session, make_transient_to_detached
+from sqlalchemy.orm.attributes import set_committed_value
 
 from omnicanal.db import Base
-from omnicanal.driver_sql import bulk_insert, connection_of, driver_cursor
+from omnicanal.driver_sql import bulk_insert, run_statement
 
 _columns_of: dict[type[Base], list[tuple[str, str]]] = {}
 
@@ -57,75 +56,28 @@ def insert_new(session: Session, objects: Sequence[Base]) -> None:
         session.add(obj)
 
 
-Params = Mapping[str, Any] | Sequence[Mapping[str, Any]]
+_updates: dict[tuple[type[Base], tuple[str, ...]], Executable] = {}
 
 
-@dataclass(frozen=True)
-class _DriverPlan:
-    """A prebuilt statement compiled once for a dialect: its SQL, its parameters' order and converters."""
+def update_loaded(session: Session, obj: Base, **values: Any) -> None:
+    """Set columns of a loaded object with one prebuilt UPDATE by its ``id``, as if the values had been loaded.
 
-    statement: Executable
-    sql: str
-    names: tuple[str, ...] | None  # positional paramstyle (SQLite): the order of the parameters
-    converters: dict[str, Callable[[Any], Any]]
-    defaults: dict[str, Any]  # the literal values the statement carries (``status == "open"``)
-
-    def parameters(self, params: Mapping[str, Any]) -> Any:
-        values = self.defaults | dict(params)
-        for name, convert in self.converters.items():
-            values[name] = convert(values[name])
-        return values if self.names is None else tuple(values[name] for name in self.names)
-
-
-_plans: dict[tuple[int, str], _DriverPlan | None] = {}
-
-
-def _plan(statement: Executable, dialect: Dialect) -> _DriverPlan | None:
-    key = (id(statement), dialect.name)
-    plan = _plans.get(key)
-    if plan is not None and plan.statement is statement:
-        return plan
-    compiled: Any = statement.compile(dialect=dialect)  # type: ignore[attr-defined]
-    if any(bind.expanding for bind in compiled.binds.values()) or not hasattr(compiled, "_bind_processors"):
-        _plans[key] = None  # IN lists and the like: left to SQLAlchemy
-        return None
-    names = tuple(compiled.positiontup) if compiled.positional else None
-    converters = {name: convert for name, convert in compiled._bind_processors.items() if convert is not None}
-    plan = _DriverPlan(statement, compiled.string, names, converters, compiled.construct_params(_check=False))
-    _plans[key] = plan
-    return plan
-
-
-def fetch_rows(session: Session, statement: Executable, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
-    """The rows of a prebuilt Core SELECT, run like :func:`run_statement`; values as the driver gives them
-    (see :func:`omnicanal.driver_sql.uuid_from_db` and :func:`omnicanal.driver_sql.json_from_db`)."""
-    connection = connection_of(session)
-    plan = _plan(statement, connection.dialect)
-    if plan is None:
-        return [tuple(row) for row in connection.execute(statement, params)]
-    values = plan.parameters(params)
-    with driver_cursor(connection, plan.sql, values) as cursor:
-        cursor.execute(plan.sql, values)
-        return list(cursor.fetchall())
-
-
-def run_statement(session: Session, statement: Executable, params: Params) -> int:
-    """Run a prebuilt Core statement in the session's transaction; the number of rows it changed.
-
-    Compiled once per dialect and run on the driver cursor: SQLAlchemy's per-execution work (cache key,
-    parameter processing, result set-up) cost several times the UPDATEs of the order path (bench/commerce.py,
-    K1). Errors are raised as SQLAlchemy raises them.
+    The object is not left dirty, so the next flush has nothing of it to write: the unit of work's flush of one
+    changed order cost more CPU than the rest of a payment's statements (bench/commerce.py, K1). An object
+    not in the database yet (added, not flushed) gets the values as plain attribute changes.
     """
-    connection = connection_of(session)
-    plan = _plan(statement, connection.dialect)
-    if plan is None:
-        result = connection.execute(statement, params)
-        return int(getattr(result, "rowcount", 0))
-    many = not isinstance(params, Mapping)
-    values: Any = [plan.parameters(row) for row in params] if many else plan.parameters(params)  # type: ignore[arg-type]
-    with driver_cursor(connection, plan.sql, values) as cursor:
-        if many:
-            cursor.executemany(plan.sql, values)
-        else:
-            cursor.execute(plan.sql, values)
-        return int(cursor.rowcount)
+    model = type(obj)
+    names = tuple(values)
+    statement = _updates.get((model, names))
+    if statement is None:
+        table = table_of(model)
+        statement = _updates[(model, names)] = (
+            update(table).where(table.c.id == bindparam("b_id")).values({n: bindparam(n) for n in names})
+        )
+    state: Any = inspect(obj)
+    if state.pending or state.transient or run_statement(session, statement, {"b_id": obj.id, **values}) != 1:  # type: ignore[attr-defined]
+        for name, value in values.items():
+            setattr(obj, name, value)
+        return
+    for name, value in values.items():
+        set_committed_value(obj, name, value)

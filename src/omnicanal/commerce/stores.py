@@ -19,10 +19,10 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from omnicanal.commerce.models import Location, Reservation, Stock, Variant
-from omnicanal.commerce.rows import run_statement, table_of
+from omnicanal.commerce.rows import table_of
 from omnicanal.commerce.schemas import StockOut, StoreIn, StoreOut
 from omnicanal.db import utcnow, uuid7
-from omnicanal.driver_sql import bulk_insert, driver_rows, uuid_from_db
+from omnicanal.driver_sql import bulk_insert, driver_rows, run_statement, uuid_from_db
 from omnicanal.errors import Conflict, NotFound, ValidationFailed
 
 _TIMEZONES = available_timezones()
