@@ -42,7 +42,7 @@ from omnicanal.routing.api import router as routing_router
 from omnicanal.settings import Settings
 from omnicanal.stream_api import router as stream_router
 from omnicanal.timeline.api import router as timeline_router
-from omnicanal.timeline.writer import IngestWriter
+from omnicanal.timeline.writer import BatchReader, IngestWriter
 from omnicanal.web import install_problem_handlers
 from omnicanal.webhooks.api import router as webhooks_router
 from omnicanal.webhooks.transport import WebhookTransport
@@ -81,6 +81,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     settings = settings or Settings()
     db = database or create_database(settings)
     writer = IngestWriter(db, max_events=settings.ingest_batch_max)
+    reader = BatchReader(db, max_events=settings.ingest_batch_max)
     runtime, worker = build_runtime(settings, db)
     handlers.register()
 
@@ -91,6 +92,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime.broadcaster.start()
         writer.start()
+        reader.start()
         recover_catalog_imports(db)
         if settings.outbox_in_process:
             worker.start()
@@ -98,6 +100,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
             yield
         finally:
             worker.stop()
+            reader.stop()
             writer.stop()
             runtime.broadcaster.stop()
             if database is None:
@@ -112,6 +115,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     app.state.settings = settings
     app.state.database = db
     app.state.ingest_writer = writer
+    app.state.batch_reader = reader
     app.state.receive_messages = receive_messages
     app.state.broadcaster = runtime.broadcaster
     app.state.outbox_worker = worker

@@ -65,3 +65,21 @@ def batched(session: Session) -> Iterator[None]:
         handler, payloads = next(iter(held.items()))
         del held[handler]
         _many[handler](session, payloads)
+
+
+@contextmanager
+def isolated(session: Session) -> Iterator[None]:
+    """Inside :func:`batched`, a command whose events are dropped if it raises (its savepoint is rolled back)."""
+    held: dict[Handler, list[dict[str, Any]]] | None = session.info.get(_HELD)
+    if held is None:
+        yield
+        return
+    marks = {handler: len(payloads) for handler, payloads in held.items()}
+    try:
+        yield
+    except BaseException:
+        for handler in list(held):
+            del held[handler][marks.get(handler, 0) :]
+            if not held[handler]:
+                del held[handler]
+        raise

@@ -48,10 +48,10 @@ from omnicanal.commerce.schemas import (
     StoreOut,
 )
 from omnicanal.db import Database
-from omnicanal.errors import NotFound
+from omnicanal.errors import DomainError, NotFound
 from omnicanal.idempotency import once_more_if_the_key_raced, run_idempotent
 from omnicanal.settings import Settings
-from omnicanal.timeline.writer import IngestWriter
+from omnicanal.timeline.writer import BatchReader, IngestWriter
 from omnicanal.web import (
     AppSettings,
     ReadSession,
@@ -215,17 +215,35 @@ def generate_coupons(
 
 
 # -- quote and orders -------------------------------------------------------------------------------------
-def _quote_json(db: Database, settings: Settings, data: CartIn) -> tuple[bytes, orders.CartSave | None]:
+def _quote_json(session: Session, settings: Settings, data: CartIn) -> tuple[bytes, orders.CartSave | None]:
     """The quote's JSON, and the cart to remember when it differs from the customer's open cart."""
     save = None
-    with db.read() as session:
-        cart = orders.quote(session, data, settings=settings)
-        body = quote_out(cart).model_dump(mode="json")
-        if cart.customer_id is not None and data.channel in ("web", "app"):
-            save = orders.cart_save(data, customer_id=cart.customer_id, total=cart.quote.total, currency=cart.currency)
-            if orders.cart_unchanged(session, save):
-                save = None  # the same cart priced again: a read, no write transaction
+    cart = orders.quote(session, data, settings=settings)
+    body = quote_out(cart).model_dump(mode="json")
+    if cart.customer_id is not None and data.channel in ("web", "app"):
+        save = orders.cart_save(data, customer_id=cart.customer_id, total=cart.quote.total, currency=cart.currency)
+        if orders.cart_unchanged(session, save):
+            save = None  # the same cart priced again: a read, no write transaction
     return orjson.dumps(body), save
+
+
+_Quoted = tuple[bytes, orders.CartSave | None] | DomainError
+
+
+def _quotes(session: Session, asks: Sequence[tuple[Settings, CartIn]]) -> list[_Quoted]:
+    """The quotes of a batch of the batch reader; a refused cart is its answer, not the batch's failure."""
+    answers: list[_Quoted] = []
+    for settings, data in asks:
+        try:
+            answers.append(_quote_json(session, settings, data))
+        except DomainError as refused:
+            answers.append(refused)
+    return answers
+
+
+def _quote_alone(db: Database, settings: Settings, data: CartIn) -> tuple[bytes, orders.CartSave | None]:
+    with db.read() as session:
+        return _quote_json(session, settings, data)
 
 
 def _save_carts_now(db: Database, saves: list[orders.CartSave]) -> None:
@@ -234,19 +252,26 @@ def _save_carts_now(db: Database, saves: list[orders.CartSave]) -> None:
 
 
 async def _serve_quote(request: Request) -> Response:
-    # What FastAPI did for quote_cart below, in the same order (the caller, then the body's 422s), with one
-    # thread hop for the read; a changed cart is saved by the ingest writer, which stores the carts of many
-    # concurrent quotes in one transaction (bench/commerce.py, K1 and K2).
+    # What FastAPI did for quote_cart below, in the same order (the caller, then the body's 422s). The quote is
+    # read by the batch reader, and a changed cart is saved by the ingest writer, each storing the work of
+    # many concurrent quotes in one transaction (bench/commerce.py, K1 and K2).
     await authorize(request, Permission.ORDERS_READ)
     data = await validated_body(request, _CART_IN)
     state = request.app.state
-    content, save = await run_in_threadpool(_quote_json, state.database, state.settings, data)
-    if save is not None:
-        writer: IngestWriter = state.ingest_writer
-        if writer.running:
-            await writer.run(orders.save_carts, [save])
-        else:  # an application used without its lifespan (no writer thread)
+    reader: BatchReader = state.batch_reader
+    writer: IngestWriter = state.ingest_writer
+    if not (reader.running and writer.running):  # an application used without its lifespan (no threads)
+        content, save = await run_in_threadpool(_quote_alone, state.database, state.settings, data)
+        if save is not None:
             await run_in_threadpool(_save_carts_now, state.database, [save])
+        return Response(content, media_type="application/json")
+    answers: list[_Quoted] = await reader.run(_quotes, [(state.settings, data)])
+    quoted = answers[0]
+    if isinstance(quoted, DomainError):
+        raise quoted
+    content, save = quoted
+    if save is not None:
+        await writer.run(orders.save_carts, [save])
     return Response(content, media_type="application/json")
 
 
@@ -284,15 +309,32 @@ def _place(session: Session, ask: _Ask) -> Response:
     return run_idempotent(ask.request, session, ask.principal, body, produce, customer_of=lambda c: c["customer_id"])
 
 
-def _place_orders(session: Session, asks: Sequence[_Ask]) -> list[Response]:
-    """The orders of many concurrent requests in one of the ingest writer's transactions. A request refused
-    with a domain error fails the batch: the writer then runs each request alone, and only it is refused."""
+_Answer = Response | DomainError
+
+
+def _each_in_savepoint(
+    session: Session, asks: Sequence[_Ask], write: Callable[[Session, _Ask], Response]
+) -> list[_Answer]:
+    """Many concurrent requests in one of the ingest writer's transactions, each in a savepoint of its own: a
+    request refused with a domain error takes back only its own writes and held events, and the refusal is
+    its answer. Loyalty hears the batch's ``order.paid`` events together at the end (``dispatch.batched``)."""
+    answers: list[_Answer] = []
     with dispatch.batched(session):
-        return [_place(session, ask) for ask in asks]
+        for ask in asks:
+            try:
+                with session.begin_nested(), dispatch.isolated(session):
+                    answers.append(write(session, ask))
+            except DomainError as refused:
+                answers.append(refused)
+    return answers
+
+
+def _place_orders(session: Session, asks: Sequence[_Ask]) -> list[_Answer]:
+    return _each_in_savepoint(session, asks, _place)
 
 
 def _in_turn(db: Database, request: Request, write: Callable[[Session, _Ask], Response], ask: _Ask) -> Response:
-    """``write`` in a transaction of its own (an application used without its lifespan has no writer thread)."""
+    """``write`` in a transaction of its own (PostgreSQL; an application used without its lifespan)."""
 
     def transaction() -> Response:
         with db.write_in_turn() as session:
@@ -306,17 +348,21 @@ async def _write_through_writer(
     ask: _Ask,
     *,
     each: Callable[[Session, _Ask], Response],
-    many: Callable[[Session, Sequence[_Ask]], list[Response]],
+    many: Callable[[Session, Sequence[_Ask]], list[_Answer]],
 ) -> Response:
-    # Creates and payments share the ingest writer's transactions with each other, with quotes' carts and with
-    # inbound messages: one commit for a burst of requests instead of one each (bench/commerce.py, K1). On the
-    # writer a key raced by another process is a unique-key error, which it answers by running the batch again.
+    # On SQLite, creates and payments share the ingest writer's transactions with each other, with quotes'
+    # carts and with inbound messages: one commit for a burst of requests instead of one each
+    # (bench/commerce.py, K1). On the writer a key raced by another process is a unique-key error, which it
+    # answers by running the batch again. On PostgreSQL each stays a transaction of its own: a batch would
+    # lock the stock and orders of many requests in the order they came, against other processes' batches.
     state = request.app.state
     writer: IngestWriter = state.ingest_writer
-    if writer.running:
-        answers: list[Response] = await writer.run(many, [ask])
-        return answers[0]
-    return await run_in_threadpool(_in_turn, state.database, request, each, ask)
+    if not (writer.running and state.database.is_sqlite):
+        return await run_in_threadpool(_in_turn, state.database, request, each, ask)
+    answers: list[_Answer] = await writer.run(many, [ask])
+    if isinstance(answers[0], DomainError):
+        raise answers[0]
+    return answers[0]
 
 
 async def _serve_create_order(request: Request) -> Response:
@@ -387,11 +433,10 @@ def _pay(session: Session, ask: _Ask) -> Response:
     return run_idempotent(ask.request, session, ask.principal, ask.data.model_dump(mode="json"), produce)
 
 
-def _take_payments(session: Session, asks: Sequence[_Ask]) -> list[Response]:
+def _take_payments(session: Session, asks: Sequence[_Ask]) -> list[_Answer]:
     """:func:`_place_orders` for payments; their orders are read together first."""
     held = orders.load_orders(session, [ask.order_id for ask in asks if ask.order_id is not None])
-    with dispatch.batched(session):
-        answers = [_pay(session, ask) for ask in asks]
+    answers = _each_in_savepoint(session, asks, _pay)
     del held
     return answers
 

@@ -24,7 +24,22 @@ def order_paid(session: Session, payload: dict[str, Any]) -> None:
 
 
 def orders_paid(session: Session, payloads: Sequence[dict[str, Any]]) -> None:
-    earn_paid_orders(session, payloads)
+    """Many orders paid in one transaction, as if one after another: a customer's second order of the batch
+    earns in a later round, after the first may have moved them up a tier or made it their first order."""
+    for round_of_payloads in _one_order_per_customer(payloads):
+        earn_paid_orders(session, round_of_payloads)
+
+
+def _one_order_per_customer(payloads: Sequence[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    rounds: list[list[dict[str, Any]]] = []
+    seen: dict[Any, int] = {}
+    for payload in payloads:
+        index = seen.get(payload["customer_id"], 0)
+        seen[payload["customer_id"]] = index + 1
+        if index == len(rounds):
+            rounds.append([])
+        rounds[index].append(payload)
+    return rounds
 
 
 def order_returned(session: Session, payload: dict[str, Any]) -> None:

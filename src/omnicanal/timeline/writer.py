@@ -209,6 +209,28 @@ class IngestWriter:
         return [answers[id(job)] for job in jobs]
 
 
+class BatchReader(IngestWriter):
+    """The writer's queue and thread for reads: what is waiting runs in one read transaction, nothing lingers.
+
+    A request's read handed to anyio's thread pool cost the event loop six times what handing it to this
+    queue does (capacity limiter, cancel scope, run-vars; bench/commerce.py, K1's quotes), and each read
+    paid for its own transaction. A handler answers one result per item and should return a refusal as a
+    value: an exception fails the batch, which then runs each job alone.
+    """
+
+    def __init__(self, database: Database, *, max_events: int = 500) -> None:
+        super().__init__(database, max_events=max_events, linger_gap=0.0, linger_max=0.0)
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="omnicanal-reads", daemon=True)
+            self._thread.start()
+
+    def _transaction(self, jobs: list[_Job]) -> list[list[Any]]:
+        with self.database.read() as session:
+            return self._handle(session, jobs)
+
+
 def _retryable(exc: DBAPIError) -> bool:
     if isinstance(exc, IntegrityError):
         return True
