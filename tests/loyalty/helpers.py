@@ -35,6 +35,19 @@ def event_rule(client: TestClient, event_type: str, points: int, **extra: Any) -
     return dict(response.json())
 
 
+def referral(client: TestClient) -> tuple[str, str, str]:
+    """A spend rule, referral rewards of 200 (referrer) and 100 (referred), and a newcomer who signed up with a
+    friend's code: (friend, newcomer, code)."""
+    spend_rule(client)
+    event_rule(client, "referral.referrer", 200)
+    event_rule(client, "referral.referred", 100)
+    friend, newcomer = new_customer(client), new_customer(client)
+    code = client.post(f"/api/v1/customers/{friend}/loyalty/referral-code").json()["referral_code"]
+    signup = {"id": "signup-1", "customer_id": newcomer, "type": "referral.signup", "properties": {"code": code}}
+    assert client.post("/api/v1/loyalty/events", json=signup).status_code == 200
+    return friend, newcomer, str(code)
+
+
 def order(
     customer_id: str,
     order_id: str,

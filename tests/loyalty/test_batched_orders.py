@@ -8,7 +8,7 @@ from fastapi.testclient import TestClient
 
 from omnicanal import dispatch
 from omnicanal.db import Database
-from tests.loyalty.helpers import event_rule, new_customer, order, spend_rule, wallet
+from tests.loyalty.helpers import new_customer, order, referral, spend_rule, wallet
 
 
 def paid_together(db: Database, *payloads: dict[str, Any]) -> None:
@@ -34,13 +34,7 @@ def test_the_second_order_of_a_batch_earns_at_the_tier_the_first_reached(client:
 
 
 def test_two_first_orders_paid_together_still_reward_the_referral(client: TestClient, db: Database) -> None:
-    spend_rule(client)
-    event_rule(client, "referral.referrer", 200)
-    event_rule(client, "referral.referred", 100)
-    friend, newcomer = new_customer(client), new_customer(client)
-    code = client.post(f"/api/v1/customers/{friend}/loyalty/referral-code").json()["referral_code"]
-    signup = {"id": "signup-1", "customer_id": newcomer, "type": "referral.signup", "properties": {"code": code}}
-    assert client.post("/api/v1/loyalty/events", json=signup).status_code == 200
+    friend, newcomer, _ = referral(client)
     paid_together(db, order(newcomer, "N-1", ("a", 1, 1000)), order(newcomer, "N-2", ("a", 1, 1000)))
     assert wallet(client, friend)["balance"] == 200
     assert wallet(client, newcomer)["balance"] == 100 and wallet(client, newcomer)["pending"] == 20

@@ -26,6 +26,7 @@ from tests.loyalty.helpers import (
     new_customer,
     order,
     publish,
+    referral,
     spend_rule,
     wallet,
 )
@@ -123,13 +124,7 @@ def test_purchase_codes_are_single_use_and_guessing_locks_out(client: TestClient
 
 
 def test_referral_pays_both_sides_on_the_first_paid_order_only(client: TestClient, db: Database) -> None:
-    spend_rule(client)
-    event_rule(client, "referral.referrer", 200)
-    event_rule(client, "referral.referred", 100)
-    friend, newcomer = new_customer(client), new_customer(client)
-    code = client.post(f"/api/v1/customers/{friend}/loyalty/referral-code").json()["referral_code"]
-    signup = {"id": "signup-1", "customer_id": newcomer, "type": "referral.signup", "properties": {"code": code}}
-    assert client.post("/api/v1/loyalty/events", json=signup).status_code == 200
+    friend, newcomer, code = referral(client)
     self_ref = {"id": "s2", "customer_id": friend, "type": "referral.signup", "properties": {"code": code}}
     assert client.post("/api/v1/loyalty/events", json=self_ref).status_code == 409
     publish(db, "order.paid", order(newcomer, "N-1", ("a", 1, 1000)))
