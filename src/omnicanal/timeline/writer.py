@@ -171,7 +171,9 @@ class IngestWriter:
         except Exception as exc:
             if len(jobs) == 1:
                 if not isinstance(exc, DomainError):  # a request refused (a 4xx for its caller) is no failure
-                    log.exception("ingest failed")
+                    # its caller logs it too, with the request; this names the batch handler that failed
+                    handler = getattr(jobs[0].handler, "__qualname__", "a job")
+                    log.exception("%s in %s failed", handler, type(self).__name__)
                 _deliver(jobs[0], None, exc)
                 return
             # One bad request must not fail its neighbours: try each on its own.
