@@ -3,24 +3,16 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Annotated, Any
 
-import orjson
 from fastapi import APIRouter, Depends, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
-from pydantic import TypeAdapter, ValidationError
-from sqlalchemy.orm import Session
-from starlette.concurrency import run_in_threadpool
 
-from omnicanal import dispatch
 from omnicanal.access.roles import Permission
 from omnicanal.access.service import Principal
 from omnicanal.commerce import catalog, fulfillment, orders, payments, promotions, returns, stores
-from omnicanal.commerce.checkout import quote_out
 from omnicanal.commerce.models import Promotion
+from omnicanal.commerce.order_path import serve_create_order, serve_payment, serve_quote
 from omnicanal.commerce.schemas import (
     CartIn,
     CategoryIn,
@@ -48,19 +40,15 @@ from omnicanal.commerce.schemas import (
     StoreOut,
 )
 from omnicanal.db import Database
-from omnicanal.errors import DomainError, NotFound
-from omnicanal.idempotency import once_more_if_the_key_raced, run_idempotent
-from omnicanal.settings import Settings
-from omnicanal.timeline.writer import BatchReader, IngestWriter
+from omnicanal.errors import NotFound
+from omnicanal.idempotency import run_idempotent
 from omnicanal.web import (
     AppSettings,
     ReadSession,
     WriteSession,
-    authorize,
     database,
     require,
     served_by,
-    validated_body,
 )
 
 router = APIRouter(prefix="/api/v1", tags=["commerce"])
@@ -72,10 +60,6 @@ StockWriter = Annotated[Principal, Depends(require(Permission.STOCK_WRITE))]
 OrderReader = Annotated[Principal, Depends(require(Permission.ORDERS_READ))]
 OrderWriter = Annotated[Principal, Depends(require(Permission.ORDERS_WRITE))]
 DB = Annotated[Database, Depends(database)]
-
-_CART_IN = TypeAdapter(CartIn)
-_PAYMENT_IN = TypeAdapter(PaymentIn)
-_UUID = TypeAdapter(uuid.UUID)
 
 
 # -- catalog -------------------------------------------------------------------------------------------
@@ -215,69 +199,9 @@ def generate_coupons(
 
 
 # -- quote and orders -------------------------------------------------------------------------------------
-def _quote_json(session: Session, settings: Settings, data: CartIn) -> tuple[bytes, orders.CartSave | None]:
-    """The quote's JSON, and the cart to remember when it differs from the customer's open cart."""
-    save = None
-    cart = orders.quote(session, data, settings=settings)
-    body = quote_out(cart).model_dump(mode="json")
-    if cart.customer_id is not None and data.channel in ("web", "app"):
-        save = orders.cart_save(data, customer_id=cart.customer_id, total=cart.quote.total, currency=cart.currency)
-        if orders.cart_unchanged(session, save):
-            save = None  # the same cart priced again: a read, no write transaction
-    return orjson.dumps(body), save
-
-
-_Quoted = tuple[bytes, orders.CartSave | None] | DomainError
-
-
-def _quotes(session: Session, asks: Sequence[tuple[Settings, CartIn]]) -> list[_Quoted]:
-    """The quotes of a batch of the batch reader; a refused cart is its answer, not the batch's failure."""
-    answers: list[_Quoted] = []
-    for settings, data in asks:
-        try:
-            answers.append(_quote_json(session, settings, data))
-        except DomainError as refused:
-            answers.append(refused)
-    return answers
-
-
-def _quote_alone(db: Database, settings: Settings, data: CartIn) -> tuple[bytes, orders.CartSave | None]:
-    with db.read() as session:
-        return _quote_json(session, settings, data)
-
-
-def _save_carts_now(db: Database, saves: list[orders.CartSave]) -> None:
-    with db.write_in_turn() as session:
-        orders.save_carts(session, saves)
-
-
-async def _serve_quote(request: Request) -> Response:
-    # What FastAPI did for quote_cart below, in the same order (the caller, then the body's 422s). The quote is
-    # read by the batch reader, and a changed cart is saved by the ingest writer, each storing the work of
-    # many concurrent quotes in one transaction (bench/commerce.py, K1 and K2).
-    await authorize(request, Permission.ORDERS_READ)
-    data = await validated_body(request, _CART_IN)
-    state = request.app.state
-    reader: BatchReader = state.batch_reader
-    writer: IngestWriter = state.ingest_writer
-    if not (reader.running and writer.running):  # an application used without its lifespan (no threads)
-        content, save = await run_in_threadpool(_quote_alone, state.database, state.settings, data)
-        if save is not None:
-            await run_in_threadpool(_save_carts_now, state.database, [save])
-        return Response(content, media_type="application/json")
-    answers: list[_Quoted] = await reader.run(_quotes, [(state.settings, data)])
-    quoted = answers[0]
-    if isinstance(quoted, DomainError):
-        raise quoted
-    content, save = quoted
-    if save is not None:
-        await writer.run(orders.save_carts, [save])
-    return Response(content, media_type="application/json")
-
-
 def quote_cart(data: CartIn, _: OrderReader) -> QuoteOut:
     """Prices a cart exactly as ``POST /orders`` will charge it (the same function prices both)."""
-    raise NotImplementedError  # the documented signature (OpenAPI); requests are served by _serve_quote
+    raise NotImplementedError  # the documented signature (OpenAPI); served by order_path.serve_quote
 
 
 router.add_api_route(
@@ -285,96 +209,13 @@ router.add_api_route(
     quote_cart,
     methods=["POST"],
     response_model=QuoteOut,
-    route_class_override=served_by(_serve_quote),
+    route_class_override=served_by(serve_quote),
 )
-
-
-@dataclass(frozen=True)
-class _Ask:
-    """A create or payment request handed to the ingest writer."""
-
-    request: Request
-    principal: Principal
-    settings: Settings
-    data: Any
-    order_id: uuid.UUID | None = None
-
-
-def _place(session: Session, ask: _Ask) -> Response:
-    def produce() -> tuple[int, Any]:
-        order, lines = orders.place_order(session, ask.data, settings=ask.settings, actor=ask.principal.label)
-        return 201, orders.order_out(session, order, settings=ask.settings, placed_lines=lines).model_dump(mode="json")
-
-    body = ask.data.model_dump(mode="json")
-    return run_idempotent(ask.request, session, ask.principal, body, produce, customer_of=lambda c: c["customer_id"])
-
-
-_Answer = Response | DomainError
-
-
-def _each_in_savepoint(
-    session: Session, asks: Sequence[_Ask], write: Callable[[Session, _Ask], Response]
-) -> list[_Answer]:
-    """Many concurrent requests in one of the ingest writer's transactions, each in a savepoint of its own: a
-    request refused with a domain error takes back only its own writes and held events, and the refusal is
-    its answer. Loyalty hears the batch's ``order.paid`` events together at the end (``dispatch.batched``)."""
-    answers: list[_Answer] = []
-    with dispatch.batched(session):
-        for ask in asks:
-            try:
-                with session.begin_nested(), dispatch.isolated(session):
-                    answers.append(write(session, ask))
-            except DomainError as refused:
-                answers.append(refused)
-    return answers
-
-
-def _place_orders(session: Session, asks: Sequence[_Ask]) -> list[_Answer]:
-    return _each_in_savepoint(session, asks, _place)
-
-
-def _in_turn(db: Database, request: Request, write: Callable[[Session, _Ask], Response], ask: _Ask) -> Response:
-    """``write`` in a transaction of its own (PostgreSQL; an application used without its lifespan)."""
-
-    def transaction() -> Response:
-        with db.write_in_turn() as session:
-            return write(session, ask)
-
-    return once_more_if_the_key_raced(request, transaction)
-
-
-async def _write_through_writer(
-    request: Request,
-    ask: _Ask,
-    *,
-    each: Callable[[Session, _Ask], Response],
-    many: Callable[[Session, Sequence[_Ask]], list[_Answer]],
-) -> Response:
-    # On SQLite, creates and payments share the ingest writer's transactions with each other, with quotes'
-    # carts and with inbound messages: one commit for a burst of requests instead of one each
-    # (bench/commerce.py, K1). On the writer a key raced by another process is a unique-key error, which it
-    # answers by running the batch again. On PostgreSQL each stays a transaction of its own: a batch would
-    # lock the stock and orders of many requests in the order they came, against other processes' batches.
-    state = request.app.state
-    writer: IngestWriter = state.ingest_writer
-    if not (writer.running and state.database.is_sqlite):
-        return await run_in_threadpool(_in_turn, state.database, request, each, ask)
-    answers: list[_Answer] = await writer.run(many, [ask])
-    if isinstance(answers[0], DomainError):
-        raise answers[0]
-    return answers[0]
-
-
-async def _serve_create_order(request: Request) -> Response:
-    principal = await authorize(request, Permission.ORDERS_WRITE)
-    data = await validated_body(request, _CART_IN)
-    ask = _Ask(request, principal, request.app.state.settings, data)
-    return await _write_through_writer(request, ask, each=_place, many=_place_orders)
 
 
 def create_order(data: CartIn, _: OrderWriter) -> OrderOut:
     """Place an order from any channel. Retrying with the same ``Idempotency-Key`` places it once."""
-    raise NotImplementedError  # the documented signature (OpenAPI); requests are served by _serve_create_order
+    raise NotImplementedError  # the documented signature (OpenAPI); served by order_path.serve_create_order
 
 
 router.add_api_route(
@@ -383,7 +224,7 @@ router.add_api_route(
     methods=["POST"],
     status_code=201,
     response_model=OrderOut,
-    route_class_override=served_by(_serve_create_order),
+    route_class_override=served_by(serve_create_order),
 )
 
 
@@ -415,50 +256,9 @@ def cancel_order(order_id: uuid.UUID, session: WriteSession, settings: AppSettin
     return orders.order_out(session, order, settings=settings)
 
 
-def _pay(session: Session, ask: _Ask) -> Response:
-    order_id = ask.order_id
-    assert order_id is not None
-
-    def produce() -> tuple[int, Any]:
-        payment, order = payments.record_payment_on(
-            session, order_id=order_id, data=ask.data, settings=ask.settings, actor=ask.principal.label
-        )
-        out = orders.payment_out(payment, ask.settings).model_dump(mode="json")
-        return 201, out | {
-            "order_status": order.status,
-            "payment_status": order.payment_status,
-            "balance_due": order.total - order.paid_amount,
-        }
-
-    return run_idempotent(ask.request, session, ask.principal, ask.data.model_dump(mode="json"), produce)
-
-
-def _take_payments(session: Session, asks: Sequence[_Ask]) -> list[_Answer]:
-    """:func:`_place_orders` for payments; their orders are read together first."""
-    held = orders.load_orders(session, [ask.order_id for ask in asks if ask.order_id is not None])
-    answers = _each_in_savepoint(session, asks, _pay)
-    del held
-    return answers
-
-
-async def _serve_payment(request: Request) -> Response:
-    principal = await authorize(request, Permission.ORDERS_WRITE)
-    errors: list[Any] = []
-    order_id: uuid.UUID | None = None
-    try:
-        order_id = _UUID.validate_python(request.path_params["order_id"])
-    except ValidationError as exc:
-        errors += [{**e, "loc": ("path", "order_id", *e["loc"])} for e in exc.errors(include_url=False)]
-    data = await validated_body(request, _PAYMENT_IN, errors)
-    if order_id is None:
-        raise RequestValidationError(errors)
-    ask = _Ask(request, principal, request.app.state.settings, data, order_id)
-    return await _write_through_writer(request, ask, each=_pay, many=_take_payments)
-
-
 def add_payment(order_id: uuid.UUID, data: PaymentIn, _: OrderWriter) -> PaymentOut:
     """A payment (card, cash, bank transfer, payment link, wallet; partial amounts welcome) or a refund."""
-    raise NotImplementedError  # the documented signature (OpenAPI); requests are served by _serve_payment
+    raise NotImplementedError  # the documented signature (OpenAPI); served by order_path.serve_payment
 
 
 router.add_api_route(
@@ -467,7 +267,7 @@ router.add_api_route(
     methods=["POST"],
     status_code=201,
     response_model=PaymentOut,
-    route_class_override=served_by(_serve_payment),
+    route_class_override=served_by(serve_payment),
 )
 
 

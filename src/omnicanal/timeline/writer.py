@@ -93,9 +93,11 @@ class IngestWriter:
         self._queue: queue.Queue[_Job | None] = queue.Queue()
         self._thread: threading.Thread | None = None
 
+    thread_name = "omnicanal-ingest"
+
     def start(self) -> None:
         if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="omnicanal-ingest", daemon=True)
+            self._thread = threading.Thread(target=self._run, name=self.thread_name, daemon=True)
             self._thread.start()
 
     @property
@@ -124,6 +126,14 @@ class IngestWriter:
         future: asyncio.Future[list[Any]] = loop.create_future()
         self._queue.put(_Job(handler, items, loop, future))
         return await future
+
+    async def run_one(self, handler: BatchHandler, item: Any) -> Any:
+        """:meth:`run` for one item. A handler may answer an item's refusal (a :class:`DomainError`) instead of
+        raising it, so that the other items of its batch go on: the refusal is raised here, to its caller."""
+        answers = await self.run(handler, [item])
+        if isinstance(answers[0], DomainError):
+            raise answers[0]
+        return answers[0]
 
     def _ingest_events(self, session: Session, events: Sequence[Any]) -> list[Any]:
         return ingest(session, events, settings=self.database.settings)
@@ -217,16 +227,13 @@ class BatchReader(IngestWriter):
     A request's read handed to anyio's thread pool cost the event loop six times what handing it to this
     queue does (capacity limiter, cancel scope, run-vars; bench/commerce.py, K1's quotes), and each read
     paid for its own transaction. A handler answers one result per item and should return a refusal as a
-    value: an exception fails the batch, which then runs each job alone.
+    value (see :meth:`IngestWriter.run_one`): an exception fails the batch, which then runs each job alone.
     """
 
     def __init__(self, database: Database, *, max_events: int = 500) -> None:
         super().__init__(database, max_events=max_events, linger_gap=0.0, linger_max=0.0)
 
-    def start(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="omnicanal-reads", daemon=True)
-            self._thread.start()
+    thread_name = "omnicanal-reads"
 
     def _transaction(self, jobs: list[_Job]) -> list[list[Any]]:
         with self.database.read() as session:
