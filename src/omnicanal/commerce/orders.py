@@ -176,8 +176,8 @@ def get_order(session: Session, order_id: uuid.UUID, *, for_update: bool = False
 
 def load_orders(session: Session, order_ids: Sequence[uuid.UUID]) -> list[Order]:
     """Orders about to be read one by one with :func:`get_order`, loaded with one query; hold the list until then
-    (the session keeps them only weakly). On PostgreSQL each is read under its lock anyway: nothing is loaded."""
-    if len(order_ids) < 2 or session.get_bind().dialect.name == "postgresql":
+    (the session keeps them only weakly). ``get_order(for_update=True)`` reads each again on PostgreSQL."""
+    if len(order_ids) < 2:
         return []
     return list(session.scalars(select(Order).where(Order.id.in_(set(order_ids)))))
 
