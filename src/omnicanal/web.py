@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email.message
 import json
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from typing import Annotated, Any
 
@@ -273,3 +274,20 @@ async def validated_body(request: Request, adapter: TypeAdapter[Any], errors: li
     if errors or data is None:
         raise RequestValidationError(errors)
     return data
+
+
+_UUID = TypeAdapter(uuid.UUID)
+
+
+async def validated_id_and_body(request: Request, param: str, adapter: TypeAdapter[Any]) -> tuple[uuid.UUID, Any]:
+    """A UUID path parameter and the body, validated as FastAPI validates them: one 422 naming every error of both."""
+    errors: list[Any] = []
+    found: uuid.UUID | None = None
+    try:
+        found = _UUID.validate_python(request.path_params[param])
+    except ValidationError as exc:
+        errors += [{**e, "loc": ("path", param, *e["loc"])} for e in exc.errors(include_url=False)]
+    data = await validated_body(request, adapter, errors)
+    if found is None:
+        raise RequestValidationError(errors)
+    return found, data

@@ -24,9 +24,8 @@ from typing import Any
 
 import orjson
 from fastapi import Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
-from pydantic import TypeAdapter, ValidationError
+from pydantic import TypeAdapter
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -41,11 +40,10 @@ from omnicanal.errors import DomainError
 from omnicanal.idempotency import once_more_if_the_key_raced, run_idempotent
 from omnicanal.settings import Settings
 from omnicanal.timeline.writer import BatchReader, IngestWriter
-from omnicanal.web import authorize, validated_body
+from omnicanal.web import authorize, validated_body, validated_id_and_body
 
 _CART_IN = TypeAdapter(CartIn)
 _PAYMENT_IN = TypeAdapter(PaymentIn)
-_UUID = TypeAdapter(uuid.UUID)
 
 _Quote = tuple[bytes, orders.CartSave | None]
 
@@ -201,14 +199,6 @@ def _take_payments(session: Session, asks: Sequence[_Ask]) -> list[Response | Do
 
 async def serve_payment(request: Request) -> Response:
     principal = await authorize(request, Permission.ORDERS_WRITE)
-    errors: list[Any] = []
-    order_id: uuid.UUID | None = None
-    try:
-        order_id = _UUID.validate_python(request.path_params["order_id"])
-    except ValidationError as exc:
-        errors += [{**e, "loc": ("path", "order_id", *e["loc"])} for e in exc.errors(include_url=False)]
-    data = await validated_body(request, _PAYMENT_IN, errors)
-    if order_id is None:
-        raise RequestValidationError(errors)
+    order_id, data = await validated_id_and_body(request, "order_id", _PAYMENT_IN)
     ask = _Ask(request, principal, request.app.state.settings, data, order_id)
     return await _write(request, ask, each=_pay, many=_take_payments)

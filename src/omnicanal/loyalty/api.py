@@ -5,9 +5,8 @@ from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Depends, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
-from pydantic import TypeAdapter, ValidationError
+from pydantic import TypeAdapter
 from starlette.concurrency import run_in_threadpool
 
 from omnicanal.access.roles import Permission
@@ -45,7 +44,7 @@ from omnicanal.web import (
     database,
     require,
     served_by,
-    validated_body,
+    validated_id_and_body,
 )
 
 router = APIRouter(prefix="/api/v1", tags=["loyalty"])
@@ -122,7 +121,6 @@ def generate_codes(data: CodeBatchIn, session: WriteSession, _: Manager) -> Code
     )
 
 
-_CUSTOMER_ID = TypeAdapter(uuid.UUID)
 _REDEMPTION_IN = TypeAdapter(RedemptionIn)
 
 
@@ -159,15 +157,7 @@ async def _serve_redeem(request: Request) -> Response:
     # body (the same 422s, together), then the common case in one call from the event loop, or one thread hop
     # for the whole transaction (bench: L2).
     principal = await authorize(request, Permission.LOYALTY_REDEEM)
-    errors: list[Any] = []
-    customer_id: uuid.UUID | None = None
-    try:
-        customer_id = _CUSTOMER_ID.validate_python(request.path_params["customer_id"])
-    except ValidationError as exc:
-        errors += [{**e, "loc": ("path", "customer_id", *e["loc"])} for e in exc.errors(include_url=False)]
-    data: RedemptionIn = await validated_body(request, _REDEMPTION_IN, errors)
-    if customer_id is None:
-        raise RequestValidationError(errors)
+    customer_id, data = await validated_id_and_body(request, "customer_id", _REDEMPTION_IN)
     db: Database = request.app.state.database
     if not db.is_sqlite:
         # the common case in one call from the event loop; the general path (and a busy moment) in a thread
