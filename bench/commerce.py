@@ -9,6 +9,8 @@ K2  quote with 10,000 products and 200 active promotions: in process (``orders.q
 K1-postgres  K1 on a throwaway PostgreSQL cluster (recorded, no target).
 K1-inproc  K1's requests driven into the ASGI application in process, one order at a time (no sockets, no wrk):
     SQL statements and CPU time per request of each kind (quote, create, pay). Where the CPU of an order goes.
+K1-batched  the same with 32 orders in flight, so that the ingest writer batches them as under wrk: CPU of the
+    process per order (the server's side of K1 without sockets and HTTP parsing; steadier than wrk for A/B).
 
 Same rules as ``bench/run.py`` (whose helpers this imports): servers on free ports of 127.0.0.1, every figure
 beside a ceiling measured in the same run, server CPU per request and peak RSS recorded, results as JSON in
@@ -226,8 +228,12 @@ def _one_promotion(url: str) -> None:
     db.dispose()
 
 
-def k1_inproc(plan: Plan, workdir: Path) -> dict[str, Any]:
-    """K1's three requests straight into the ASGI app: statements and CPU per request (what wrk cannot see)."""
+def k1_inproc(plan: Plan, workdir: Path, *, concurrency: int = 1) -> dict[str, Any]:
+    """K1's three requests straight into the ASGI app: statements and CPU per request (what wrk cannot see).
+
+    ``concurrency`` > 1: that many orders in flight at once, so the ingest writer batches them as it does under
+    wrk; then only the CPU of the whole process per order is told (the requests overlap).
+    """
     import asyncio
     import uuid
 
@@ -238,7 +244,8 @@ def k1_inproc(plan: Plan, workdir: Path) -> dict[str, Any]:
     from omnicanal.settings import Settings
 
     orders = 200 if plan.quick else 1_000
-    say(f"K1 in process: {orders:,} orders (quote + create + pay) one at a time after 100 warm-up orders")
+    how = "one at a time" if concurrency == 1 else f"{concurrency} at a time"
+    say(f"K1 in process: {orders:,} orders (quote + create + pay) {how} after 100 warm-up orders")
     data = seeded(workdir, "k1-inproc.db", 30, 0)
     _one_promotion(data["url"])
     app = create_app(Settings(database_url=data["url"], outbox_in_process=False))
@@ -292,6 +299,24 @@ def k1_inproc(plan: Plan, workdir: Path) -> dict[str, Any]:
         tally["pay"] += [time.process_time() - started, statements[0] - before]
 
     rounds = 5  # on a shared machine other work only adds CPU time: the best round is the steadiest figure
+
+    async def many_at_once() -> dict[str, Any]:
+        tally: dict[str, list[float]] = {"quote": [], "create": [], "pay": []}
+        async with app.router.lifespan_context(app):
+            await asyncio.gather(*(one_order(tally) for _ in range(100)))
+            per_round, cpu_ms = orders // rounds, []
+            for _ in range(rounds):
+                started, clock = time.process_time(), time.perf_counter()
+                await asyncio.gather(*(one_order(tally) for _ in range(per_round)))
+                cpu_ms.append((1000 * (time.process_time() - started) / per_round, time.perf_counter() - clock))
+        best = min(cpu_ms)
+        say(f"  order  CPU {sum(c for c, _ in cpu_ms) / rounds:6.2f} ms (best of {rounds} rounds {best[0]:6.2f}, "
+            f"{per_round / best[1]:,.0f} orders/s in it)")  # fmt: skip
+        return {"orders": orders, "concurrency": concurrency, "cpu_ms_per_order": sum(c for c, _ in cpu_ms) / rounds,
+                "best_round_cpu_ms": best[0]}  # fmt: skip
+
+    if concurrency > 1:
+        return asyncio.run(many_at_once())
 
     async def main() -> dict[str, Any]:
         tally: dict[str, list[float]] = {"quote": [], "create": [], "pay": []}
@@ -375,7 +400,8 @@ def main() -> None:
         print("RESULT " + json.dumps(result))
         return
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("which", nargs="?", default="all", choices=["k1", "k2", "k1-postgres", "k1-inproc", "all"])
+    which = ["k1", "k2", "k1-postgres", "k1-inproc", "k1-batched", "all"]
+    parser.add_argument("which", nargs="?", default="all", choices=which)
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
     plan = Plan.make(args.quick)
@@ -388,6 +414,8 @@ def main() -> None:
             results["k2"] = k2(plan, workdir)
         if args.which in ("k1-inproc", "all"):
             results["k1_inproc"] = k1_inproc(plan, workdir)
+        if args.which in ("k1-batched", "all"):
+            results["k1_batched"] = k1_inproc(plan, workdir, concurrency=32)
         if args.which in ("k1-postgres", "all"):
             results["k1_postgres"] = k1_postgres(plan, workdir)
     run.RESULTS.mkdir(exist_ok=True)

@@ -23,7 +23,7 @@ from omnicanal.commerce.checkout import (
     shopper,
 )
 from omnicanal.commerce.models import Cart, Fulfillment, Order, OrderLine, Payment
-from omnicanal.commerce.rows import insert_new, table_of
+from omnicanal.commerce.rows import insert_loaded, table_of
 from omnicanal.commerce.schemas import CartIn, FulfillmentOut, OrderOut, PaymentOut
 from omnicanal.customers.resolution import Resolver
 from omnicanal.customers.service import get_customer
@@ -82,36 +82,39 @@ def place_order(
             total=quote.total,
             expected_total=data.expected_total,
         )
-    order = Order(
-        id=uuid7(),
-        number=_number(now),
-        customer_id=customer.id,
-        source_customer_id=customer.id,
-        channel=data.channel,
-        status="pending",
-        payment_status="unpaid",
-        currency=quote.currency,
-        subtotal=quote.subtotal,
-        discount=quote.discount,
-        tax=quote.tax,
-        shipping=quote.shipping,
-        total=quote.total,
-        paid_amount=0,
-        refunded_amount=0,
-        prices_include_tax=quote.prices_include_tax,
-        fulfillment_type=data.fulfillment.type,
-        location_id=cart.location.id if cart.location else None,
-        address=data.fulfillment.address or {},
-        coupon_codes=[promotions.normalize_code(c) for c in data.coupon_codes],
-        promotions=quote.promotions,
-        shipping_discount=quote.shipping_discount,
-        pickup_code=None,
-        pickup_expires_at=None,
-        created_by=actor,
-        created_at=now,
-        updated_at=now,
+    order = insert_loaded(
+        session,
+        Order,
+        dict(
+            id=uuid7(),
+            number=_number(now),
+            customer_id=customer.id,
+            source_customer_id=customer.id,
+            channel=data.channel,
+            status="pending",
+            payment_status="unpaid",
+            currency=quote.currency,
+            subtotal=quote.subtotal,
+            discount=quote.discount,
+            tax=quote.tax,
+            shipping=quote.shipping,
+            total=quote.total,
+            paid_amount=0,
+            refunded_amount=0,
+            prices_include_tax=quote.prices_include_tax,
+            fulfillment_type=data.fulfillment.type,
+            location_id=cart.location.id if cart.location else None,
+            address=data.fulfillment.address or {},
+            coupon_codes=[promotions.normalize_code(c) for c in data.coupon_codes],
+            promotions=quote.promotions,
+            shipping_discount=quote.shipping_discount,
+            pickup_code=None,
+            pickup_expires_at=None,
+            created_by=actor,
+            created_at=now,
+            updated_at=now,
+        ),
     )
-    insert_new(session, [order])
     # plain rows (one executemany): an ORM object a line cost more than its insert, and nothing in this
     # transaction changes a line after it is placed (bench/commerce.py, K1)
     order_lines = [

@@ -17,7 +17,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from omnicanal.commerce import lifecycle, store_credit, stores
 from omnicanal.commerce.models import Order, Payment, Return
 from omnicanal.commerce.orders import get_order
-from omnicanal.commerce.rows import insert_new, table_of, update_loaded
+from omnicanal.commerce.rows import insert_loaded, table_of, update_loaded
 from omnicanal.commerce.schemas import PaymentIn
 from omnicanal.db import utcnow, uuid7
 from omnicanal.driver_sql import run_statement
@@ -63,27 +63,28 @@ def record_payment_on(
     due = order.total - order.paid_amount
     if data.amount > due:
         raise ValidationFailed.on_field("amount", f"is more than the balance due ({due} {order.currency})")
-    payment = Payment(
-        id=uuid7(),
-        order_id=order.id,
-        customer_id=order.customer_id,
-        source_customer_id=order.customer_id,
-        kind="payment",
-        method=data.method,
-        status="captured",
-        amount=data.amount,
-        currency=order.currency,
-        reference=data.reference,
-        refund_of=None,
-        link_token=None,
-        created_by=actor,
-        created_at=utcnow(),
+    link = data.method == "payment_link"  # captured when the customer pays through the link
+    payment = insert_loaded(
+        session,
+        Payment,
+        {
+            "id": uuid7(),
+            "order_id": order.id,
+            "customer_id": order.customer_id,
+            "source_customer_id": order.customer_id,
+            "kind": "payment",
+            "method": data.method,
+            "status": "pending" if link else "captured",
+            "amount": data.amount,
+            "currency": order.currency,
+            "reference": data.reference,
+            "refund_of": None,
+            "link_token": secrets.token_urlsafe(24) if link else None,
+            "created_by": actor,
+            "created_at": utcnow(),
+        },
     )
-    if data.method == "payment_link":
-        payment.status = "pending"
-        payment.link_token = secrets.token_urlsafe(24)
-        session.add(payment)
-        session.flush()
+    if link:
         lifecycle.announce(
             session,
             order,
@@ -93,7 +94,6 @@ def record_payment_on(
             link=f"{settings.commerce_public_url.rstrip('/')}/pay/{payment.link_token}",
         )
         return payment, order
-    insert_new(session, [payment])
     if data.method == store_credit.METHOD:
         store_credit.spend(session, order=order, amount=data.amount, payment_id=payment.id)
     _capture(session, order, payment, settings=settings, actor=actor)
