@@ -243,7 +243,7 @@ def k1_inproc(plan: Plan, workdir: Path, *, concurrency: int = 1) -> dict[str, A
     from omnicanal.app import create_app
     from omnicanal.settings import Settings
 
-    orders = 200 if plan.quick else 1_000
+    orders = 200 if plan.quick else 1_000 if concurrency == 1 else 3_000
     how = "one at a time" if concurrency == 1 else f"{concurrency} at a time"
     say(f"K1 in process: {orders:,} orders (quote + create + pay) {how} after 100 warm-up orders")
     data = seeded(workdir, "k1-inproc.db", 30, 0)

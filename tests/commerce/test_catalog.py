@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from fastapi.testclient import TestClient
 
+from omnicanal.commerce import catalog
+from omnicanal.db import Database
 from tests.commerce.helpers import API, make_product, make_store, ok, set_stock, shop, stock
 
 
@@ -68,3 +70,22 @@ def test_an_analyst_reads_the_catalog_but_cannot_change_it(client_as: object) ->
     assert analyst.get(f"{API}/products").status_code == 200
     response = analyst.post(f"{API}/stores", json={"code": "X", "name": "X"})
     assert response.status_code == 403
+
+
+def test_a_change_counter_read_once_per_transaction_is_forgotten_when_that_transaction_changes_it(
+    client: TestClient, db: Database
+) -> None:
+    make_product(client, "Mug", [("MUG-1", 1200)])  # the schema is there and the catalog has a counter
+    with db.write() as session:
+        before = catalog.versions(session)
+        catalog.bump_version(session, "promotions")
+        catalog.bump_version(session, "catalog")
+        after = catalog.versions(session)
+        assert after["promotions"] == before.get("promotions", 0) + 1
+        assert after["catalog"] == before["catalog"] + 1
+        after["catalog"] = -1  # a caller's copy: changing it changes nothing the next read sees
+        assert catalog.versions(session)["catalog"] == before["catalog"] + 1
+    with db.write() as session:  # another transaction reads the counters again
+        catalog.bump_version(session, "catalog")
+    with db.read() as session:
+        assert catalog.versions(session)["catalog"] == before["catalog"] + 2

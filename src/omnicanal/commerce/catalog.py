@@ -21,6 +21,7 @@ from omnicanal.pagination import check_limit, decode_cursor, encode_cursor
 
 def bump_version(session: Session, name: str = "promotions") -> None:
     """Tell every process that its cached promotions (``promotions``) or catalog rows (``catalog``) are stale."""
+    session.info.pop(_VERSIONS_SEEN, None)
     updated = session.execute(
         update(CatalogVersion).where(CatalogVersion.name == name).values(version=CatalogVersion.version + 1)
     )
@@ -228,9 +229,23 @@ class CatalogItem:
 
 
 def versions(session: Session) -> dict[str, int]:
-    """The change counters of the cached data, in one query (run on every quote and order: a Core statement)."""
+    """The change counters of the cached data, in one query (run on every quote and order: a Core statement).
+
+    Read once per transaction: a batch of the ingest writer or of the batch reader prices many carts in one,
+    and no other writer can change the counters under it (SQLite's write lock, or the read's snapshot);
+    :func:`bump_version` in the same transaction forgets them.
+    """
+    seen = session.info.get(_VERSIONS_SEEN)
+    transaction = session.get_transaction()
+    if seen is not None and transaction is not None and seen[0] is transaction and transaction.is_active:
+        return dict(seen[1])
     session.flush()
-    return dict(fetch_rows(session, _VERSIONS, {}))
+    found = dict(fetch_rows(session, _VERSIONS, {}))
+    session.info[_VERSIONS_SEEN] = (session.get_transaction(), found)
+    return dict(found)
+
+
+_VERSIONS_SEEN = "omnicanal.catalog_versions"
 
 
 _VERSIONS = select(CatalogVersion.__table__.c.name, CatalogVersion.__table__.c.version)

@@ -36,6 +36,7 @@ from omnicanal.commerce import orders, payments
 from omnicanal.commerce.checkout import quote_out
 from omnicanal.commerce.schemas import CartIn, PaymentIn
 from omnicanal.db import Database
+from omnicanal.driver_sql import sqlite_savepoint
 from omnicanal.errors import DomainError
 from omnicanal.idempotency import once_more_if_the_key_raced, run_idempotent
 from omnicanal.settings import Settings
@@ -122,7 +123,7 @@ def _each_in_savepoint(session: Session, asks: Sequence[_Ask], write: _Write) ->
     with dispatch.batched(session):
         for ask in asks:
             try:
-                with session.begin_nested(), dispatch.isolated(session):
+                with sqlite_savepoint(session), dispatch.isolated(session):
                     answers.append(write(session, ask))
             except DomainError as refused:
                 answers.append(refused)
