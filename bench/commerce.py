@@ -249,6 +249,10 @@ def k1_inproc(plan: Plan, workdir: Path, *, concurrency: int = 1) -> dict[str, A
     data = seeded(workdir, "k1-inproc.db", 30, 0)
     _one_promotion(data["url"])
     app = create_app(Settings(database_url=data["url"], outbox_in_process=False))
+    if concurrency > 1:
+        from omnicanal import longlived
+
+        longlived.enable()  # as ``omnicanal serve`` does: else full collector passes walk every module and mapper
     database = app.state.database
     statements = [0]
 
