@@ -1,4 +1,4 @@
-"""The writer's light savepoint: a block that fails takes back its rows and leaves no object of it in memory."""
+"""Driver-level helpers: the writer's light savepoint, and the objects of one model a session holds."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from omnicanal.commerce.models import CatalogVersion
+from omnicanal.commerce.models import CatalogVersion, Reservation
 from omnicanal.db import Database
-from omnicanal.driver_sql import sqlite_savepoint
+from omnicanal.driver_sql import held_objects, sqlite_savepoint
 
 
 class Refused(Exception):
@@ -35,3 +35,13 @@ def test_a_failed_block_takes_back_only_its_own_writes(client: TestClient, db: D
         names = set(session.scalars(select(CatalogVersion.name)))
     assert {"before", "kept", "after"} <= names
     assert "refused" not in names
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_held_objects_are_the_sessions_objects_of_one_model(client: TestClient, db: Database) -> None:
+    with db.write() as session:
+        versions = [CatalogVersion(name="a", version=1), CatalogVersion(name="b", version=1)]
+        session.add_all(versions)
+        session.flush()  # from here the session holds them only weakly: ``versions`` keeps them alive
+        assert sorted(v.name for v in held_objects(session, CatalogVersion)) == ["a", "b"]
+        assert held_objects(session, Reservation) == []

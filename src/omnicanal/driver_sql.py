@@ -178,6 +178,21 @@ def sqlite_savepoint(session: Session) -> Iterator[None]:
         cursor.close()
 
 
+_B = TypeVar("_B", bound="Base")
+
+
+def held_objects(session: Session, model: type[_B]) -> list[_B]:
+    """The objects of ``model`` (a model without subclasses) that the session holds: those to show what a driver
+    statement wrote (with ``set_committed_value``), since the ORM did not see it.
+
+    Picked out by their identity keys: loading every object held cost a batch of the ingest writer a walk over all
+    its orders and payments for each payment (bench/commerce.py, K1).
+    """
+    identity = session.identity_map
+    picked = [identity.get(key) for key in identity.keys() if key[0] is model]  # noqa: SIM118 (typed without __iter__)
+    return [obj for obj in picked if isinstance(obj, model)]
+
+
 _driver_sql: dict[tuple[str, str], str] = {}
 
 

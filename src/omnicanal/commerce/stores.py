@@ -22,7 +22,7 @@ from omnicanal.commerce.models import Location, Reservation, Stock, Variant
 from omnicanal.commerce.rows import table_of
 from omnicanal.commerce.schemas import StockOut, StoreIn, StoreOut
 from omnicanal.db import utcnow, uuid7
-from omnicanal.driver_sql import bulk_insert, driver_rows, run_statement, uuid_from_db
+from omnicanal.driver_sql import bulk_insert, driver_rows, held_objects, run_statement, uuid_from_db
 from omnicanal.errors import Conflict, NotFound, ValidationFailed
 
 _TIMEZONES = available_timezones()
@@ -272,12 +272,8 @@ def consume(session: Session, order_id: uuid.UUID, wanted: dict[str, int]) -> di
 def set_expiry(session: Session, order_id: uuid.UUID, expires_at: datetime | None) -> None:
     session.flush()  # reservations added in this transaction are rows before they are updated
     run_statement(session, _SET_EXPIRY, {"b_order_id": order_id, "b_expires_at": expires_at})
-    # what the ORM's UPDATE synchronized: the reservations the session holds. Their keys are picked out first,
-    # without touching every object held (a batch of the ingest writer holds each of its orders and payments)
-    identity = session.identity_map
-    for key in [key for key in identity.keys() if key[0] is Reservation]:  # noqa: SIM118 (IdentityMap: no __iter__ in its types)
-        loaded = identity.get(key)
-        if isinstance(loaded, Reservation) and loaded.order_id == order_id and loaded.state == "held":
+    for loaded in held_objects(session, Reservation):  # what the ORM's UPDATE synchronized
+        if loaded.order_id == order_id and loaded.state == "held":
             set_committed_value(loaded, "expires_at", expires_at)
 
 

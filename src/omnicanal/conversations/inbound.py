@@ -25,6 +25,7 @@ from omnicanal.driver_sql import (
     bulk_update,
     datetime_to_db,
     driver_rows,
+    held_objects,
     is_sqlite,
     json_from_db,
     uuid_from_db,
@@ -402,10 +403,8 @@ def _store_status_changes(session: Session, changed: dict[uuid.UUID, tuple[str, 
 def _sync_loaded(session: Session, touched: dict[uuid.UUID, str], changed: dict[uuid.UUID, tuple[str, _Thread]], *,
                  now: datetime) -> None:  # fmt: skip
     """Conversations the session already holds as objects show what the batch wrote without the ORM."""
-    if not session.identity_map:
-        return
-    for held in list(session.identity_map.values()):
-        if not isinstance(held, Conversation) or held.id not in touched:
+    for held in held_objects(session, Conversation):
+        if held.id not in touched:
             continue
         values: dict[str, Any] = {"last_channel": touched[held.id], "last_message_at": now, "last_inbound_at": now,
                                   "updated_at": now}  # fmt: skip

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from omnicanal.db import utcnow, uuid7
-from omnicanal.driver_sql import bulk_insert, bulk_update, connection_of
+from omnicanal.driver_sql import bulk_insert, bulk_update, connection_of, held_objects
 from omnicanal.errors import Conflict, NotFound, ValidationFailed
 from omnicanal.outbox.models import OutboxAttempt, OutboxItem
 from omnicanal.pagination import check_limit, decode_cursor, encode_cursor
@@ -149,10 +149,10 @@ _outbox = cast(Table, OutboxItem.__table__)
 
 def _sync_held(session: Session, changes: dict[uuid.UUID, dict[str, Any]]) -> None:
     """Items the session already holds as objects show what was written without the ORM."""
-    if not changes or not session.identity_map:
+    if not changes:
         return
-    for held in list(session.identity_map.values()):
-        if isinstance(held, OutboxItem) and held.id in changes:
+    for held in held_objects(session, OutboxItem):
+        if held.id in changes:
             for name, value in changes[held.id].items():
                 set_committed_value(held, name, value)
 

@@ -25,6 +25,7 @@ from omnicanal.driver_sql import (
     bulk_update,
     driver_execute,
     driver_rows,
+    held_objects,
     is_sqlite,
     json_from_db,
     uuid_from_db,
@@ -312,8 +313,8 @@ class BatchRouting:
             "id",
             [{"last_assigned_user_id": user_id, "id": team_id} for team_id, user_id in self._turns.items()],
         )
-        for held in list(self.session.identity_map.values()):
-            if isinstance(held, Team) and held.id in self._turns:
+        for held in held_objects(self.session, Team):
+            if held.id in self._turns:
                 set_committed_value(held, "last_assigned_user_id", self._turns[held.id])
         self._turns.clear()
 
