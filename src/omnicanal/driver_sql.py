@@ -8,6 +8,7 @@ SQLAlchemy's, so callers retry on them the same way.
 
 from __future__ import annotations
 
+import sqlite3
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import orjson
 from sqlalchemy import JSON, Connection, Executable, Table, Uuid
 from sqlalchemy.engine import Dialect
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, StatementError
 from sqlalchemy.orm import Session
 
 from omnicanal.ids import uuid_of_int
@@ -79,7 +80,7 @@ def _converters(dialect: Dialect, table: Table, columns: tuple[str, ...]) -> lis
     for name in columns:
         column_type = table.c[name].type
         if dialect.name == "sqlite" and isinstance(column_type, UTCDateTime):
-            converters.append(_sqlite_utc)
+            converters.append(_sqlite_utc_once)
         elif dialect.name == "sqlite" and isinstance(column_type, Uuid):
             converters.append(_sqlite_uuid)
         elif dialect.name == "sqlite" and isinstance(column_type, JSON):
@@ -98,18 +99,19 @@ def bulk_insert(session: Session, model: type[Base], rows: Sequence[Mapping[str,
     """
     if not rows:
         return
-    table, connection = _table_and_connection(session, model)
+    table, connection, raw = _table_and_connection(session, model)
     columns = tuple(rows[0])
     sql, converters = _insert_plan(connection.dialect, table, columns)
-    _executemany(connection, sql, _driver_params(rows, columns, converters))
+    _executemany(connection, sql, _driver_params(rows, columns, converters), raw)
 
 
-def _table_and_connection(session: Session, model: type[Base]) -> tuple[Table, Connection]:
-    """The model's table, and the transaction's connection after what the session holds went first."""
+def _table_and_connection(session: Session, model: type[Base]) -> tuple[Table, Connection, Any]:
+    """The model's table, and the transaction's connection (with its ``sqlite3`` one, see :func:`_driver_of`)
+    after what the session holds went first."""
     table = model.__table__
     assert isinstance(table, Table)
     session.flush()
-    return table, connection_of(session)
+    return (table, *_driver_of(session))
 
 
 _TRANSACTION_CONNECTION = "omnicanal.transaction_connection"
@@ -122,17 +124,54 @@ def connection_of(session: Session) -> Connection:
     and the session's transaction machinery cost as much as a short statement (bench/commerce.py, K1).
     A transaction that ended or failed is never reused: the session is asked again, and it says why not.
     """
+    return _driver_of(session)[0]
+
+
+def _driver_of(session: Session) -> tuple[Connection, Any]:
+    """:func:`connection_of` and, on SQLite, its ``sqlite3`` connection (None on other drivers)."""
     remembered = session.info.get(_TRANSACTION_CONNECTION)
     if remembered is not None:
-        transaction, connection = remembered
+        transaction, connection, raw = remembered
         if transaction.is_active and session.get_transaction() is transaction:
-            return connection  # type: ignore[no-any-return]
+            return connection, raw
     connection = session.connection()
-    session.info[_TRANSACTION_CONNECTION] = (session.get_transaction(), connection)
-    return connection
+    raw = connection.connection.driver_connection if connection.dialect.name == "sqlite" else None
+    session.info[_TRANSACTION_CONNECTION] = (session.get_transaction(), connection, raw)
+    return connection, raw
 
 
-def _executemany(connection: Connection, sql: str, params: list[tuple[Any, ...]]) -> None:
+def _as_sqlalchemy_error(connection: Connection, sql: str, params: Any, exc: Exception) -> StatementError:
+    dialect = connection.dialect
+    return DBAPIError.instance(sql, params, exc, dialect.loaded_dbapi.Error, hide_parameters=True, dialect=dialect)
+
+
+def _on_sqlite(connection: Connection, raw: Any, sql: str, params: Any, answer: Callable[[Any], _T], *,
+               many: bool = False) -> _T:  # fmt: skip
+    """``answer`` of the ``sqlite3`` cursor that ran ``sql``: the connection's own ``execute`` makes the cursor in
+    C, a fifth of the cost of opening and closing one around the statement, which a short lookup paid twice over
+    (bench/commerce.py, K1). Driver errors are raised as :func:`driver_cursor` raises them."""
+    try:
+        return answer(raw.executemany(sql, params) if many else raw.execute(sql, params))
+    except sqlite3.Error as exc:
+        raise _as_sqlalchemy_error(connection, sql, params, exc) from exc
+
+
+def _all_rows(cursor: Any) -> list[tuple[Any, ...]]:
+    return list(cursor.fetchall())
+
+
+def _rowcount(cursor: Any) -> int:
+    return int(cursor.rowcount)
+
+
+def _nothing(_cursor: Any) -> None:
+    return None
+
+
+def _executemany(connection: Connection, sql: str, params: list[tuple[Any, ...]], raw: Any = None) -> None:
+    if raw is not None:
+        _on_sqlite(connection, raw, sql, params, _nothing, many=True)
+        return
     with driver_cursor(connection, sql, params) as cursor:
         cursor.executemany(sql, params)
 
@@ -146,9 +185,7 @@ def driver_cursor(connection: Connection, sql: str, params: Any) -> Iterator[Any
     try:
         yield cursor
     except connection.dialect.loaded_dbapi.Error as exc:
-        dialect = connection.dialect
-        raise DBAPIError.instance(sql, params, exc, dialect.loaded_dbapi.Error, hide_parameters=True,
-                                  dialect=dialect) from exc  # fmt: skip
+        raise _as_sqlalchemy_error(connection, sql, params, exc) from exc
     finally:
         cursor.close()
 
@@ -162,20 +199,17 @@ def sqlite_savepoint(session: Session) -> Iterator[None]:
     nothing the block changed in memory outlives its rows; the caller's later reads load them again.
     """
     session.flush()  # what came before belongs to the transaction, not to the block
-    cursor = connection_of(session).connection.driver_connection.cursor()  # type: ignore[union-attr]
+    raw = _driver_of(session)[1]
+    raw.execute("SAVEPOINT omnicanal_block")
     try:
-        cursor.execute("SAVEPOINT omnicanal_block")
-        try:
-            yield
-            session.flush()  # the block's changes go in before the savepoint is let go
-        except BaseException:
-            cursor.execute("ROLLBACK TO omnicanal_block")
-            cursor.execute("RELEASE omnicanal_block")
-            session.expunge_all()
-            raise
-        cursor.execute("RELEASE omnicanal_block")
-    finally:
-        cursor.close()
+        yield
+        session.flush()  # the block's changes go in before the savepoint is let go
+    except BaseException:
+        raw.execute("ROLLBACK TO omnicanal_block")
+        raw.execute("RELEASE omnicanal_block")
+        session.expunge_all()
+        raise
+    raw.execute("RELEASE omnicanal_block")
 
 
 _B = TypeVar("_B", bound="Base")
@@ -203,16 +237,18 @@ def driver_rows(session: Session, sql: str, params: Sequence[Any]) -> list[tuple
     the statement (bench/README.md, B1). Values come back as the driver gives them: on SQLite a
     UUID column is 32 hex digits (see :func:`uuid_from_db`) and a datetime is text.
     """
-    return _on_driver(session, sql, params, lambda cursor: list(cursor.fetchall()))
+    return _on_driver(session, sql, params, _all_rows)
 
 
 def driver_execute(session: Session, sql: str, params: Sequence[Any]) -> int:
     """Run one statement (``?`` placeholders) like :func:`driver_rows`; returns the number of rows it changed."""
-    return _on_driver(session, sql, params, lambda cursor: int(cursor.rowcount))
+    return _on_driver(session, sql, params, _rowcount)
 
 
 def _on_driver(session: Session, sql: str, params: Sequence[Any], answer: Callable[[Any], _T]) -> _T:
-    connection = connection_of(session)
+    connection, raw = _driver_of(session)
+    if raw is not None:
+        return _on_sqlite(connection, raw, sql, tuple(params), answer)
     style = connection.dialect.paramstyle
     text = sql
     if style != "qmark":
@@ -257,15 +293,15 @@ def _driver_params(
     if len(rows) == 1:  # most of the order path's inserts: a plain loop is half the cost of the column maps
         row = rows[0]
         return [tuple([row[name] if convert is None else convert(row[name])
-                       for name, convert in zip(columns, map(_memoized, converters), strict=True)])]  # fmt: skip
+                       for name, convert in zip(columns, converters, strict=True)])]  # fmt: skip
     if len(columns) == 1:
         values: list[Any] = [row[columns[0]] for row in rows]
-        convert = _memoized(converters[0])
+        convert = converters[0]
         return [(value,) for value in (values if convert is None else map(convert, values))]
     by_column: list[Any] = list(zip(*map(itemgetter(*columns), rows), strict=True))
     for index, convert in enumerate(converters):
         if convert is not None:
-            by_column[index] = map(_memoized(convert), by_column[index])  # type: ignore[arg-type]
+            by_column[index] = map(convert, by_column[index])
     return list(zip(*by_column, strict=True))
 
 
@@ -280,7 +316,7 @@ def bulk_update(session: Session, model: type[Base], key: str, rows: Sequence[Ma
     """
     if not rows:
         return
-    table, connection = _table_and_connection(session, model)
+    table, connection, raw = _table_and_connection(session, model)
     dialect = connection.dialect
     columns = (*(name for name in rows[0] if name != key), key)
     plan_key = (dialect.name, table.name, columns, key)
@@ -292,19 +328,15 @@ def bulk_update(session: Session, model: type[Base], key: str, rows: Sequence[Ma
         sql = f"UPDATE {quote(table.name)} SET {assignments} WHERE {quote(key)} = {mark}"
         plan = _update_plans[plan_key] = (sql, _converters(dialect, table, columns))
     sql, converters = plan
-    _executemany(connection, sql, _driver_params(rows, columns, converters))
-
-
-def _memoized(convert: _Converter | None) -> _Converter | None:
-    """Convert each distinct datetime once (a batch shares its ``now``, and a message its ``occurred_at`` with
-    its timeline event)."""
-    return _sqlite_utc_once if convert is _sqlite_utc else convert
+    _executemany(connection, sql, _driver_params(rows, columns, converters), raw)
 
 
 _utc_texts: dict[datetime, str] = {}
 
 
 def _sqlite_utc_once(value: datetime | None) -> str | None:
+    """:func:`_sqlite_utc` converting each distinct datetime once (a batch shares its ``now``, and a message its
+    ``occurred_at`` with its timeline event)."""
     if value is None:
         return None
     text = _utc_texts.get(value)
@@ -327,12 +359,18 @@ class _DriverPlan:
     names: tuple[str, ...] | None  # positional paramstyle (SQLite): the order of the parameters
     converters: dict[str, Callable[[Any], Any]]
     defaults: dict[str, Any]  # the literal values the statement carries (``status == "open"``)
+    # positional paramstyle: each parameter's name, converter and literal value, in order
+    steps: tuple[tuple[str, Callable[[Any], Any] | None, Any], ...] = ()
 
     def parameters(self, params: Mapping[str, Any]) -> Any:
+        if self.names is not None:  # built in one pass: merging into a dict first cost twice as much
+            get = params.get
+            return tuple([get(name, default) if convert is None else convert(get(name, default))
+                          for name, convert, default in self.steps])  # fmt: skip
         values = self.defaults | dict(params)
         for name, convert in self.converters.items():
             values[name] = convert(values[name])
-        return values if self.names is None else tuple(values[name] for name in self.names)
+        return values
 
 
 _plans: dict[tuple[int, str], _DriverPlan | None] = {}
@@ -349,7 +387,9 @@ def _plan(statement: Executable, dialect: Dialect) -> _DriverPlan | None:
         return None
     names = tuple(compiled.positiontup) if compiled.positional else None
     converters = {name: convert for name, convert in compiled._bind_processors.items() if convert is not None}
-    plan = _DriverPlan(statement, compiled.string, names, converters, compiled.construct_params(_check=False))
+    defaults = compiled.construct_params(_check=False)
+    steps = tuple((name, converters.get(name), defaults.get(name)) for name in names or ())
+    plan = _DriverPlan(statement, compiled.string, names, converters, defaults, steps)
     _plans[key] = plan
     return plan
 
@@ -357,11 +397,13 @@ def _plan(statement: Executable, dialect: Dialect) -> _DriverPlan | None:
 def fetch_rows(session: Session, statement: Executable, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
     """The rows of a prebuilt Core SELECT, run like :func:`run_statement`; values as the driver gives them
     (see :func:`omnicanal.driver_sql.uuid_from_db` and :func:`omnicanal.driver_sql.json_from_db`)."""
-    connection = connection_of(session)
+    connection, raw = _driver_of(session)
     plan = _plan(statement, connection.dialect)
     if plan is None:
         return [tuple(row) for row in connection.execute(statement, params)]
     values = plan.parameters(params)
+    if raw is not None:
+        return _on_sqlite(connection, raw, plan.sql, values, _all_rows)
     with driver_cursor(connection, plan.sql, values) as cursor:
         cursor.execute(plan.sql, values)
         return list(cursor.fetchall())
@@ -374,13 +416,15 @@ def run_statement(session: Session, statement: Executable, params: Params) -> in
     parameter processing, result set-up) cost several times the UPDATEs of the order path (bench/commerce.py,
     K1). Errors are raised as SQLAlchemy raises them.
     """
-    connection = connection_of(session)
+    connection, raw = _driver_of(session)
     plan = _plan(statement, connection.dialect)
     if plan is None:
         result = connection.execute(statement, params)
         return int(getattr(result, "rowcount", 0))
     many = not isinstance(params, Mapping)
     values: Any = [plan.parameters(row) for row in params] if many else plan.parameters(params)  # type: ignore[arg-type]
+    if raw is not None:
+        return _on_sqlite(connection, raw, plan.sql, values, _rowcount, many=many)
     with driver_cursor(connection, plan.sql, values) as cursor:
         if many:
             cursor.executemany(plan.sql, values)
