@@ -9,8 +9,9 @@ K2  quote with 10,000 products and 200 active promotions: in process (``orders.q
 K1-postgres  K1 on a throwaway PostgreSQL cluster (recorded, no target).
 K1-inproc  K1's requests driven into the ASGI application in process, one order at a time (no sockets, no wrk):
     SQL statements and CPU time per request of each kind (quote, create, pay). Where the CPU of an order goes.
-K1-batched  the same with 32 orders in flight, so that the ingest writer batches them as under wrk: CPU of the
-    process per order (the server's side of K1 without sockets and HTTP parsing; steadier than wrk for A/B).
+K1-batched  the same with 32 orders in flight (``BENCH_IN_FLIGHT`` for another number), so that the ingest writer
+    batches them as under wrk: CPU of the process per order (the server's side of K1 without sockets and HTTP
+    parsing; steadier than wrk for A/B).
 
 Same rules as ``bench/run.py`` (whose helpers this imports): servers on free ports of 127.0.0.1, every figure
 beside a ceiling measured in the same run, server CPU per request and peak RSS recorded, results as JSON in
@@ -306,12 +307,18 @@ def k1_inproc(plan: Plan, workdir: Path, *, concurrency: int = 1) -> dict[str, A
 
     async def many_at_once() -> dict[str, Any]:
         tally: dict[str, list[float]] = {"quote": [], "create": [], "pay": []}
+        in_flight = asyncio.Semaphore(concurrency)  # as wrk's connections: each has one order going at a time
+
+        async def one_order_in_turn() -> None:
+            async with in_flight:
+                await one_order(tally)
+
         async with app.router.lifespan_context(app):
-            await asyncio.gather(*(one_order(tally) for _ in range(100)))
+            await asyncio.gather(*(one_order_in_turn() for _ in range(100)))
             per_round, cpu_ms = orders // rounds, []
             for _ in range(rounds):
                 started, clock = time.process_time(), time.perf_counter()
-                await asyncio.gather(*(one_order(tally) for _ in range(per_round)))
+                await asyncio.gather(*(one_order_in_turn() for _ in range(per_round)))
                 cpu_ms.append((1000 * (time.process_time() - started) / per_round, time.perf_counter() - clock))
         best = min(cpu_ms)
         say(f"  order  CPU {sum(c for c, _ in cpu_ms) / rounds:6.2f} ms (best of {rounds} rounds {best[0]:6.2f}, "
@@ -419,7 +426,7 @@ def main() -> None:
         if args.which in ("k1-inproc", "all"):
             results["k1_inproc"] = k1_inproc(plan, workdir)
         if args.which in ("k1-batched", "all"):
-            results["k1_batched"] = k1_inproc(plan, workdir, concurrency=32)
+            results["k1_batched"] = k1_inproc(plan, workdir, concurrency=int(os.environ.get("BENCH_IN_FLIGHT", 32)))
         if args.which in ("k1-postgres", "all"):
             results["k1_postgres"] = k1_postgres(plan, workdir)
     run.RESULTS.mkdir(exist_ok=True)
