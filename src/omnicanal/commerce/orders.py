@@ -23,7 +23,7 @@ from omnicanal.commerce.checkout import (
     shopper,
 )
 from omnicanal.commerce.models import Cart, Fulfillment, Order, OrderLine, Payment
-from omnicanal.commerce.rows import insert_loaded, table_of
+from omnicanal.commerce.rows import insert_loaded, load_by_ids, table_of
 from omnicanal.commerce.schemas import CartIn, FulfillmentOut, OrderOut, PaymentOut
 from omnicanal.customers.resolution import Resolver
 from omnicanal.customers.service import get_customer
@@ -182,7 +182,7 @@ def load_orders(session: Session, order_ids: Sequence[uuid.UUID]) -> list[Order]
     (the session keeps them only weakly). ``get_order(for_update=True)`` reads each again on PostgreSQL."""
     if len(order_ids) < 2:
         return []
-    return list(session.scalars(select(Order).where(Order.id.in_(set(order_ids)))))
+    return load_by_ids(session, Order, order_ids)
 
 
 def lines_of(session: Session, order_id: uuid.UUID) -> list[OrderLine]:

@@ -9,15 +9,17 @@ statements on the session's connection (their compiled form is cached once per p
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import uuid
+from collections.abc import Callable, Collection, Mapping
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import Executable, Table, bindparam, inspect, update
+from sqlalchemy import Executable, Table, bindparam, inspect, select, update
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 
 from omnicanal.db import Base
-from omnicanal.driver_sql import bulk_insert, run_statement
+from omnicanal.driver_sql import bulk_insert, driver_rows, run_statement, uuid_to_db
 
 _columns_of: dict[type[Base], list[tuple[str, str]]] = {}
 
@@ -53,11 +55,62 @@ def insert_loaded(session: Session, model: type[_M], values: Mapping[str, Any]) 
         extra = sorted(set(values) - {attribute for attribute, _ in columns})
         raise ValueError(f"insert_loaded({model.__name__}): missing {missing}, not columns {extra}")
     bulk_insert(session, model, [{column: values[attribute] for attribute, column in columns}])
+    return _held_as_loaded(session, model, values)
+
+
+def _held_as_loaded(session: Session, model: type[_M], values: Mapping[str, Any]) -> _M:
+    """An object of ``model`` with ``values`` (every mapped attribute), in the session as if just loaded."""
     obj = cast(_M, inspect(model).class_manager.new_instance())
     obj.__dict__.update(values)
     make_transient_to_detached(obj)
     session.add(obj)
     return obj
+
+
+_readers: dict[tuple[type[Base], str], tuple[str, list[tuple[str, Callable[[Any], Any] | None]]]] = {}
+
+
+def load_by_ids(session: Session, model: type[_M], ids: Collection[uuid.UUID]) -> list[_M]:
+    """The objects of ``model`` (primary key ``id``) with these ids, read with one driver statement on SQLite and
+    held by the session as the ORM would load them; an object the session already holds is kept as it is.
+
+    Each value goes through its column type's own result conversion, so the objects are what ``select(model)``
+    gives. The ORM's select of a payment batch's orders cost its writer a tenth of its CPU over HTTP
+    (bench/commerce.py, K1). Other databases use the ORM's select.
+    """
+    if not ids:
+        return []
+    dialect = session.get_bind().dialect
+    if dialect.name != "sqlite":
+        return list(session.scalars(select(model).where(model.id.in_(set(ids)))))  # type: ignore[attr-defined]
+    columns, readers = _reader(model, dialect)
+    wanted = sorted(set(ids))
+    marks = ", ".join("?" * len(wanted))
+    rows = driver_rows(session, f"SELECT {columns} FROM {table_of(model).name} WHERE id IN ({marks})",
+                       [uuid_to_db(wanted_id, sqlite=True) for wanted_id in wanted])  # fmt: skip
+    identity = session.identity_map
+    found: list[_M] = []
+    for row in rows:
+        values = {name: value if convert is None else convert(value)
+                  for (name, convert), value in zip(readers, row, strict=True)}  # fmt: skip
+        held = identity.get((model, (values["id"],), None))
+        found.append(held if held is not None else _held_as_loaded(session, model, values))
+    return found
+
+
+def _reader(model: type[Base], dialect: Dialect) -> tuple[str, list[tuple[str, Callable[[Any], Any] | None]]]:
+    """The model's columns as a SELECT list, and each one's attribute with its result conversion on ``dialect``."""
+    plan = _readers.get((model, dialect.name))
+    if plan is None:
+        table = table_of(model)
+        pairs = _columns(model)
+        quote = dialect.identifier_preparer.quote
+        readers: list[tuple[str, Callable[[Any], Any] | None]] = [
+            (attribute, cast(Any, table.c[column].type.dialect_impl(dialect).result_processor(dialect, None)))
+            for attribute, column in pairs
+        ]
+        plan = _readers[(model, dialect.name)] = (", ".join(quote(column) for _, column in pairs), readers)
+    return plan
 
 
 _updates: dict[tuple[type[Base], tuple[str, ...]], Executable] = {}
