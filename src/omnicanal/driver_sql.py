@@ -102,7 +102,7 @@ def bulk_insert(session: Session, model: type[Base], rows: Sequence[Mapping[str,
     table, connection, raw = _table_and_connection(session, model)
     columns = tuple(rows[0])
     sql, converters = _insert_plan(connection.dialect, table, columns)
-    _executemany(connection, sql, _driver_params(rows, columns, converters), raw)
+    _run(connection, raw, sql, _driver_params(rows, columns, converters), _nothing, many=True)
 
 
 def _table_and_connection(session: Session, model: type[Base]) -> tuple[Table, Connection, Any]:
@@ -145,15 +145,25 @@ def _as_sqlalchemy_error(connection: Connection, sql: str, params: Any, exc: Exc
     return DBAPIError.instance(sql, params, exc, dialect.loaded_dbapi.Error, hide_parameters=True, dialect=dialect)
 
 
-def _on_sqlite(connection: Connection, raw: Any, sql: str, params: Any, answer: Callable[[Any], _T], *,
-               many: bool = False) -> _T:  # fmt: skip
-    """``answer`` of the ``sqlite3`` cursor that ran ``sql``: the connection's own ``execute`` makes the cursor in
-    C, a fifth of the cost of opening and closing one around the statement, which a short lookup paid twice over
-    (bench/commerce.py, K1). Driver errors are raised as :func:`driver_cursor` raises them."""
-    try:
-        return answer(raw.executemany(sql, params) if many else raw.execute(sql, params))
-    except sqlite3.Error as exc:
-        raise _as_sqlalchemy_error(connection, sql, params, exc) from exc
+def _run(connection: Connection, raw: Any, sql: str, params: Any, answer: Callable[[Any], _T], *,
+         many: bool = False) -> _T:  # fmt: skip
+    """``answer`` of the driver cursor that ran ``sql`` (``executemany`` when ``many``) in the transaction of
+    ``connection``; ``raw`` is its ``sqlite3`` connection, or None (see :func:`_driver_of`).
+
+    On SQLite the connection's own ``execute`` makes the cursor in C, a fifth of the cost of opening and closing
+    one around the statement, which a short lookup paid twice over (bench/commerce.py, K1). Driver errors are
+    raised as :func:`driver_cursor` raises them."""
+    if raw is not None:
+        try:
+            return answer(raw.executemany(sql, params) if many else raw.execute(sql, params))
+        except sqlite3.Error as exc:
+            raise _as_sqlalchemy_error(connection, sql, params, exc) from exc
+    with driver_cursor(connection, sql, params) as cursor:
+        if many:
+            cursor.executemany(sql, params)
+        else:
+            cursor.execute(sql, params)
+        return answer(cursor)
 
 
 def _all_rows(cursor: Any) -> list[tuple[Any, ...]]:
@@ -166,14 +176,6 @@ def _rowcount(cursor: Any) -> int:
 
 def _nothing(_cursor: Any) -> None:
     return None
-
-
-def _executemany(connection: Connection, sql: str, params: list[tuple[Any, ...]], raw: Any = None) -> None:
-    if raw is not None:
-        _on_sqlite(connection, raw, sql, params, _nothing, many=True)
-        return
-    with driver_cursor(connection, sql, params) as cursor:
-        cursor.executemany(sql, params)
 
 
 @contextmanager
@@ -247,15 +249,11 @@ def driver_execute(session: Session, sql: str, params: Sequence[Any]) -> int:
 
 def _on_driver(session: Session, sql: str, params: Sequence[Any], answer: Callable[[Any], _T]) -> _T:
     connection, raw = _driver_of(session)
-    if raw is not None:
-        return _on_sqlite(connection, raw, sql, tuple(params), answer)
     style = connection.dialect.paramstyle
     text = sql
     if style != "qmark":
         text = _driver_sql.get((style, sql)) or _driver_sql.setdefault((style, sql), sql.replace("?", "%s"))
-    with driver_cursor(connection, text, params) as cursor:
-        cursor.execute(text, tuple(params))
-        return answer(cursor)
+    return _run(connection, raw, text, tuple(params), answer)
 
 
 def uuid_from_db(value: Any) -> uuid.UUID:
@@ -328,7 +326,7 @@ def bulk_update(session: Session, model: type[Base], key: str, rows: Sequence[Ma
         sql = f"UPDATE {quote(table.name)} SET {assignments} WHERE {quote(key)} = {mark}"
         plan = _update_plans[plan_key] = (sql, _converters(dialect, table, columns))
     sql, converters = plan
-    _executemany(connection, sql, _driver_params(rows, columns, converters), raw)
+    _run(connection, raw, sql, _driver_params(rows, columns, converters), _nothing, many=True)
 
 
 _utc_texts: dict[datetime, str] = {}
@@ -356,14 +354,13 @@ class _DriverPlan:
 
     statement: Executable
     sql: str
-    names: tuple[str, ...] | None  # positional paramstyle (SQLite): the order of the parameters
     converters: dict[str, Callable[[Any], Any]]
     defaults: dict[str, Any]  # the literal values the statement carries (``status == "open"``)
-    # positional paramstyle: each parameter's name, converter and literal value, in order
-    steps: tuple[tuple[str, Callable[[Any], Any] | None, Any], ...] = ()
+    # positional paramstyle (SQLite): each parameter's name, converter and literal value, in order; else None
+    steps: tuple[tuple[str, Callable[[Any], Any] | None, Any], ...] | None
 
     def parameters(self, params: Mapping[str, Any]) -> Any:
-        if self.names is not None:  # built in one pass: merging into a dict first cost twice as much
+        if self.steps is not None:  # built in one pass: merging into a dict first cost twice as much
             get = params.get
             return tuple([get(name, default) if convert is None else convert(get(name, default))
                           for name, convert, default in self.steps])  # fmt: skip
@@ -385,11 +382,14 @@ def _plan(statement: Executable, dialect: Dialect) -> _DriverPlan | None:
     if any(bind.expanding for bind in compiled.binds.values()) or not hasattr(compiled, "_bind_processors"):
         _plans[key] = None  # IN lists and the like: left to SQLAlchemy
         return None
-    names = tuple(compiled.positiontup) if compiled.positional else None
     converters = {name: convert for name, convert in compiled._bind_processors.items() if convert is not None}
     defaults = compiled.construct_params(_check=False)
-    steps = tuple((name, converters.get(name), defaults.get(name)) for name in names or ())
-    plan = _DriverPlan(statement, compiled.string, names, converters, defaults, steps)
+    steps = (
+        tuple((name, converters.get(name), defaults.get(name)) for name in compiled.positiontup)
+        if compiled.positional
+        else None
+    )
+    plan = _DriverPlan(statement, compiled.string, converters, defaults, steps)
     _plans[key] = plan
     return plan
 
@@ -401,12 +401,7 @@ def fetch_rows(session: Session, statement: Executable, params: Mapping[str, Any
     plan = _plan(statement, connection.dialect)
     if plan is None:
         return [tuple(row) for row in connection.execute(statement, params)]
-    values = plan.parameters(params)
-    if raw is not None:
-        return _on_sqlite(connection, raw, plan.sql, values, _all_rows)
-    with driver_cursor(connection, plan.sql, values) as cursor:
-        cursor.execute(plan.sql, values)
-        return list(cursor.fetchall())
+    return _run(connection, raw, plan.sql, plan.parameters(params), _all_rows)
 
 
 def run_statement(session: Session, statement: Executable, params: Params) -> int:
@@ -423,11 +418,4 @@ def run_statement(session: Session, statement: Executable, params: Params) -> in
         return int(getattr(result, "rowcount", 0))
     many = not isinstance(params, Mapping)
     values: Any = [plan.parameters(row) for row in params] if many else plan.parameters(params)  # type: ignore[arg-type]
-    if raw is not None:
-        return _on_sqlite(connection, raw, plan.sql, values, _rowcount, many=many)
-    with driver_cursor(connection, plan.sql, values) as cursor:
-        if many:
-            cursor.executemany(plan.sql, values)
-        else:
-            cursor.execute(plan.sql, values)
-        return int(cursor.rowcount)
+    return _run(connection, raw, plan.sql, values, _rowcount, many=many)
