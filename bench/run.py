@@ -110,26 +110,65 @@ class Server:
         self.log.seek(0)
         return self.log.read().decode("utf-8", "replace")[-4000:]
 
-    def memory(self) -> dict[str, float]:
-        return proc_status(self.proc.pid)
-
-    def cpu_seconds(self) -> float:
-        """User + system CPU time the server has used so far."""
-        with open(f"/proc/{self.proc.pid}/stat", encoding="ascii") as stat:
-            fields = stat.read().rpartition(")")[2].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-    def cpu_by_thread(self) -> dict[str, float]:
-        """CPU seconds per thread ("main" for the event loop's, else its id): where the server's time goes."""
-        out: dict[str, float] = {}
-        tick = os.sysconf("SC_CLK_TCK")
-        for task in Path(f"/proc/{self.proc.pid}/task").iterdir():
+    def pids(self) -> list[int]:
+        """The server process and its children (the serving processes of ``omnicanal serve --workers``)."""
+        found = [self.proc.pid]
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
             try:
-                comm = "main" if task.name == str(self.proc.pid) else f"thread-{task.name}"
-                fields = (task / "stat").read_text(encoding="ascii").rpartition(")")[2].split()
+                parent = int((entry / "stat").read_text(encoding="ascii").rpartition(")")[2].split()[1])
+            except (OSError, ValueError):
+                continue
+            if parent == self.proc.pid:
+                found.append(int(entry.name))
+        return found
+
+    def memory(self) -> dict[str, float]:
+        """The peak memory of the server's largest process (the limit is per process); with serving
+        processes also their number and their peaks' sum."""
+        statuses = []
+        for pid in self.pids():
+            try:
+                statuses.append(proc_status(pid))
             except OSError:
                 continue
-            out[comm] = out.get(comm, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+        largest = max(statuses, key=lambda status: status.get("VmHWM", 0.0))
+        serving = [status for status in statuses if status.get("VmHWM", 0.0) >= 0.5 * largest["VmHWM"]]
+        if len(serving) > 1:
+            largest = largest | {"processes": len(serving), "VmHWM_sum": sum(s["VmHWM"] for s in serving)}
+        return largest
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time the server (with its children) has used so far."""
+        total = 0.0
+        for pid in self.pids():
+            try:
+                with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+                    fields = stat.read().rpartition(")")[2].split()
+            except OSError:
+                continue
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return total
+
+    def cpu_by_thread(self) -> dict[str, float]:
+        """CPU seconds per thread ("main" for the event loop's, else its id; a child's prefixed with its pid):
+        where the server's time goes."""
+        out: dict[str, float] = {}
+        tick = os.sysconf("SC_CLK_TCK")
+        for pid in self.pids():
+            prefix = "" if pid == self.proc.pid else f"{pid}/"
+            try:
+                tasks = list(Path(f"/proc/{pid}/task").iterdir())
+            except OSError:
+                continue
+            for task in tasks:
+                try:
+                    comm = prefix + ("main" if task.name == str(pid) else f"thread-{task.name}")
+                    fields = (task / "stat").read_text(encoding="ascii").rpartition(")")[2].split()
+                except OSError:
+                    continue
+                out[comm] = out.get(comm, 0.0) + (int(fields[11]) + int(fields[12])) / tick
         return out
 
     def stop(self) -> None:
@@ -170,7 +209,7 @@ def omnicanal(args: list[str], url: str) -> str:
     return done.stdout.strip()
 
 
-def omnicanal_server(url: str) -> tuple[list[str], dict[str, str], int]:
+def omnicanal_server(url: str, *, workers: int = 1) -> tuple[list[str], dict[str, str], int]:
     port = free_port()
     command = OMNICANAL
     if os.environ.get("BENCH_SRC"):
@@ -182,7 +221,8 @@ def omnicanal_server(url: str) -> tuple[list[str], dict[str, str], int]:
             "sys.meta_path[:] = [f for f in sys.meta_path if 'editable' not in type(f).__module__]; "
             "from omnicanal.cli import main; main()",
         ]
-    return [*command, "serve", "--host", HOST, "--port", str(port)], omnicanal_env(url), port
+    processes = ["--workers", str(workers)] if workers > 1 else []
+    return [*command, "serve", "--host", HOST, "--port", str(port), *processes], omnicanal_env(url), port
 
 
 def ceiling_server(kind: str, db: Path | None = None) -> tuple[list[str], dict[str, str], int]:
@@ -310,6 +350,7 @@ def fmt_rss(mem: dict[str, float]) -> str:
     return (
         f"  peak RSS (VmHWM) {mem['VmHWM']:.0f} MiB [{flag}]  (at end: anon {mem.get('RssAnon', 0):.0f},"
         f" file {mem.get('RssFile', 0):.0f} MiB)"
+        + (f"; {mem['processes']:.0f} processes, {mem['VmHWM_sum']:.0f} MiB together" if "processes" in mem else "")
     )
 
 

@@ -139,3 +139,12 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
 
     mount_console(app)
     return app
+
+
+def serving_app() -> FastAPI:
+    """The application of one serving process of ``omnicanal serve --workers N``, configured by the environment."""
+    from omnicanal import longlived
+
+    application = create_app(Settings())
+    longlived.enable()
+    return application

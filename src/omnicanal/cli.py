@@ -72,7 +72,7 @@ def migrate() -> None:
     db.dispose()
 
 
-def _serve(settings: Settings, host: str, port: int, database: object) -> None:
+def _serve(settings: Settings, host: str, port: int, database: object, *, workers: int = 1) -> None:
     import uvicorn
 
     from omnicanal import longlived
@@ -80,27 +80,43 @@ def _serve(settings: Settings, host: str, port: int, database: object) -> None:
     from omnicanal.db import Database
 
     assert isinstance(database, Database)
+    log_level = os.environ.get("OMNICANAL_LOG_LEVEL", "warning")
+    if workers > 1:
+        # each process builds its own application (and database pools) from the same environment
+        database.dispose()
+        uvicorn.run(
+            "omnicanal.app:serving_app",
+            factory=True,
+            workers=workers,
+            host=host,
+            port=port,
+            log_level=log_level,
+            access_log=False,
+        )
+        return
     application = create_app(settings, database=database)
     longlived.enable()
-    uvicorn.run(
-        application,
-        host=host,
-        port=port,
-        log_level=os.environ.get("OMNICANAL_LOG_LEVEL", "warning"),
-        access_log=False,
-    )
+    uvicorn.run(application, host=host, port=port, log_level=log_level, access_log=False)
 
 
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
+    workers: Annotated[
+        int, typer.Option(min=1, help="serving processes sharing the port", envvar="OMNICANAL_WORKERS")
+    ] = 1,
 ) -> None:
     """Serve the API and the console (migrates an empty database first)."""
     settings = _settings()
     db = _database(settings, migrate_if_empty=True)
     err.print(f"omnicanal on http://{host}:{port}  (console /console, API docs /docs)")
-    _serve(settings, host, port, db)
+    if workers > 1 and not settings.redis_url:
+        err.print(
+            f"[yellow]{workers} processes without OMNICANAL_REDIS_URL:[/yellow] a console or stream sees only the "
+            "changes made by the process it is connected to."
+        )
+    _serve(settings, host, port, db, workers=workers)
 
 
 @app.command()

@@ -31,6 +31,7 @@ from omnicanal.driver_sql import driver_cursor
 from omnicanal.ids import uuid7 as uuid7  # where every domain imports it from
 from omnicanal.settings import Settings
 from omnicanal.sqlite_checkpoints import WAL_BACKSTOP_PAGES, WalCheckpointer
+from omnicanal.writers_turn import WritersTurn
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -93,7 +94,7 @@ class Database:
     read_sessions: sessionmaker[Session]
     _read_executor: ThreadPoolExecutor | None = field(default=None, repr=False)
     _executor_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-    _write_turn: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _write_turn: WritersTurn = field(default_factory=WritersTurn, repr=False)
     _read_gates: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = field(
         default_factory=weakref.WeakKeyDictionary, repr=False
     )
@@ -113,10 +114,9 @@ class Database:
     def write_in_turn(self) -> Iterator[Session]:
         """:meth:`write` for a transaction that begins and ends in one thread (the lean handlers).
 
-        On SQLite this process's writers take turns on a lock before ``BEGIN IMMEDIATE``: a writer that
-        finds the database locked otherwise sleeps in SQLite's busy handler, whose back-off (1, 2, 5, 10…
-        100 ms) overshoots the few milliseconds the holder needs; a waiter on the lock starts the moment
-        the holder commits (bench/commerce.py, K2: it was the other source of the quote's p99 over HTTP).
+        On SQLite the writers of this process, and of every process on the database file, take turns
+        before ``BEGIN IMMEDIATE`` (:class:`WritersTurn`): a waiter starts the moment the holder commits
+        (bench/commerce.py, K2: SQLite's busy handler was the other source of the quote's p99 over HTTP).
         Only for code that enters and leaves in the same thread: a FastAPI dependency may not.
         """
         if not self.is_sqlite:
@@ -125,6 +125,11 @@ class Database:
             return
         with self._write_turn, self.write() as session:
             yield session
+
+    @property
+    def writers_turn(self) -> WritersTurn:
+        """The turn :meth:`write_in_turn` takes (see there)."""
+        return self._write_turn
 
     @contextmanager
     def read(self) -> Iterator[Session]:
@@ -191,6 +196,7 @@ class Database:
             self._read_executor.shutdown(wait=False)
             self._read_executor = None
         self.write_engine.dispose()
+        self._write_turn.close()
         if self.read_engine is not self.write_engine:
             self.read_engine.dispose()
 
@@ -266,12 +272,13 @@ def _ping_when_idle(engine: Engine) -> None:
 def create_database(settings: Settings) -> Database:
     url = settings.database_url
     checkpointer = None
-    writers_turn = threading.Lock()
+    writers_turn = WritersTurn()
     if settings.is_sqlite:
         write_engine = _sqlite_engine(url, settings, immediate=True)
         read_engine = _sqlite_engine(url, settings, immediate=False)
         path = write_engine.url.database
         if path and path != ":memory:" and not path.startswith("file:"):
+            writers_turn = WritersTurn(f"{os.path.abspath(path)}-writers")
             checkpointer = WalCheckpointer(path, writers_turn=writers_turn)
             event.listen(write_engine, "commit", lambda _connection: checkpointer.committed())
     else:

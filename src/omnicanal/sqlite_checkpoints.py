@@ -7,6 +7,8 @@ import os
 import sqlite3
 import threading
 
+from omnicanal.writers_turn import WritersTurn
+
 log = logging.getLogger(__name__)
 
 
@@ -26,7 +28,7 @@ class WalCheckpointer:
         path: str,
         interval: float = 0.5,
         *,
-        writers_turn: threading.Lock | None = None,
+        writers_turn: WritersTurn | None = None,
         restart_frames: int = 0,
     ) -> None:
         self.path = path
@@ -74,7 +76,7 @@ class WalCheckpointer:
             log.debug("passive checkpoint of %s failed", self.path, exc_info=True)
 
     def _let_the_log_restart(self, connection: sqlite3.Connection) -> None:
-        """Copy the whole log while this process's writers wait, so that the next writer starts it over.
+        """Copy the whole log while the writers wait their turn, so that the next writer starts it over.
 
         A second pass first copies what the writers appended during the last one, and the database file is
         synced outside the turn (passes that do not reach the log's end leave their copies unsynced). Passes
@@ -110,9 +112,9 @@ class WalCheckpointer:
 # it never is: the writer appends while the passive checkpoint copies. Left alone the log grows until this
 # backstop, and the writer's own checkpoint then copies the tail and syncs both files inside a commit (55-110 ms
 # on the benchmark machine, every ~6 s of event ingest, bench/README.md B1). So past WAL_RESTART_FRAMES a pass
-# copies the last frames while this process's writers wait their turn (10-21 ms, every ~2 s under B1's load) and
-# the next writer starts the log over; the backstop remains for writers of other processes and for readers that
-# keep the log from being fully copied. Readers do not pay for a long log: they search only the frames not yet
+# copies the last frames while the writers (of every process on the file) wait their turn (10-21 ms, every ~2 s
+# under B1's load) and the next writer starts the log over; the backstop remains for readers that keep the log
+# from being fully copied. Readers do not pay for a long log: they search only the frames not yet
 # copied into the database.
 WAL_BACKSTOP_PAGES = 40_000
 WAL_RESTART_FRAMES = 10_000

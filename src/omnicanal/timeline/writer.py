@@ -16,6 +16,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -146,10 +147,17 @@ class IngestWriter:
                 return
             jobs = [job]
             stopping = self._gather(jobs, linger=recent[-1] > 1, enough=max(recent))
-            recent.append(len(jobs))
-            self._store(jobs)
+            with self._turn():
+                # what came while another process's writer held the turn joins this batch
+                stopping = self._gather(jobs, linger=False, enough=0) or stopping
+                recent.append(len(jobs))
+                self._store(jobs)
             if stopping:
                 return
+
+    def _turn(self) -> AbstractContextManager[object]:
+        """Held while a batch is gathered and stored: the writers' turn (:meth:`Database.write_in_turn`)."""
+        return self.database.writers_turn
 
     def _gather(self, jobs: list[_Job], *, linger: bool, enough: int) -> bool:
         """Add what is waiting to ``jobs`` and, lingering, what follows closely until there are ``enough``;
@@ -234,6 +242,9 @@ class BatchReader(IngestWriter):
         super().__init__(database, max_events=max_events, linger_gap=0.0, linger_max=0.0)
 
     thread_name = "omnicanal-reads"
+
+    def _turn(self) -> AbstractContextManager[object]:
+        return nullcontext()
 
     def _transaction(self, jobs: list[_Job]) -> list[list[Any]]:
         with self.database.read() as session:
