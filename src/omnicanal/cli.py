@@ -82,17 +82,13 @@ def _serve(settings: Settings, host: str, port: int, database: object, *, worker
     assert isinstance(database, Database)
     log_level = os.environ.get("OMNICANAL_LOG_LEVEL", "warning")
     if workers > 1:
-        # each process builds its own application (and database pools) from the same environment
-        database.dispose()
-        uvicorn.run(
-            "omnicanal.app:serving_app",
-            factory=True,
-            workers=workers,
-            host=host,
-            port=port,
-            log_level=log_level,
-            access_log=False,
-        )
+        from omnicanal.serving import Supervisor, port_in_use
+
+        database.dispose()  # each serving process opens its own
+        if port_in_use(host, port):
+            err.print(f"[red]Something already serves {host}:{port}.[/red] Pick another --port.")
+            raise typer.Exit(2)
+        Supervisor(host, port, workers, log_level).run()
         return
     application = create_app(settings, database=database)
     longlived.enable()

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -16,7 +20,7 @@ from omnicanal.models import metadata
 from omnicanal.settings import Settings
 from tests.commerce.helpers import API, cart, make_customer, make_product, make_store, ok, set_stock, stock
 from tests.conversations.helpers import stamp_head
-from tests.support.live_server import ServerProcess, free_port
+from tests.support.live_server import ServerProcess, free_port, http_status
 
 
 def _serving_processes(pid: int) -> list[int]:
@@ -34,6 +38,15 @@ def _serving_processes(pid: int) -> list[int]:
     return found
 
 
+def _environment(tmp_path: Path) -> dict[str, str]:
+    return {
+        "OMNICANAL_ENVIRONMENT": "test",
+        "OMNICANAL_DATABASE_URL": f"sqlite:///{tmp_path / 'shop.db'}",
+        "OMNICANAL_OUTBOX_IN_PROCESS": "false",
+        "OMNICANAL_ATTACHMENTS_DIR": str(tmp_path / "attachments"),
+    }
+
+
 def test_two_serving_processes_take_orders_at_once_without_overselling(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'shop.db'}"
     db = create_database(Settings(database_url=url, environment="test"))
@@ -43,8 +56,7 @@ def test_two_serving_processes_take_orders_at_once_without_overselling(tmp_path:
         _, token = create_api_key(session, name="two processes", role="admin")
     db.dispose()
     port = free_port()
-    env = {"OMNICANAL_ENVIRONMENT": "test", "OMNICANAL_DATABASE_URL": url, "OMNICANAL_OUTBOX_IN_PROCESS": "false",
-           "OMNICANAL_ATTACHMENTS_DIR": str(tmp_path / "attachments")}  # fmt: skip
+    env = _environment(tmp_path)
     server = ServerProcess(["omnicanal", "serve", "--port", str(port), "--workers", "2"], port=port, env=env,
                            startup_timeout=90)  # fmt: skip
     headers = {"Authorization": f"Bearer {token}"}
@@ -83,3 +95,37 @@ def test_two_serving_processes_take_orders_at_once_without_overselling(tmp_path:
         listed = ok(api.get(f"{API}/orders", params={"limit": 100}))
         assert sum(1 for order in listed["items"] if order["payment_status"] == "paid") == 10
     assert "database is locked" not in server.output()
+
+
+def _wait_for(condition: Any, seconds: float = 30.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def test_a_serving_process_that_dies_is_replaced_and_sigint_stops_them_all(tmp_path: Path) -> None:
+    port = free_port()
+    env = _environment(tmp_path)
+    server = ServerProcess(["omnicanal", "serve", "--port", str(port), "--workers", "2"], port=port, env=env,
+                           startup_timeout=90)  # fmt: skip
+    with server:
+        assert server.pid is not None and server.process is not None
+        first, second = _serving_processes(server.pid)
+        os.kill(first, signal.SIGKILL)
+        assert _wait_for(lambda: len(set(_serving_processes(server.pid or 0)) - {first}) == 2), server.output()
+        assert second in _serving_processes(server.pid)
+        assert _wait_for(lambda: http_status(server.url("/healthz")) == 200)
+        assert "starting another" in server.output()
+
+        taken = subprocess.run(["omnicanal", "serve", "--port", str(port), "--workers", "2"], env={**os.environ, **env},
+                               capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+        assert taken.returncode == 2
+        assert "already serves" in taken.stderr
+
+        children = _serving_processes(server.pid)
+        os.kill(server.pid, signal.SIGINT)
+        assert server.process.wait(timeout=30) == 0
+        assert not any(Path(f"/proc/{child}").exists() for child in children)
