@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from fastapi.testclient import TestClient
 
 from tests.commerce.helpers import API, cart, make_promotion, ok, shop, stock
@@ -173,3 +175,14 @@ def test_an_order_can_insist_on_the_quoted_total(client: TestClient) -> None:
     fresh = ok(client.post(f"{API}/carts/quote", json=body))
     order = ok(client.post(f"{API}/orders", json=body | {"expected_total": fresh["total"]}), 201)
     assert order["total"] == fresh["total"] < quote["total"]
+
+
+def test_order_numbers_are_the_date_and_six_letters_of_the_unambiguous_alphabet() -> None:
+    from datetime import UTC, datetime
+
+    from omnicanal.commerce.orders import NUMBER_ALPHABET, _number
+
+    numbers = [_number(datetime(2026, 11, 24, tzinfo=UTC)) for _ in range(2000)]
+    assert all(re.fullmatch(rf"261124-[{NUMBER_ALPHABET}]{{6}}", number) for number in numbers)
+    assert len(set(numbers)) == 2000
+    assert set("".join(number[7:] for number in numbers)) == set(NUMBER_ALPHABET)  # every letter is drawn
