@@ -121,6 +121,31 @@ def test_order_creation_is_idempotent(client: TestClient) -> None:
     assert stock(client, data["warehouse"]["id"], "TEE-M")["reserved"] == 1
 
 
+def test_a_key_reused_for_another_order_or_payment_is_refused_and_a_payment_is_replayed(client: TestClient) -> None:
+    data = shop(client)
+    body = cart(data["customer"]["id"], [("TEE-M", 1)])
+    order = ok(client.post(f"{API}/orders", json=body, headers={"Idempotency-Key": "order-2"}), 201)
+    other = client.post(
+        f"{API}/orders", json=cart(data["customer"]["id"], [("TEE-M", 2)]), headers={"Idempotency-Key": "order-2"}
+    )
+    assert other.status_code == 409
+    assert "already used for a different request" in other.text
+    payment = {"method": "card", "amount": 500}
+    paid = client.post(f"{API}/orders/{order['id']}/payments", json=payment, headers={"Idempotency-Key": "pay-1"})
+    again = client.post(f"{API}/orders/{order['id']}/payments", json=payment, headers={"Idempotency-Key": "pay-1"})
+    assert paid.status_code == again.status_code == 201
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert again.json()["id"] == paid.json()["id"]
+    more = client.post(
+        f"{API}/orders/{order['id']}/payments",
+        json={"method": "card", "amount": 600},
+        headers={"Idempotency-Key": "pay-1"},
+    )
+    assert more.status_code == 409
+    assert ok(client.get(f"{API}/orders/{order['id']}"))["paid_amount"] == 500
+    assert stock(client, data["warehouse"]["id"], "TEE-M")["reserved"] == 1
+
+
 def test_an_order_by_identities_finds_or_creates_the_customer(client: TestClient) -> None:
     data = shop(client)
     body = cart(None, [("TEE-M", 1)], channel="call_center")

@@ -38,7 +38,7 @@ from omnicanal.commerce.schemas import CartIn, PaymentIn
 from omnicanal.db import Database
 from omnicanal.driver_sql import sqlite_savepoint
 from omnicanal.errors import DomainError
-from omnicanal.idempotency import once_more_if_the_key_raced, run_idempotent
+from omnicanal.idempotency import Fingerprint, fingerprint_of, once_more_if_the_key_raced, run_idempotent
 from omnicanal.settings import Settings
 from omnicanal.timeline.writer import BatchReader, IngestWriter
 from omnicanal.web import authorize, validated_body, validated_id_and_body
@@ -110,9 +110,17 @@ class _Ask:
     settings: Settings
     data: Any
     order_id: uuid.UUID | None = None
+    # computed on the event loop, outside the writers' turn; None without an Idempotency-Key (then unused)
+    fingerprint: Fingerprint | None = None
 
 
 _Write = Callable[[Session, _Ask], Response]
+
+
+def _fingerprint(request: Request, data: CartIn | PaymentIn) -> Fingerprint | None:
+    if "idempotency-key" not in request.headers:
+        return None
+    return fingerprint_of(request, data.model_dump(mode="json"))
 
 
 def _each_in_savepoint(session: Session, asks: Sequence[_Ask], write: _Write) -> list[Response | DomainError]:
@@ -156,8 +164,9 @@ def _place(session: Session, ask: _Ask) -> Response:
         order, lines = orders.place_order(session, ask.data, settings=ask.settings, actor=ask.principal.label)
         return 201, orders.order_out(session, order, settings=ask.settings, placed_lines=lines).model_dump(mode="json")
 
-    body = ask.data.model_dump(mode="json")
-    return run_idempotent(ask.request, session, ask.principal, body, produce, customer_of=lambda c: c["customer_id"])
+    return run_idempotent(
+        ask.request, session, ask.principal, ask.fingerprint, produce, customer_of=lambda c: c["customer_id"]
+    )
 
 
 def _place_orders(session: Session, asks: Sequence[_Ask]) -> list[Response | DomainError]:
@@ -167,7 +176,7 @@ def _place_orders(session: Session, asks: Sequence[_Ask]) -> list[Response | Dom
 async def serve_create_order(request: Request) -> Response:
     principal = await authorize(request, Permission.ORDERS_WRITE)
     data = await validated_body(request, _CART_IN)
-    ask = _Ask(request, principal, request.app.state.settings, data)
+    ask = _Ask(request, principal, request.app.state.settings, data, fingerprint=_fingerprint(request, data))
     return await _write(request, ask, each=_place, many=_place_orders)
 
 
@@ -186,7 +195,7 @@ def _pay(session: Session, ask: _Ask) -> Response:
             "balance_due": order.total - order.paid_amount,
         }
 
-    return run_idempotent(ask.request, session, ask.principal, ask.data.model_dump(mode="json"), produce)
+    return run_idempotent(ask.request, session, ask.principal, ask.fingerprint, produce)
 
 
 def _take_payments(session: Session, asks: Sequence[_Ask]) -> list[Response | DomainError]:
@@ -201,5 +210,5 @@ def _take_payments(session: Session, asks: Sequence[_Ask]) -> list[Response | Do
 async def serve_payment(request: Request) -> Response:
     principal = await authorize(request, Permission.ORDERS_WRITE)
     order_id, data = await validated_id_and_body(request, "order_id", _PAYMENT_IN)
-    ask = _Ask(request, principal, request.app.state.settings, data, order_id)
+    ask = _Ask(request, principal, request.app.state.settings, data, order_id, _fingerprint(request, data))
     return await _write(request, ask, each=_pay, many=_take_payments)
