@@ -214,6 +214,9 @@ def omnicanal_server(url: str, *, workers: int = 1) -> tuple[list[str], dict[str
     command = OMNICANAL
     if os.environ.get("BENCH_SRC"):
         # compare with another checkout of the code: BENCH_SRC=/path/to/src (ahead of the editable install)
+        if workers > 1:
+            # the supervisor of ``--workers`` starts a fresh interpreter, which finds the editable install again
+            raise SystemExit("BENCH_SRC compares one serving process only (BENCH_WORKERS=1)")
         command = [
             sys.executable,
             "-c",

@@ -73,23 +73,26 @@ def migrate() -> None:
 
 
 def _serve(settings: Settings, host: str, port: int, database: object, *, workers: int = 1) -> None:
-    import uvicorn
-
-    from omnicanal import longlived
-    from omnicanal.app import create_app
     from omnicanal.db import Database
 
     assert isinstance(database, Database)
     log_level = os.environ.get("OMNICANAL_LOG_LEVEL", "warning")
     if workers > 1:
-        from omnicanal.serving import Supervisor, port_in_use
+        from omnicanal.serving import port_in_use
 
         database.dispose()  # each serving process opens its own
         if port_in_use(host, port):
             err.print(f"[red]Something already serves {host}:{port}.[/red] Pick another --port.")
             raise typer.Exit(2)
-        Supervisor(host, port, workers, log_level).run()
-        return
+        sys.stderr.flush()
+        # the supervisor only starts and watches the serving processes: a fresh interpreter without this one's imports
+        supervisor = [sys.executable, "-m", "omnicanal.serving", host, str(port), str(workers), log_level]
+        os.execv(sys.executable, supervisor)  # noqa: S606 - our own interpreter and module, no shell
+    import uvicorn
+
+    from omnicanal import longlived
+    from omnicanal.app import create_app
+
     application = create_app(settings, database=database)
     longlived.enable()
     uvicorn.run(application, host=host, port=port, log_level=log_level, access_log=False)
