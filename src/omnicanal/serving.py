@@ -59,8 +59,10 @@ def _serve_one(host: str, port: int, log_level: str) -> None:
 
     from omnicanal.app import serving_app
 
+    application = serving_app()
+    # bound once the application is built: the kernel hands connections to a socket as soon as it listens
     sock = listening_socket(host, port)
-    config = uvicorn.Config(serving_app(), host=host, port=port, log_level=log_level, access_log=False)
+    config = uvicorn.Config(application, host=host, port=port, log_level=log_level, access_log=False)
     uvicorn.Server(config).run(sockets=[sock])
 
 
