@@ -70,3 +70,10 @@ def test_demo_loads_sample_data_once(tmp_path: Path, backend: str) -> None:
         assert (threads, said) == (1, 3)
     again = _run(["demo", "--no-serve"], tmp_path)
     assert again.returncode == 0 and "already present" in again.stderr
+
+
+def test_several_serving_processes_need_a_database_they_can_share(tmp_path: Path) -> None:
+    refused = _run(["serve", "--workers", "2"], tmp_path, OMNICANAL_DATABASE_URL="sqlite:///:memory:")
+    assert refused.returncode == 2
+    assert "--workers needs a database file or PostgreSQL" in refused.stderr
+    assert _run(["serve", "--workers", "0"], tmp_path).returncode == 2  # typer: at least 1

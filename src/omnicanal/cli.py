@@ -98,6 +98,11 @@ def _serve(settings: Settings, host: str, port: int, database: object, *, worker
     uvicorn.run(application, host=host, port=port, log_level=log_level, access_log=False)
 
 
+def _sqlite_file(url: str) -> bool:
+    path = url.split("///", 1)[-1].split("?", 1)[0]
+    return bool(path) and path != ":memory:" and not path.startswith("file:") and "mode=memory" not in url
+
+
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
@@ -108,6 +113,9 @@ def serve(
 ) -> None:
     """Serve the API and the console (migrates an empty database first)."""
     settings = _settings()
+    if workers > 1 and settings.is_sqlite and not _sqlite_file(settings.database_url):
+        err.print("[red]--workers needs a database file or PostgreSQL:[/red] each process would have its own memory.")
+        raise typer.Exit(2)
     db = _database(settings, migrate_if_empty=True)
     err.print(f"omnicanal on http://{host}:{port}  (console /console, API docs /docs)")
     if workers > 1 and not settings.redis_url:
