@@ -156,8 +156,9 @@ class IngestWriter:
                 return
 
     def _turn(self) -> AbstractContextManager[object]:
-        """Held while a batch is gathered and stored: the writers' turn (:meth:`Database.write_in_turn`)."""
-        return self.database.writers_turn
+        """Held while a batch is gathered and stored: on SQLite the writers' turn (:meth:`Database.write_in_turn`);
+        PostgreSQL's writers of every process write at once."""
+        return self.database.writers_turn if self.database.is_sqlite else nullcontext()
 
     def _gather(self, jobs: list[_Job], *, linger: bool, enough: int) -> bool:
         """Add what is waiting to ``jobs`` and, lingering, what follows closely until there are ``enough``;
