@@ -98,11 +98,6 @@ def _serve(settings: Settings, host: str, port: int, database: object, *, worker
     uvicorn.run(application, host=host, port=port, log_level=log_level, access_log=False)
 
 
-def _sqlite_file(url: str) -> bool:
-    path = url.split("///", 1)[-1].split("?", 1)[0]
-    return bool(path) and path != ":memory:" and not path.startswith("file:") and "mode=memory" not in url
-
-
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
@@ -112,8 +107,10 @@ def serve(
     ] = 1,
 ) -> None:
     """Serve the API and the console (migrates an empty database first)."""
+    from omnicanal.db import sqlite_file
+
     settings = _settings()
-    if workers > 1 and settings.is_sqlite and not _sqlite_file(settings.database_url):
+    if workers > 1 and settings.is_sqlite and sqlite_file(settings.database_url) is None:
         err.print("[red]--workers needs a database file or PostgreSQL:[/red] each process would have its own memory.")
         raise typer.Exit(2)
     db = _database(settings, migrate_if_empty=True)

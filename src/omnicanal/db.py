@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import JSON, DateTime, Engine, MetaData, create_engine, event
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.engine import Dialect
+from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.pool import NullPool
@@ -269,6 +269,15 @@ def _ping_when_idle(engine: Engine) -> None:
             raise DisconnectionError("the connection did not answer a ping") from exc
 
 
+def sqlite_file(url: str) -> str | None:
+    """The absolute path of the file a SQLite URL names; None for an in-memory or URI database (and other
+    databases), which no other process can share."""
+    path = make_url(url).database
+    if not url.startswith("sqlite") or not path or path == ":memory:" or path.startswith("file:"):
+        return None
+    return os.path.abspath(path)
+
+
 def create_database(settings: Settings) -> Database:
     url = settings.database_url
     checkpointer = None
@@ -276,9 +285,9 @@ def create_database(settings: Settings) -> Database:
     if settings.is_sqlite:
         write_engine = _sqlite_engine(url, settings, immediate=True)
         read_engine = _sqlite_engine(url, settings, immediate=False)
-        path = write_engine.url.database
-        if path and path != ":memory:" and not path.startswith("file:"):
-            writers_turn = WritersTurn(f"{os.path.abspath(path)}-writers")
+        path = sqlite_file(url)
+        if path is not None:
+            writers_turn = WritersTurn(f"{path}-writers")
             checkpointer = WalCheckpointer(path, writers_turn=writers_turn)
             event.listen(write_engine, "commit", lambda _connection: checkpointer.committed())
     else:
