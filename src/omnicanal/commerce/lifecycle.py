@@ -70,6 +70,12 @@ def move(session: Session, order: Order, target: str, *, action: str, actor: str
     announce(session, order, EVENTS[target], actor=actor, previous=previous, **details)
 
 
+def moved(session: Session, order: Order, *, previous: str, actor: str, **details: Any) -> None:
+    """Announce the status an order has just reached, set by the caller with :func:`check`'s leave (a payment
+    changes its amount, payment status and status in one statement)."""
+    announce(session, order, EVENTS[order.status], actor=actor, previous=previous, **details)
+
+
 def payload(order: Order, **details: Any) -> dict[str, Any]:
     return {
         "order_id": str(order.id),

@@ -17,7 +17,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from omnicanal.commerce import lifecycle, store_credit, stores
 from omnicanal.commerce.models import Order, Payment, Return
 from omnicanal.commerce.orders import get_order
-from omnicanal.commerce.rows import insert_loaded, table_of, update_loaded
+from omnicanal.commerce.rows import insert_loaded, table_of
 from omnicanal.commerce.schemas import PaymentIn
 from omnicanal.db import utcnow, uuid7
 from omnicanal.driver_sql import run_statement
@@ -26,11 +26,15 @@ from omnicanal.settings import Settings
 
 
 def _payment_status(order: Order) -> str:
-    if order.refunded_amount > 0:
-        return "refunded" if order.refunded_amount >= order.paid_amount else "partially_refunded"
-    if order.paid_amount >= order.total:
+    return _payment_status_of(order.paid_amount, order.total, order.refunded_amount)
+
+
+def _payment_status_of(paid: int, total: int, refunded: int) -> str:
+    if refunded > 0:
+        return "refunded" if refunded >= paid else "partially_refunded"
+    if paid >= total:
         return "paid"
-    return "partially_paid" if order.paid_amount > 0 else "unpaid"
+    return "partially_paid" if paid > 0 else "unpaid"
 
 
 def record_payment(
@@ -118,27 +122,25 @@ def capture_link(session: Session, *, payment_id: uuid.UUID, settings: Settings,
 def _capture(session: Session, order: Order, payment: Payment, *, settings: Settings, actor: str) -> None:
     now = utcnow()
     session.flush()  # the payment and any change to the order go first
-    if run_statement(session, _ADD_PAID, {"b_id": order.id, "amount": payment.amount, "now": now}) != 1:
+    # the order was read in this write transaction (locked on PostgreSQL, the only writer on SQLite): its paid
+    # amount is current, so the statuses it reaches are known before the one UPDATE that checks and changes it
+    paid = order.paid_amount + payment.amount
+    settled = paid >= order.total and order.status == "pending"
+    if settled:
+        lifecycle.check(order, "paid", action="mark the order paid")
+    changes = {"paid_amount": paid, "updated_at": now,
+               "payment_status": _payment_status_of(paid, order.total, order.refunded_amount)}  # fmt: skip
+    if settled:
+        changes["status"] = "paid"
+    statement = _SETTLE if settled else _ADD_PAID
+    if run_statement(session, statement, {"b_id": order.id, "amount": payment.amount, **changes}) != 1:
         raise Conflict("another payment has just settled this order; nothing was charged")
-    # the order was read in this write transaction (locked on PostgreSQL, the only writer on SQLite): its
-    # paid amount is the one just updated, so no need to read it back
-    set_committed_value(order, "paid_amount", order.paid_amount + payment.amount)
-    set_committed_value(order, "updated_at", now)
-    settled = order.paid_amount >= order.total and order.status == "pending"
+    for name, value in changes.items():
+        set_committed_value(order, name, value)
     if settled:
         # paid: the stock stays reserved until it leaves (a pickup's hold gets its own deadline when ready)
         stores.set_expiry(session, order.id, None)
-    update_loaded(session, order, payment_status=_payment_status(order))
-    if settled:
-        lifecycle.move(
-            session,
-            order,
-            "paid",
-            action="mark the order paid",
-            actor=actor,
-            method=payment.method,
-            amount=payment.amount,
-        )
+        lifecycle.moved(session, order, previous="pending", actor=actor, method=payment.method, amount=payment.amount)
     else:
         lifecycle.announce(
             session, order, "order.payment_received", actor=actor, method=payment.method, amount=payment.amount
@@ -153,8 +155,14 @@ _order = table_of(Order).c
 _ADD_PAID = (
     update(table_of(Order))
     .where(_order.id == bindparam("b_id"), _order.paid_amount + bindparam("amount") <= _order.total)
-    .values(paid_amount=_order.paid_amount + bindparam("amount"), updated_at=bindparam("now"))
+    .values(
+        paid_amount=_order.paid_amount + bindparam("amount"),
+        updated_at=bindparam("updated_at"),
+        payment_status=bindparam("payment_status"),
+    )
 )
+# the payment that settles a pending order also marks it paid (lifecycle.check allowed it)
+_SETTLE = _ADD_PAID.values(status=bindparam("status"))
 
 
 def refund(

@@ -21,8 +21,7 @@ from omnicanal.commerce import promotions
 from omnicanal.commerce.models import Coupon, Order, Promotion
 from omnicanal.commerce.schemas import PromotionIn
 from omnicanal.driver_sql import driver_rows, uuid_from_db
-from omnicanal.loyalty import earning, rewards
-from omnicanal.loyalty.earning import WHOLE_ORDER
+from omnicanal.loyalty import earning, queries, rewards
 from omnicanal.loyalty.models import LoyaltyReward
 
 VOUCHER_PROMOTION_PREFIX = "Loyalty reward: "
@@ -56,28 +55,43 @@ def _category_paths(session: Session, category_ids: set[uuid.UUID]) -> dict[uuid
 
 
 _CATEGORY_TREE = "SELECT id, parent_id, slug FROM commerce_categories"
-# Each line with its product's category now: one statement on the driver (it runs on every paid order).
+# Each line with its product's category now, for a batch's orders at once (every paid order asks)
 _ORDER_LINES = (
-    "SELECT l.sku, l.product_id, p.category_id, l.quantity, l.total FROM commerce_order_lines l"
-    " LEFT JOIN commerce_products p ON p.id = l.product_id WHERE l.order_id = ? ORDER BY l.position"
+    "SELECT l.order_id, l.sku, l.product_id, p.category_id, l.quantity, l.total FROM commerce_order_lines l"
+    " LEFT JOIN commerce_products p ON p.id = l.product_id WHERE l.order_id {among} ORDER BY l.order_id, l.position"
 )
+_AMONG = {"sqlite": "IN (SELECT value FROM json_each(?))", "postgresql": "= ANY(?)"}
 
 
-def order_lines(session: Session, payload: Mapping[str, Any]) -> Sequence[Mapping[str, Any]]:
-    """The lines of a commerce order, one per SKU, worth what the customer paid for them (no shipping)."""
-    try:
-        order_id = uuid.UUID(str(payload["order_id"]))
-    except (KeyError, ValueError):
-        order_id = None
+def order_lines(session: Session, payloads: Sequence[Mapping[str, Any]]) -> list[Sequence[Mapping[str, Any]] | None]:
+    """The lines of each payload's commerce order, one per SKU, worth what the customer paid for them (no
+    shipping); None for a payload that names no commerce order (it earns as a whole, on what was paid)."""
+    order_ids: list[uuid.UUID | None] = []
+    for payload in payloads:
+        try:
+            order_ids.append(uuid.UUID(str(payload["order_id"])))
+        except (KeyError, ValueError):
+            order_ids.append(None)
+    wanted = list(dict.fromkeys(order_id for order_id in order_ids if order_id is not None))
     session.flush()  # the lines read below are the transaction's
-    rows = []
-    if order_id is not None:
-        sqlite = session.get_bind().dialect.name == "sqlite"
-        rows = driver_rows(session, _ORDER_LINES, (order_id.hex if sqlite else order_id,))
-    if not rows and (order_id is None or session.get(Order, order_id) is None):
-        # not a commerce order: it earns as a whole, on what was paid
-        amount = int(payload.get("paid_amount") or payload.get("total") or 0)
-        return [{"line_id": WHOLE_ORDER, "quantity": amount, "amount": amount, "category_ids": []}]
+    rows_of: dict[uuid.UUID, list[tuple[Any, ...]]] = {}
+    if wanted:
+        dialect = session.get_bind().dialect.name
+        sql = _ORDER_LINES.format(among=_AMONG[dialect])
+        among = queries.among_value(dialect, wanted)
+        for order_id, *row in driver_rows(session, sql, (among,)):
+            rows_of.setdefault(uuid_from_db(order_id), []).append(tuple(row))
+    answers: list[Sequence[Mapping[str, Any]] | None] = []
+    for order_id in order_ids:
+        rows = rows_of.get(order_id) if order_id is not None else None
+        if rows is None and (order_id is None or session.get(Order, order_id) is None):
+            answers.append(None)
+        else:
+            answers.append(_by_sku(session, rows or []))
+    return answers
+
+
+def _by_sku(session: Session, rows: list[tuple[Any, ...]]) -> list[Mapping[str, Any]]:
     lines = [(sku, uuid_from_db(product), uuid_from_db(category) if category is not None else None, quantity, total)
              for sku, product, category, quantity, total in rows]  # fmt: skip
     paths = _category_paths(session, {category for _, _, category, _, _ in lines if category is not None})

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from omnicanal.customers.models import Customer
 from omnicanal.db import utcnow, uuid7
-from omnicanal.driver_sql import bulk_insert, connection_of
+from omnicanal.driver_sql import bulk_insert, fetch_typed
 from omnicanal.errors import NotFound, ValidationFailed
 from omnicanal.loyalty import keys, ledger, wallets
 from omnicanal.loyalty.models import LoyaltyLot, LoyaltyRule, LoyaltySpend, LoyaltyTier, LoyaltyWallet
@@ -67,7 +67,8 @@ class PaidOrder:
     paid_at: datetime
 
     @classmethod
-    def from_payload(cls, payload: Mapping[str, Any], session: Session | None = None) -> PaidOrder:
+    def from_payload(cls, payload: Mapping[str, Any], lines: Sequence[Mapping[str, Any]] | None = None) -> PaidOrder:
+        """The order of an ``order.paid`` payload; ``lines``, the provider's for a payload that carries none."""
         try:
             paid_at = payload.get("paid_at") or utcnow()
             if isinstance(paid_at, str):
@@ -77,19 +78,21 @@ class PaidOrder:
                 customer_id=uuid.UUID(str(payload["customer_id"])),
                 channel=str(payload.get("channel") or "web"),
                 currency=str(payload["currency"]),
-                lines=_order_lines(session, payload),
+                lines=_order_lines(payload, lines),
                 paid_at=paid_at,
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ValidationFailed.on_field("order", f"is not an order.paid payload ({exc})") from None
 
 
-OrderLinesProvider = Callable[[Session, Mapping[str, Any]], Sequence[Mapping[str, Any]]]
+# the lines of each payload, in order (one statement for a batch: every paid order asks)
+OrderLinesProvider = Callable[[Session, Sequence[Mapping[str, Any]]], list[Sequence[Mapping[str, Any]] | None]]
 _order_lines_provider: list[OrderLinesProvider] = []
 
 
 def set_order_lines_provider(provider: OrderLinesProvider) -> None:
-    """Where the lines of an ``order.paid`` payload that carries none come from (the commerce adapter).
+    """Where the lines of ``order.paid`` payloads that carry none come from (the commerce adapter), given the
+    payloads of a batch and answering each one's lines, in order; None for a payload it does not know.
 
     A line: ``{"line_id", "sku", "product_id", "category_ids", "quantity", "amount"}``, ``amount`` in minor
     units after discounts and without shipping. ``line_id`` may be the SKU when an order has one line per SKU.
@@ -97,13 +100,21 @@ def set_order_lines_provider(provider: OrderLinesProvider) -> None:
     _order_lines_provider[:] = [provider]
 
 
-def _order_lines(session: Session | None, payload: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+def paid_orders(session: Session, payloads: Sequence[Mapping[str, Any]]) -> list[PaidOrder]:
+    """The orders of ``order.paid`` payloads, the lines of those that carry none read together."""
+    missing = [payload for payload in payloads if not isinstance(payload.get("lines"), list)]
+    provided: dict[int, Sequence[Mapping[str, Any]] | None] = {}
+    if missing and _order_lines_provider:
+        provided = dict(zip(map(id, missing), _order_lines_provider[0](session, missing), strict=True))
+    return [PaidOrder.from_payload(payload, provided.get(id(payload))) for payload in payloads]
+
+
+def _order_lines(payload: Mapping[str, Any], provided: Sequence[Mapping[str, Any]] | None) -> list[Mapping[str, Any]]:
     lines = payload.get("lines")
+    if not isinstance(lines, list) and provided is not None:
+        lines = list(provided)
     if isinstance(lines, list):
         return [{**line, "line_id": str(line.get("line_id") or line.get("sku"))} for line in lines]
-    if _order_lines_provider and session is not None:
-        return [{**line, "line_id": str(line.get("line_id") or line.get("sku"))}
-                for line in _order_lines_provider[0](session, payload)]  # fmt: skip
     # Without lines: the order as one line worth what was paid, whose "units" are minor units, so that
     # a return refunding part of it takes back the same part of its points (returns.py).
     amount = int(payload.get("paid_amount") or payload.get("total") or 0)
@@ -134,7 +145,8 @@ class Earned:
 def _rules(session: Session, kind: str) -> list[RuleSpec]:
     statement = prebuilt(session.get_bind().dialect.name, "earning.rules", _build_rules)
     session.flush()
-    return [RuleSpec.of(row) for row in connection_of(session).execute(statement, {"kind": kind})]
+    fields = RuleSpec.__dataclass_fields__
+    return [RuleSpec(**dict(zip(fields, row, strict=True))) for row in fetch_typed(session, statement, {"kind": kind})]
 
 
 def _build_rules(_: str) -> Any:
@@ -174,8 +186,7 @@ class _Context:
         with_traits = any(r.segments for r in rules)
         owners_of = prebuilt(dialect, f"earning.owners.{with_traits}", lambda d: _build_owners(d, with_traits))
         session.flush()
-        connection = connection_of(session)
-        for cid, merged_into, erased_at, traits in connection.execute(owners_of, {"ids": among_value(dialect, ids)}):
+        for cid, merged_into, erased_at, traits in fetch_typed(session, owners_of, {"ids": among_value(dialect, ids)}):
             if erased_at is not None:
                 continue
             if merged_into is None:
@@ -194,7 +205,7 @@ class _Context:
         wallets.ensure_wallets(session, owners, now=now)
         self.tier: dict[uuid.UUID, tuple[str, float]] = {}
         tiers_of = prebuilt(dialect, "earning.tiers", _build_tiers)
-        for cid, name, multiplier in connection.execute(tiers_of, {"ids": among_value(dialect, owners)}):
+        for cid, name, multiplier in fetch_typed(session, tiers_of, {"ids": among_value(dialect, owners)}):
             self.tier[cid] = (name, multiplier)  # the highest tier among a survivor's wallets wins
         self.earned: dict[tuple[uuid.UUID, Any], dict[str, int]] = defaultdict(dict)
         capped_ids = [r.id for r in rules if r.caps]
@@ -245,7 +256,7 @@ def earn_paid_orders(
     """Points for paid orders (pending until the return window ends); one query set per batch."""
     now = now or utcnow()
     settings = programme(session)
-    orders = [PaidOrder.from_payload(p, session) for p in payloads]
+    orders = paid_orders(session, payloads)
     rules = _rules(session, "spend")
     context = _Context(session, [o.customer_id for o in orders], rules, now)
     # One key per order: an order earns once, under the rules in force when it was first paid.

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from omnicanal.driver_sql import fetch_typed
 from omnicanal.errors import Conflict, ValidationFailed
 from omnicanal.loyalty import wallets
 from omnicanal.loyalty.models import LoyaltySpend, LoyaltyWallet
@@ -58,7 +59,10 @@ def reward_first_orders(session: Session, first: Sequence[tuple[uuid.UUID, str]]
     owners = list({owner for owner, _ in first})
     dialect = session.get_bind().dialect.name
     waiting = prebuilt(dialect, "referrals.waiting", _build_waiting)
-    referred = list(session.scalars(waiting, {"owners": among_value(dialect, owners)}))
+    session.flush()
+    # asked of every batch of paid orders and almost always empty: its ids on the driver, the wallets only if any
+    ids = [wallet_id for (wallet_id,) in fetch_typed(session, waiting, {"owners": among_value(dialect, owners)})]
+    referred = list(session.scalars(select(LoyaltyWallet).where(LoyaltyWallet.id.in_(ids)))) if ids else []
     events: list[LoyaltyEvent] = []
     for wallet in referred:
         orders = session.scalar(
@@ -96,7 +100,7 @@ def reward_first_orders(session: Session, first: Sequence[tuple[uuid.UUID, str]]
 
 def _build_waiting(dialect: str) -> Any:
     """The wallets among ``owners`` referred by someone and not rewarded yet."""
-    return select(LoyaltyWallet).where(
+    return select(LoyaltyWallet.id).where(
         among_param(dialect, LoyaltyWallet.source_customer_id, "owners"),
         LoyaltyWallet.referred_by.is_not(None),
         LoyaltyWallet.referral_rewarded.is_(False),

@@ -12,7 +12,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from omnicanal.db import utcnow, uuid7
-from omnicanal.driver_sql import bulk_insert, connection_of
+from omnicanal.driver_sql import bulk_insert, connection_of, fetch_typed
 from omnicanal.loyalty.models import LoyaltyWallet
 from omnicanal.loyalty.queries import among_param, among_value, is_postgres, prebuilt
 
@@ -24,7 +24,7 @@ def ensure_wallets(session: Session, customer_ids: Iterable[uuid.UUID], *, now: 
         dialect = session.get_bind().dialect.name
         session.flush()
         statement = prebuilt(dialect, "wallets.known", _build_known)
-        known = set(connection_of(session).execute(statement, {"ids": among_value(dialect, wanted)}).scalars())
+        known = {row[0] for row in fetch_typed(session, statement, {"ids": among_value(dialect, wanted)})}
         wanted = [c for c in wanted if c not in known]
     rows = [
         {
