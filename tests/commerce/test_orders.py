@@ -38,6 +38,34 @@ def test_quote_prices_exactly_as_the_order_charges(client: TestClient) -> None:
     assert {k: fetched[k] for k in QUOTE_FIELDS} == {k: quote[k] for k in QUOTE_FIELDS}
 
 
+def test_the_answer_to_placing_an_order_is_the_order_as_read_back(client: TestClient) -> None:
+    data = shop(client)
+    customer = data["customer"]["id"]
+    make_promotion(client, name="10% shoes", kind="percentage", scope="category", categories=["clothing"], percent=10)
+    make_promotion(client, name="Welcome", kind="fixed", amount=500, currency="EUR", coupon_codes=["WELCOME"])
+    centro = data["centro"]["id"]
+    bodies = [
+        cart(customer, [("TEE-M", 2), ("RUN-42", 1), ("BOOK-1", 1)], coupons=["welcome"]),
+        cart(customer, [("TEE-M", 1)], channel="app", fulfillment={"type": "pickup", "store_id": centro}),
+        cart(
+            customer,
+            [("TEE-M", 1)],
+            channel="store",
+            fulfillment={
+                "type": "ship_from_store",
+                "store_id": centro,
+                "address": {"line1": "Alcalá 1", "city": "Madrid"},
+            },
+        ),
+    ]
+    for number, body in enumerate(bodies):
+        key = {"Idempotency-Key": f"answer-{number}"}
+        placed = ok(client.post(f"{API}/orders", json=body, headers=key), 201)
+        assert placed == ok(client.get(f"{API}/orders/{placed['id']}"))
+        assert ok(client.post(f"{API}/orders", json=body, headers=key), 201) == placed  # the stored answer
+    assert placed["lines"][0]["discounts"] and placed["fulfillment"]["store_id"] == centro
+
+
 def test_an_order_reserves_stock_where_it_comes_from(client: TestClient) -> None:
     data = shop(client)
     warehouse = data["warehouse"]["id"]

@@ -162,6 +162,8 @@ async def _write(
 def _place(session: Session, ask: _Ask) -> Response:
     def produce() -> tuple[int, Any]:
         order, lines = orders.place_order(session, ask.data, settings=ask.settings, actor=ask.principal.label)
+        if order.paid_amount == 0:
+            return 201, orders.placed_order_json(order, lines)
         return 201, orders.order_out(session, order, settings=ask.settings, placed_lines=lines).model_dump(mode="json")
 
     return run_idempotent(

@@ -11,7 +11,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from omnicanal.db import utcnow
-from omnicanal.driver_sql import bulk_insert, connection_of
+from omnicanal.driver_sql import bulk_insert, connection_of, fetch_typed
 from omnicanal.loyalty.models import LoyaltyKey
 from omnicanal.loyalty.queries import among_param, among_value, insert, is_postgres, prebuilt
 
@@ -38,7 +38,7 @@ def claim_many(session: Session, keys: Sequence[str], *, now: datetime) -> set[s
     dialect = session.get_bind().dialect.name
     statement = prebuilt(dialect, "keys.known", _build_known)
     session.flush()
-    known = set(connection_of(session).execute(statement, {"keys": among_value(dialect, keys)}).scalars())
+    known = {row[0] for row in fetch_typed(session, statement, {"keys": among_value(dialect, keys)})}
     fresh = [k for k in dict.fromkeys(keys) if k not in known]
     if not fresh:
         return set()
