@@ -81,20 +81,21 @@ def order_lines(session: Session, payloads: Sequence[Mapping[str, Any]]) -> list
         among = queries.among_value(dialect, wanted)
         for order_id, *row in driver_rows(session, sql, (among,)):
             rows_of.setdefault(uuid_from_db(order_id), []).append(tuple(row))
+    categories = {row[2] for rows in rows_of.values() for row in rows if row[2] is not None}
+    paths = _category_paths(session, {uuid_from_db(category) for category in categories})
     answers: list[Sequence[Mapping[str, Any]] | None] = []
     for order_id in order_ids:
         rows = rows_of.get(order_id) if order_id is not None else None
         if rows is None and (order_id is None or session.get(Order, order_id) is None):
             answers.append(None)
         else:
-            answers.append(_by_sku(session, rows or []))
+            answers.append(_by_sku(rows or [], paths))
     return answers
 
 
-def _by_sku(session: Session, rows: list[tuple[Any, ...]]) -> list[Mapping[str, Any]]:
+def _by_sku(rows: list[tuple[Any, ...]], paths: Mapping[uuid.UUID, list[str]]) -> list[Mapping[str, Any]]:
     lines = [(sku, uuid_from_db(product), uuid_from_db(category) if category is not None else None, quantity, total)
              for sku, product, category, quantity, total in rows]  # fmt: skip
-    paths = _category_paths(session, {category for _, _, category, _, _ in lines if category is not None})
     by_sku: dict[str, dict[str, Any]] = {}
     for sku, product_id, category, quantity, total in lines:
         line = by_sku.setdefault(
