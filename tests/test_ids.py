@@ -43,3 +43,18 @@ def test_a_forked_process_makes_ids_its_parent_does_not() -> None:
     from_parent = {uuid7().int & RANDOM_BITS for _ in range(50)}
     assert len(from_child) == 50
     assert not from_child & from_parent
+
+
+def test_random_bits_are_as_many_as_asked_and_spread_over_all_of_them() -> None:
+    from omnicanal.ids import random_bits
+
+    draws = [random_bits(30) for _ in range(4000)]
+    assert all(0 <= draw < 1 << 30 for draw in draws) and len(set(draws)) > 3990
+    assert all(any(draw >> bit & 1 for draw in draws) for bit in range(30))  # the top bits too
+    for wrong in (0, 81):
+        try:
+            random_bits(wrong)
+        except ValueError as refused:
+            assert "1 to 80 bits" in str(refused)
+        else:
+            raise AssertionError(f"random_bits({wrong}) was not refused")

@@ -48,6 +48,21 @@ def test_partial_payments_then_paid_then_refund(client: TestClient) -> None:
     assert fetched["refunded_amount"] == 500
 
 
+def test_the_answer_to_a_payment_is_the_payment_as_the_order_lists_it(client: TestClient) -> None:
+    data = shop(client)
+    order = place(client, data, [("TEE-M", 1)])
+    answers = [pay(client, order, 1000, "cash"), pay(client, order, order["total"] - 1000, "card")]
+    answers.append(ok(client.post(f"{API}/orders/{order['id']}/payments", json={"kind": "refund", "amount": 500}), 201))
+    other = place(client, data, [("TEE-M", 1)])
+    linked = pay(client, other, other["total"], "payment_link")
+    listed = {p["id"]: p for o in (order, other) for p in ok(client.get(f"{API}/orders/{o['id']}"))["payments"]}
+    for answer in [*answers, linked]:
+        assert {k: v for k, v in answer.items() if k not in ("order_status", "payment_status", "balance_due")} == (
+            listed[answer["id"]]
+        )
+    assert answers[2]["refund_of"] == answers[1]["id"] and linked["link_url"]
+
+
 def test_payment_link_counts_once_confirmed(client: TestClient) -> None:
     data = shop(client)
     order = place(client, data, [("TEE-M", 1)])

@@ -190,7 +190,7 @@ def _pay(session: Session, ask: _Ask) -> Response:
         payment, order = payments.record_payment_on(
             session, order_id=order_id, data=ask.data, settings=ask.settings, actor=ask.principal.label
         )
-        out = orders.payment_out(payment, ask.settings).model_dump(mode="json")
+        out = orders.payment_json(payment, ask.settings)
         return 201, out | {
             "order_status": order.status,
             "payment_status": order.payment_status,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from omnicanal.customers.service import get_customer
 from omnicanal.db import utcnow, uuid7
 from omnicanal.driver_sql import bulk_insert, bulk_update, fetch_rows, json_from_db, run_statement, uuid_from_db
 from omnicanal.errors import Conflict, NotFound, ValidationFailed
+from omnicanal.ids import random_bits
 from omnicanal.pagination import check_limit, decode_cursor, encode_cursor
 from omnicanal.settings import Settings
 from omnicanal.timeline.models import Event
@@ -60,9 +60,9 @@ def resolve_customer(session: Session, data: CartIn, settings: Settings) -> Shop
 
 
 def _number(now: datetime) -> str:
-    # one draw of 30 random bits, five a character (32 letters): secrets.choice reads the OS's randomness once
-    # a character, six system calls an order inside the writer's turn (bench/commerce.py, K1)
-    bits = secrets.randbits(5 * NUMBER_LENGTH)
+    # one draw of 30 random bits, five a character (32 letters), from the ids' buffer of the OS's randomness:
+    # secrets.choice read it once a character, six system calls an order inside the writer's turn (K1)
+    bits = random_bits(5 * NUMBER_LENGTH)
     return f"{now:%y%m%d}-" + "".join(NUMBER_ALPHABET[(bits >> (5 * i)) & 31] for i in range(NUMBER_LENGTH))
 
 
@@ -194,10 +194,23 @@ def lines_of(session: Session, order_id: uuid.UUID) -> list[OrderLine]:
 
 
 def payment_out(payment: Payment, settings: Settings | None = None) -> PaymentOut:
+    return PaymentOut(**_payment_values(payment, settings))
+
+
+def payment_json(payment: Payment, settings: Settings) -> dict[str, Any]:
+    """``payment_out(payment, settings).model_dump(mode="json")``, built straight as JSON values for the writer's
+    turn (as :func:`placed_order_json`); tests/commerce/test_payments_fulfillment.py holds the two to one answer."""
+    values = _payment_values(payment, settings)
+    refund_of = values["refund_of"]
+    return values | {"id": str(values["id"]), "refund_of": str(refund_of) if refund_of else None,
+                     "created_at": _json_time(values["created_at"])}  # fmt: skip
+
+
+def _payment_values(payment: Payment, settings: Settings | None) -> dict[str, Any]:
     link = None
     if payment.link_token and settings is not None:
         link = f"{settings.commerce_public_url.rstrip('/')}/pay/{payment.link_token}"
-    return PaymentOut(
+    return dict(
         id=payment.id,
         kind=payment.kind,
         method=payment.method,
