@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 _Converter = Callable[[Any], Any]
 _T = TypeVar("_T")
-_insert_plans: dict[tuple[str, str, tuple[str, ...]], tuple[str, list[_Converter | None]]] = {}
+_insert_plans: dict[tuple[str, str, tuple[str, ...]], tuple[str, _Rows]] = {}
 
 
 def _sqlite_utc(value: datetime | None) -> str | None:
@@ -58,7 +58,7 @@ def _sqlite_json(value: Any) -> str:
     return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
-def _insert_plan(dialect: Dialect, table: Table, columns: tuple[str, ...]) -> tuple[str, list[_Converter | None]]:
+def _insert_plan(dialect: Dialect, table: Table, columns: tuple[str, ...]) -> tuple[str, _Rows]:
     key = (dialect.name, table.name, columns)
     plan = _insert_plans.get(key)
     if plan is None:
@@ -71,7 +71,7 @@ def _insert_plan(dialect: Dialect, table: Table, columns: tuple[str, ...]) -> tu
         missing = [c.name for c in table.c if c.name not in columns and c.default is not None]
         if missing:
             raise ValueError(f"bulk_insert into {table.name} needs the columns with defaults: {missing}")
-        plan = _insert_plans[key] = (sql, _converters(dialect, table, columns))
+        plan = _insert_plans[key] = (sql, _Rows(columns, _converters(dialect, table, columns)))
     return plan
 
 
@@ -103,8 +103,8 @@ def bulk_insert(session: Session, model: type[Base], rows: Sequence[Mapping[str,
         return
     table, connection, raw = _table_and_connection(session, model)
     columns = tuple(rows[0])
-    sql, converters = _insert_plan(connection.dialect, table, columns)
-    _run(connection, raw, sql, _driver_params(rows, columns, converters), _nothing, many=True)
+    sql, plan = _insert_plan(connection.dialect, table, columns)
+    _run(connection, raw, sql, plan.parameters(rows), _nothing, many=True)
 
 
 def _table_and_connection(session: Session, model: type[Base]) -> tuple[Table, Connection, Any]:
@@ -286,26 +286,34 @@ def json_from_db(value: Any) -> Any:
     return orjson.loads(value) if isinstance(value, str | bytes) else value
 
 
-def _driver_params(
-    rows: Sequence[Mapping[str, Any]], columns: tuple[str, ...], converters: list[_Converter | None]
-) -> list[tuple[Any, ...]]:
-    """The rows as driver parameters, converted column by column (the loops run in C; bench, C1)."""
-    if len(rows) == 1:  # most of the order path's inserts: a plain loop is half the cost of the column maps
-        row = rows[0]
-        return [tuple([row[name] if convert is None else convert(row[name])
-                       for name, convert in zip(columns, converters, strict=True)])]  # fmt: skip
-    if len(columns) == 1:
-        values: list[Any] = [row[columns[0]] for row in rows]
-        convert = converters[0]
-        return [(value,) for value in (values if convert is None else map(convert, values))]
-    by_column: list[Any] = list(zip(*map(itemgetter(*columns), rows), strict=True))
-    for index, convert in enumerate(converters):
-        if convert is not None:
+class _Rows:
+    """How rows (mappings with the same keys) become driver parameters: the columns' values in order, converted."""
+
+    def __init__(self, columns: tuple[str, ...], converters: list[_Converter | None]) -> None:
+        self.columns = columns
+        self.converters = converters
+        self.values_of = itemgetter(*columns)
+        # only the columns that need it are converted: most of a row's values go to the driver as they are
+        self.converted = [(index, convert) for index, convert in enumerate(converters) if convert is not None]
+
+    def parameters(self, rows: Sequence[Mapping[str, Any]]) -> list[tuple[Any, ...]]:
+        """The rows as driver parameters (the loops run in C; bench, C1)."""
+        if len(self.columns) == 1:
+            values: list[Any] = [row[self.columns[0]] for row in rows]
+            convert = self.converters[0]
+            return [(value,) for value in (values if convert is None else map(convert, values))]
+        if len(rows) == 1:  # most of the order path's inserts: a row's values taken in C, then a few converted
+            row = list(self.values_of(rows[0]))
+            for index, convert in self.converted:
+                row[index] = convert(row[index])
+            return [tuple(row)]
+        by_column: list[Any] = list(zip(*map(self.values_of, rows), strict=True))
+        for index, convert in self.converted:
             by_column[index] = map(convert, by_column[index])
-    return list(zip(*by_column, strict=True))
+        return list(zip(*by_column, strict=True))
 
 
-_update_plans: dict[tuple[str, str, tuple[str, ...], str], tuple[str, list[_Converter | None]]] = {}
+_update_plans: dict[tuple[str, str, tuple[str, ...], str], tuple[str, _Rows]] = {}
 
 
 def bulk_update(session: Session, model: type[Base], key: str, rows: Sequence[Mapping[str, Any]]) -> None:
@@ -326,9 +334,9 @@ def bulk_update(session: Session, model: type[Base], key: str, rows: Sequence[Ma
         mark = "?" if dialect.paramstyle == "qmark" else "%s"
         assignments = ", ".join(f"{quote(name)} = {mark}" for name in columns[:-1])
         sql = f"UPDATE {quote(table.name)} SET {assignments} WHERE {quote(key)} = {mark}"
-        plan = _update_plans[plan_key] = (sql, _converters(dialect, table, columns))
-    sql, converters = plan
-    _run(connection, raw, sql, _driver_params(rows, columns, converters), _nothing, many=True)
+        plan = _update_plans[plan_key] = (sql, _Rows(columns, _converters(dialect, table, columns)))
+    sql, rows_plan = plan
+    _run(connection, raw, sql, rows_plan.parameters(rows), _nothing, many=True)
 
 
 _utc_texts: dict[datetime, str] = {}
