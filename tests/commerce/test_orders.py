@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from fastapi.testclient import TestClient
 
@@ -239,3 +240,24 @@ def test_order_numbers_are_the_date_and_six_letters_of_the_unambiguous_alphabet(
     assert all(re.fullmatch(rf"261124-[{NUMBER_ALPHABET}]{{6}}", number) for number in numbers)
     assert len(set(numbers)) == 2000
     assert set("".join(number[7:] for number in numbers)) == set(NUMBER_ALPHABET)  # every letter is drawn
+
+
+def test_an_order_number_drawn_twice_in_a_day_is_drawn_again(client: TestClient, monkeypatch: Any) -> None:
+    from omnicanal.commerce import orders
+
+    data = shop(client)
+    draw = orders._number
+    drawn: list[str] = []
+
+    def unlucky(now: Any) -> str:  # the first three draws give the same number
+        number = f"{now:%y%m%d}-AAAAAA" if len(drawn) < 3 else draw(now)
+        drawn.append(number)
+        return number
+
+    monkeypatch.setattr(orders, "_number", unlucky)
+    body = cart(data["customer"]["id"], [("TEE-M", 1)])
+    first = ok(client.post(f"{API}/orders", json=body), 201)
+    second = ok(client.post(f"{API}/orders", json=body), 201)
+    assert first["number"].endswith("-AAAAAA") and second["number"] != first["number"]
+    assert drawn[1:3] == [first["number"]] * 2 and len(drawn) == 4  # the clash drawn twice, then a new number
+    assert stock(client, data["warehouse"]["id"], "TEE-M")["reserved"] == 2  # nothing reserved twice

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import bindparam, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from omnicanal.commerce import lifecycle, promotions, stores
@@ -27,7 +28,15 @@ from omnicanal.commerce.schemas import CartIn, FulfillmentOut, OrderOut, Payment
 from omnicanal.customers.resolution import Resolver
 from omnicanal.customers.service import get_customer
 from omnicanal.db import utcnow, uuid7
-from omnicanal.driver_sql import bulk_insert, bulk_update, fetch_rows, json_from_db, run_statement, uuid_from_db
+from omnicanal.driver_sql import (
+    bulk_insert,
+    bulk_update,
+    fetch_rows,
+    is_sqlite,
+    json_from_db,
+    run_statement,
+    uuid_from_db,
+)
 from omnicanal.errors import Conflict, NotFound, ValidationFailed
 from omnicanal.ids import random_bits
 from omnicanal.pagination import check_limit, decode_cursor, encode_cursor
@@ -66,6 +75,30 @@ def _number(now: datetime) -> str:
     return f"{now:%y%m%d}-" + "".join(NUMBER_ALPHABET[(bits >> (5 * i)) & 31] for i in range(NUMBER_LENGTH))
 
 
+_NUMBER_DRAWS = 3
+
+
+def number_clashed(error: IntegrityError) -> bool:
+    """True when an order's insert failed because its number was drawn before the same day (30 random bits:
+    among 100,000 orders of a day, about five pairs)."""
+    text = str(error.orig)
+    return "uq_commerce_orders_number" in text or "commerce_orders.number" in text
+
+
+def _insert_order(session: Session, values: dict[str, Any]) -> Order:
+    """Insert the order, drawing its number again if it clashed. SQLite backs out only the failed statement and
+    the transaction goes on; on PostgreSQL the clash ends the transaction, and the order path runs it again
+    (``order_path``)."""
+    for draw in range(1, _NUMBER_DRAWS + 1):
+        try:
+            return insert_loaded(session, Order, values)
+        except IntegrityError as clash:
+            if draw == _NUMBER_DRAWS or not number_clashed(clash) or not is_sqlite(session):
+                raise
+            values["number"] = _number(values["created_at"])
+    raise AssertionError("unreachable")
+
+
 def create_order(session: Session, data: CartIn, *, settings: Settings, actor: str) -> Order:
     """Place an order: price it as the quote does, reserve its stock, count its promotions. All or nothing."""
     return place_order(session, data, settings=settings, actor=actor)[0]
@@ -86,9 +119,8 @@ def place_order(
             total=quote.total,
             expected_total=data.expected_total,
         )
-    order = insert_loaded(
+    order = _insert_order(
         session,
-        Order,
         dict(
             id=uuid7(),
             number=_number(now),
