@@ -67,6 +67,17 @@ def test_the_answer_to_placing_an_order_is_the_order_as_read_back(client: TestCl
     assert placed["lines"][0]["discounts"] and placed["fulfillment"]["store_id"] == centro
 
 
+def test_an_order_that_costs_nothing_is_paid_at_once_and_answered_as_read_back(client: TestClient) -> None:
+    data = shop(client)
+    make_promotion(client, name="Free tee", kind="percentage", scope="product", skus=["TEE-M"], percent=100)
+    body = cart(
+        data["customer"]["id"], [("TEE-M", 1)], fulfillment={"type": "pickup", "store_id": data["centro"]["id"]}
+    )
+    placed = ok(client.post(f"{API}/orders", json=body), 201)
+    assert (placed["total"], placed["status"], placed["payment_status"]) == (0, "paid", "paid")
+    assert placed == ok(client.get(f"{API}/orders/{placed['id']}"))
+
+
 def test_an_order_reserves_stock_where_it_comes_from(client: TestClient) -> None:
     data = shop(client)
     warehouse = data["warehouse"]["id"]
