@@ -10,7 +10,7 @@ from fastapi.responses import Response
 
 from omnicanal.access.roles import Permission
 from omnicanal.access.service import Principal
-from omnicanal.commerce import catalog, fulfillment, orders, payments, promotions, returns, stores
+from omnicanal.commerce import catalog, fulfillment, order_answers, orders, payments, promotions, returns, stores
 from omnicanal.commerce.models import Promotion
 from omnicanal.commerce.order_path import serve_create_order, serve_payment, serve_quote
 from omnicanal.commerce.schemas import (
@@ -242,18 +242,20 @@ def list_orders(
     rows, next_cursor = orders.list_orders(
         session, customer_id=customer_id, status=status, store_id=store_id, limit=limit, cursor=cursor
     )
-    return OrderPage(items=[orders.order_out(session, o, settings=settings) for o in rows], next_cursor=next_cursor)
+    return OrderPage(
+        items=[order_answers.order_out(session, o, settings=settings) for o in rows], next_cursor=next_cursor
+    )
 
 
 @router.get("/orders/{order_id}", response_model=OrderOut)
 def get_order(order_id: uuid.UUID, session: ReadSession, settings: AppSettings, _: OrderReader) -> OrderOut:
-    return orders.order_out(session, orders.get_order(session, order_id), settings=settings)
+    return order_answers.order_out(session, orders.get_order(session, order_id), settings=settings)
 
 
 @router.post("/orders/{order_id}/cancel", response_model=OrderOut)
 def cancel_order(order_id: uuid.UUID, session: WriteSession, settings: AppSettings, principal: OrderWriter) -> OrderOut:
     order = orders.cancel_order(session, order_id, actor=principal.label)
-    return orders.order_out(session, order, settings=settings)
+    return order_answers.order_out(session, order, settings=settings)
 
 
 def add_payment(order_id: uuid.UUID, data: PaymentIn, _: OrderWriter) -> PaymentOut:
@@ -276,7 +278,7 @@ def capture_payment(
     payment_id: uuid.UUID, session: WriteSession, settings: AppSettings, principal: OrderWriter
 ) -> PaymentOut:
     """The payment provider confirmed a payment-link payment."""
-    return orders.payment_out(
+    return order_answers.payment_out(
         payments.capture_link(session, payment_id=payment_id, settings=settings, actor=principal.label), settings
     )
 
@@ -311,7 +313,7 @@ def pickup(
 ) -> OrderOut:
     """Hand a click & collect order over: the code typed, or the content of its scanned QR code."""
     order = fulfillment.hand_over(session, order_id=order_id, code=data.code, actor=principal.label)
-    return orders.order_out(session, order, settings=settings)
+    return order_answers.order_out(session, order, settings=settings)
 
 
 @router.get("/customers/{customer_id}/carts")
@@ -343,7 +345,7 @@ def payment_link_qr(payment_id: uuid.UUID, session: ReadSession, settings: AppSe
     payment = session.get(Payment, payment_id)
     if payment is None or payment.link_token is None:
         raise NotFound(f"payment link {payment_id} not found")
-    link = orders.payment_out(payment, settings).link_url or ""
+    link = order_answers.payment_out(payment, settings).link_url or ""
     buffer = io.BytesIO()
     segno.make(link, error="m").save(buffer, kind="svg", scale=6, border=2)
     return Response(buffer.getvalue(), media_type="image/svg+xml")

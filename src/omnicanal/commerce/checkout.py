@@ -375,17 +375,13 @@ def quote_out(cart: PreparedCart) -> QuoteOut:
     )
 
 
-def line_out(values: dict[str, Any]) -> LineOut:
-    return LineOut(
-        sku=values["sku"],
-        name=values["name"],
-        quantity=values["quantity"],
-        unit_price=values["unit_price"],
-        price_channel=values["price_channel"] or None,
-        subtotal=values["subtotal"],
-        discount=values["discount"],
-        discounts=values["discounts"],
-        tax=values["tax"],
-        tax_rate=values["tax_rate"],
-        total=values["total"],
-    )
+def line_out(values: Mapping[str, Any]) -> LineOut:
+    return LineOut(**line_json(values))
+
+
+_LINE_FIELDS = tuple(LineOut.model_fields)
+
+
+def line_json(values: Mapping[str, Any]) -> dict[str, Any]:
+    """A priced line as the API answers it (``LineOut``'s fields, all JSON values), from its values or row."""
+    return {name: values[name] for name in _LINE_FIELDS} | {"price_channel": values["price_channel"] or None}

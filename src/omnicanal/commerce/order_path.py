@@ -33,7 +33,7 @@ from starlette.concurrency import run_in_threadpool
 from omnicanal import dispatch
 from omnicanal.access.roles import Permission
 from omnicanal.access.service import Principal
-from omnicanal.commerce import orders, payments
+from omnicanal.commerce import order_answers, orders, payments
 from omnicanal.commerce.checkout import quote_out
 from omnicanal.commerce.schemas import CartIn, PaymentIn
 from omnicanal.db import Database
@@ -170,9 +170,7 @@ async def _write(
 def _place(session: Session, ask: _Ask) -> Response:
     def produce() -> tuple[int, Any]:
         order, lines = orders.place_order(session, ask.data, settings=ask.settings, actor=ask.principal.label)
-        if order.paid_amount == 0:
-            return 201, orders.placed_order_json(order, lines)
-        return 201, orders.order_out(session, order, settings=ask.settings, placed_lines=lines).model_dump(mode="json")
+        return 201, order_answers.placed_order_json(order, lines)
 
     return run_idempotent(
         ask.request, session, ask.principal, ask.fingerprint, produce, customer_of=lambda c: c["customer_id"]
@@ -198,7 +196,7 @@ def _pay(session: Session, ask: _Ask) -> Response:
         payment, order = payments.record_payment_on(
             session, order_id=order_id, data=ask.data, settings=ask.settings, actor=ask.principal.label
         )
-        out = orders.payment_json(payment, ask.settings)
+        out = order_answers.payment_json(payment, ask.settings)
         return 201, out | {
             "order_status": order.status,
             "payment_status": order.payment_status,

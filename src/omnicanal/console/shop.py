@@ -20,7 +20,17 @@ from sqlalchemy import select
 from starlette.responses import Response
 
 from omnicanal.access.roles import Permission
-from omnicanal.commerce import catalog, fulfillment, lifecycle, orders, payments, returns, store_credit, stores
+from omnicanal.commerce import (
+    catalog,
+    fulfillment,
+    lifecycle,
+    order_answers,
+    orders,
+    payments,
+    returns,
+    store_credit,
+    stores,
+)
 from omnicanal.commerce.models import Location, Order, Price, Product, Stock, Variant
 from omnicanal.commerce.schemas import CartIn, PaymentIn, ReturnIn, ShipmentIn
 from omnicanal.console.channels import N_
@@ -233,7 +243,7 @@ def order_detail(console: StaffConsole, order_id: str, code: Annotated[str, Quer
             order = orders.get_order(session, oid)
         except DomainError:
             raise ConsoleError(404, console._("There is no order with this id.")) from None
-        view = orders.order_out(session, order, settings=console.settings)
+        view = order_answers.order_out(session, order, settings=console.settings)
         store = session.get(Location, order.location_id) if order.location_id else None
         names = _names(session, {order.customer_id})
         qr = fulfillment.pickup_qr_data_uri(order) if order.pickup_code and order.status == "ready_for_pickup" else None
