@@ -26,7 +26,6 @@ import orjson
 from fastapi import Request
 from fastapi.responses import Response
 from pydantic import TypeAdapter
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -146,14 +145,7 @@ def _in_turn(db: Database, request: Request, write: _Write, ask: _Ask) -> Respon
         with db.write_in_turn() as session:
             return write(session, ask)
 
-    for attempt in range(3):
-        try:
-            return once_more_if_the_key_raced(request, transaction)
-        except IntegrityError as clash:
-            # PostgreSQL: a new order's number drawn before that day ended the transaction; run it again
-            if attempt == 2 or not orders.number_clashed(clash):
-                raise
-    raise AssertionError("unreachable")
+    return once_more_if_the_key_raced(request, transaction)
 
 
 async def _write(

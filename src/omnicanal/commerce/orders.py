@@ -77,7 +77,7 @@ def _number(now: datetime) -> str:
 _NUMBER_DRAWS = 3
 
 
-def number_clashed(error: IntegrityError) -> bool:
+def _number_clashed(error: IntegrityError) -> bool:
     """True when an order's insert failed because its number was drawn before the same day (30 random bits:
     among 100,000 orders of a day, about five pairs)."""
     text = str(error.orig)
@@ -85,14 +85,18 @@ def number_clashed(error: IntegrityError) -> bool:
 
 
 def _insert_order(session: Session, values: dict[str, Any]) -> Order:
-    """Insert the order, drawing its number again if it clashed. SQLite backs out only the failed statement and
-    the transaction goes on; on PostgreSQL the clash ends the transaction, and the order path runs it again
-    (``order_path``)."""
+    """Insert the order, drawing its number again if it clashed, on every channel. SQLite backs out only the failed
+    statement; on PostgreSQL a failed statement ends the transaction, so there the insert has a savepoint."""
+    sqlite = is_sqlite(session)
     for draw in range(1, _NUMBER_DRAWS + 1):
         try:
-            return insert_loaded(session, Order, values)
+            if sqlite:
+                return insert_loaded(session, Order, values)
+            with session.begin_nested():
+                session.connection()  # the SAVEPOINT goes out here: the driver statement below asks no connection
+                return insert_loaded(session, Order, values)
         except IntegrityError as clash:
-            if draw == _NUMBER_DRAWS or not number_clashed(clash) or not is_sqlite(session):
+            if draw == _NUMBER_DRAWS or not _number_clashed(clash):
                 raise
             values["number"] = _number(values["created_at"])
     raise AssertionError("unreachable")
