@@ -76,20 +76,26 @@ def _insert_plan(dialect: Dialect, table: Table, columns: tuple[str, ...]) -> tu
 
 
 def _converters(dialect: Dialect, table: Table, columns: tuple[str, ...]) -> list[_Converter | None]:
-    from omnicanal.db import UTCDateTime  # omnicanal.db imports this module; a plan is built once per table
-
     converters: list[_Converter | None] = []
     for name in columns:
         column_type = table.c[name].type
-        if dialect.name == "sqlite" and isinstance(column_type, UTCDateTime):
-            converters.append(_sqlite_utc_once)
-        elif dialect.name == "sqlite" and isinstance(column_type, Uuid):
-            converters.append(_sqlite_uuid)
-        elif dialect.name == "sqlite" and isinstance(column_type, JSON):
-            converters.append(_sqlite_json)
-        else:
-            converters.append(column_type.dialect_impl(dialect).bind_processor(dialect))
+        own = _sqlite_converter(column_type) if dialect.name == "sqlite" else None
+        converters.append(own or column_type.dialect_impl(dialect).bind_processor(dialect))
     return converters
+
+
+def _sqlite_converter(column_type: Any) -> _Converter | None:
+    """What the value of a column of this type is stored as on SQLite, in one step, for the types the hot paths
+    write most (times, UUIDs, JSON); None for the others, which keep SQLAlchemy's conversion."""
+    from omnicanal.db import UTCDateTime  # omnicanal.db imports this module; plans are built once
+
+    if isinstance(column_type, UTCDateTime):
+        return _sqlite_utc_once
+    if isinstance(column_type, Uuid) and column_type.as_uuid:
+        return _sqlite_uuid
+    if isinstance(column_type, JSON):
+        return _sqlite_json
+    return None
 
 
 def bulk_insert(session: Session, model: type[Base], rows: Sequence[Mapping[str, Any]]) -> None:
@@ -393,8 +399,8 @@ def _plan(statement: Executable, dialect: Dialect) -> _DriverPlan | None:
         _plans[key] = None  # IN lists and the like: left to SQLAlchemy
         return None
     converters = {name: convert for name, convert in compiled._bind_processors.items() if convert is not None}
-    if dialect.name == "sqlite":
-        converters |= _sqlite_bind_converters(compiled.binds)
+    if dialect.name == "sqlite":  # as bulk inserts convert: SQLAlchemy's (decorator, then dialect) cost more (K1)
+        converters |= {name: own for name, bind in compiled.binds.items() if (own := _sqlite_converter(bind.type))}
     defaults = compiled.construct_params(_check=False)
     steps = (
         tuple((name, converters.get(name), defaults.get(name)) for name in compiled.positiontup)
@@ -404,20 +410,6 @@ def _plan(statement: Executable, dialect: Dialect) -> _DriverPlan | None:
     plan = _DriverPlan(statement, compiled.string, converters, defaults, steps)
     _plans[key] = plan
     return plan
-
-
-def _sqlite_bind_converters(binds: Mapping[str, Any]) -> dict[str, Callable[[Any], Any]]:
-    """The parameters' conversions of :func:`bulk_insert` for times and UUIDs: SQLAlchemy's (the decorator's step,
-    then the dialect's formatting) cost the order path's statements a few percent of its writer (K1)."""
-    from omnicanal.db import UTCDateTime  # omnicanal.db imports this module; a plan is built once per statement
-
-    converters: dict[str, Callable[[Any], Any]] = {}
-    for name, bind in binds.items():
-        if isinstance(bind.type, UTCDateTime):
-            converters[name] = _sqlite_utc_once
-        elif isinstance(bind.type, Uuid) and bind.type.as_uuid:
-            converters[name] = _sqlite_uuid
-    return converters
 
 
 def fetch_rows(session: Session, statement: Executable, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
