@@ -18,9 +18,9 @@ from sqlalchemy.orm import Session
 
 from omnicanal import dispatch
 from omnicanal.commerce import promotions
-from omnicanal.commerce.models import Coupon, Order, Promotion
+from omnicanal.commerce.models import Coupon, Order, OrderLine, Product, Promotion
 from omnicanal.commerce.schemas import PromotionIn
-from omnicanal.driver_sql import driver_rows, uuid_from_db
+from omnicanal.driver_sql import driver_rows, fetch_typed, uuid_from_db
 from omnicanal.loyalty import earning, queries, rewards
 from omnicanal.loyalty.models import LoyaltyReward
 
@@ -55,12 +55,17 @@ def _category_paths(session: Session, category_ids: set[uuid.UUID]) -> dict[uuid
 
 
 _CATEGORY_TREE = "SELECT id, parent_id, slug FROM commerce_categories"
-# Each line with its product's category now, for a batch's orders at once (every paid order asks)
-_ORDER_LINES = (
-    "SELECT l.order_id, l.sku, l.product_id, p.category_id, l.quantity, l.total FROM commerce_order_lines l"
-    " LEFT JOIN commerce_products p ON p.id = l.product_id WHERE l.order_id {among} ORDER BY l.order_id, l.position"
-)
-_AMONG = {"sqlite": "IN (SELECT value FROM json_each(?))", "postgresql": "= ANY(?)"}
+
+
+def _build_order_lines(dialect: str) -> Any:
+    """Each line of the orders ``ids`` with its product's category now (every batch of paid orders asks)."""
+    line, product = OrderLine.__table__.c, Product.__table__.c
+    return (
+        select(line.order_id, line.sku, line.product_id, product.category_id, line.quantity, line.total)
+        .select_from(OrderLine.__table__.outerjoin(Product.__table__, product.id == line.product_id))
+        .where(queries.among_param(dialect, line.order_id, "ids"))
+        .order_by(line.order_id, line.position)
+    )
 
 
 def order_lines(session: Session, payloads: Sequence[Mapping[str, Any]]) -> list[Sequence[Mapping[str, Any]] | None]:
@@ -77,12 +82,10 @@ def order_lines(session: Session, payloads: Sequence[Mapping[str, Any]]) -> list
     rows_of: dict[uuid.UUID, list[tuple[Any, ...]]] = {}
     if wanted:
         dialect = session.get_bind().dialect.name
-        sql = _ORDER_LINES.format(among=_AMONG[dialect])
-        among = queries.among_value(dialect, wanted)
-        for order_id, *row in driver_rows(session, sql, (among,)):
-            rows_of.setdefault(uuid_from_db(order_id), []).append(tuple(row))
-    categories = {row[2] for rows in rows_of.values() for row in rows if row[2] is not None}
-    paths = _category_paths(session, {uuid_from_db(category) for category in categories})
+        statement = queries.prebuilt(dialect, "commerce.order_lines", _build_order_lines)
+        for order_id, *row in fetch_typed(session, statement, {"ids": queries.among_value(dialect, wanted)}):
+            rows_of.setdefault(order_id, []).append(tuple(row))
+    paths = _category_paths(session, {row[2] for rows in rows_of.values() for row in rows if row[2] is not None})
     answers: list[Sequence[Mapping[str, Any]] | None] = []
     for order_id in order_ids:
         rows = rows_of.get(order_id) if order_id is not None else None
@@ -94,10 +97,8 @@ def order_lines(session: Session, payloads: Sequence[Mapping[str, Any]]) -> list
 
 
 def _by_sku(rows: list[tuple[Any, ...]], paths: Mapping[uuid.UUID, list[str]]) -> list[Mapping[str, Any]]:
-    lines = [(sku, uuid_from_db(product), uuid_from_db(category) if category is not None else None, quantity, total)
-             for sku, product, category, quantity, total in rows]  # fmt: skip
     by_sku: dict[str, dict[str, Any]] = {}
-    for sku, product_id, category, quantity, total in lines:
+    for sku, product_id, category, quantity, total in rows:
         line = by_sku.setdefault(
             sku,
             {
