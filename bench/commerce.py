@@ -4,6 +4,7 @@ K1  order placement over HTTP on SQLite: quote + create (with an Idempotency-Key
     promotion, ``wrk`` with ``lua/orders.lua``; orders/s = payments accepted per second. Ceilings in the same
     run: a bare Starlette POST and the same plus one raw sqlite3 insert per request (``ceilings.py``), with the
     B1 wrk command; an order takes three requests, so the bare ceiling in orders/s is a third of its req/s.
+    ``BENCH_K1_CONNECTIONS`` runs the order steps with another number of connections than the project's 32.
 K2  quote with 10,000 products and 200 active promotions: in process (``orders.quote``, what the endpoint
     runs) on 5,000 random carts, and over HTTP (``POST /api/v1/carts/quote``, wrk -c4).
 K1-postgres  K1 on a throwaway PostgreSQL cluster (recorded, no target).
@@ -172,9 +173,10 @@ def seeded(workdir: Path, name: str, products: int, promotions: int, url: str | 
 
 
 def k1(plan: Plan, workdir: Path, *, url: str | None = None, backend: str = "sqlite") -> dict[str, Any]:
+    connections = int(os.environ.get("BENCH_K1_CONNECTIONS", plan.connections))
     say(f"K1 order placement over HTTP ({backend}): quote + create + pay, 3 lines, one promotion; "
-        f"wrk -t{plan.threads} -c{plan.connections} -d{plan.duration}s")  # fmt: skip
-    out: dict[str, Any] = {"backend": backend}
+        f"wrk -t{plan.threads} -c{connections} -d{plan.duration}s (ceilings -c{plan.connections})")  # fmt: skip
+    out: dict[str, Any] = {"backend": backend, "connections": connections}
     # BENCH_WITHOUT_CEILINGS=1 for quick comparisons of two versions; recorded figures keep their ceilings
     if backend == "sqlite" and not os.environ.get("BENCH_WITHOUT_CEILINGS"):
         with serve("bare", *_ceiling_server("bare")) as server:
@@ -193,7 +195,7 @@ def k1(plan: Plan, workdir: Path, *, url: str | None = None, backend: str = "sql
         env = {"BENCH_TOKEN": data["token"], "BENCH_SKUS": ",".join(data["skus"]),
                "BENCH_CUSTOMERS": ",".join(data["customers"])}  # fmt: skip
         with serve("omnicanal", *run.omnicanal_server(data["url"], workers=workers)) as server:
-            result = run.wrk(server, "orders.lua", plan, env=env)
+            result = run.wrk(server, "orders.lua", plan, env=env, connections=connections)
             memory = server.memory()
         orders = _orders_line(result)
         seconds = result["seconds"]
