@@ -272,3 +272,20 @@ def test_an_order_number_drawn_twice_in_a_day_is_drawn_again(client: TestClient,
     assert first["number"].endswith("-AAAAAA") and second["number"] != first["number"]
     assert drawn[1:3] == [first["number"]] * 2 and len(drawn) == 4  # the clash drawn twice, then a new number
     assert stock(client, data["warehouse"]["id"], "TEE-M")["reserved"] == 2  # nothing reserved twice
+
+
+def test_the_open_cart_is_found_without_reading_the_carts_of_past_orders(client: TestClient) -> None:
+    from omnicanal.commerce import orders
+
+    database = client.app.state.database  # type: ignore[attr-defined]
+    if not database.is_sqlite:
+        return
+    with database.read() as session:
+        connection = session.connection()
+        for statement in (orders._OPEN_CART, orders._OPEN_CARTS_OF):
+            compiled = statement.compile(dialect=connection.dialect)
+            values = tuple("x" for _ in compiled.positiontup or ())
+            plan = " ".join(
+                str(row[-1]) for row in connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {compiled}", values)
+            )
+            assert "ix_commerce_carts_customer_status (customer_id=? AND status=?)" in plan, plan

@@ -167,10 +167,14 @@ class Cart(Base):
     """The last cart a customer priced on a channel, so a store clerk or an agent can pick it up."""
 
     __tablename__ = "commerce_carts"
-    __table_args__ = (Index("ix_commerce_carts_source_customer", "source_customer_id"),)
+    __table_args__ = (
+        Index("ix_commerce_carts_source_customer", "source_customer_id"),
+        # the open cart is looked up among every cart the customer's orders left behind
+        Index("ix_commerce_carts_customer_status", "customer_id", "status"),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid7)
-    customer_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("customers.id"), index=True)
+    customer_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("customers.id"))
     source_customer_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("customers.id"))
     channel: Mapped[str] = mapped_column(String(16))
     request: Mapped[dict[str, Any]] = mapped_column(JSONType)
