@@ -5,8 +5,9 @@ from __future__ import annotations
 from sqlalchemy import ColumnElement, FromClause, Index, text
 
 # The rows a merge moved to another customer. Only undo and erasure look rows up by ``source_customer_id``, and
-# only these; on the busiest tables (events, messages, conversations, identities) that index holds them alone,
-# instead of one random entry more for every row written (bench/README.md, B1 and C1).
+# only these; on the busiest tables (events, messages, conversations, identities, and the order path's orders,
+# payments, carts and loyalty spend) that index holds them alone, instead of one random entry more for every row
+# written (bench/README.md, B1 and C1; bench/commerce.py, K1).
 MOVED_ROWS = "source_customer_id != customer_id"
 
 

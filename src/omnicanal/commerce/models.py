@@ -15,6 +15,7 @@ from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, 
 from sqlalchemy.orm import Mapped, mapped_column
 
 from omnicanal.db import Base, JSONType, UTCDateTime, utcnow, uuid7
+from omnicanal.owned_rows import moved_rows_index
 
 
 class Category(Base):
@@ -168,7 +169,7 @@ class Cart(Base):
 
     __tablename__ = "commerce_carts"
     __table_args__ = (
-        Index("ix_commerce_carts_source_customer", "source_customer_id"),
+        moved_rows_index("commerce_carts"),
         # the open cart is looked up among every cart the customer's orders left behind
         Index("ix_commerce_carts_customer_status", "customer_id", "status"),
     )
@@ -188,7 +189,7 @@ class Order(Base):
     __tablename__ = "commerce_orders"
     __table_args__ = (
         Index("ix_commerce_orders_customer", "customer_id", "created_at"),
-        Index("ix_commerce_orders_source_customer", "source_customer_id"),
+        moved_rows_index("commerce_orders"),
         Index("ix_commerce_orders_status", "status", "created_at"),
     )
 
@@ -247,7 +248,7 @@ class Payment(Base):
     """A payment or a refund (``kind``). ``refund_of`` ties a refund to the payment it gives money back on."""
 
     __tablename__ = "commerce_payments"
-    __table_args__ = (Index("ix_commerce_payments_source_customer", "source_customer_id"),)
+    __table_args__ = (moved_rows_index("commerce_payments"),)
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid7)
     order_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("commerce_orders.id"), index=True)

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from omnicanal.db import Base, JSONType, UTCDateTime, utcnow, uuid7
 from omnicanal.loyalty import redeem_function
+from omnicanal.owned_rows import moved_rows_index
 
 
 class LoyaltyWallet(Base):
@@ -225,7 +226,7 @@ class LoyaltySpend(Base):
     __tablename__ = "loyalty_spend"
     __table_args__ = (
         Index("ix_loyalty_spend_customer", "customer_id", "spent_at"),
-        Index("ix_loyalty_spend_source_customer_id", "source_customer_id"),
+        moved_rows_index("loyalty_spend"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid7)
