@@ -5,8 +5,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 
+from omnicanal.commerce import orders
 from tests.commerce.helpers import API, cart, make_promotion, ok, shop, stock
 
 QUOTE_FIELDS = ("lines", "subtotal", "discount", "tax", "shipping", "total", "currency")
@@ -275,11 +277,9 @@ def test_an_order_number_drawn_twice_in_a_day_is_drawn_again(client: TestClient,
 
 
 def test_the_open_cart_is_found_without_reading_the_carts_of_past_orders(client: TestClient) -> None:
-    from omnicanal.commerce import orders
-
     database = client.app.state.database  # type: ignore[attr-defined]
     if not database.is_sqlite:
-        return
+        pytest.skip("reads SQLite's query plan; PostgreSQL's planner scans a table this small whatever its indexes")
     with database.read() as session:
         connection = session.connection()
         for statement in (orders._OPEN_CART, orders._OPEN_CARTS_OF):

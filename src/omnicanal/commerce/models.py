@@ -170,7 +170,7 @@ class Cart(Base):
     __tablename__ = "commerce_carts"
     __table_args__ = (
         moved_rows_index("commerce_carts"),
-        # the open cart is looked up among every cart the customer's orders left behind
+        # finds a customer's open carts without reading the ordered ones each of their orders left behind
         Index("ix_commerce_carts_customer_status", "customer_id", "status"),
     )
 
